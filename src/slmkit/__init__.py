@@ -1,0 +1,94 @@
+"""slmkit: small language models that run anywhere, measured.
+
+>>> import slmkit
+>>> m = slmkit.load("smollm2-135m-instruct")
+>>> m.chat([{"role": "user", "content": "What is the capital of France?"}]).text
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from slmkit.catalog.builtin import DEFAULT_MODEL
+from slmkit.catalog.entries import ModelEntry
+from slmkit.catalog.store import Store
+from slmkit.errors import (
+    BackendUnavailableError,
+    ChatTemplateError,
+    ChecksumError,
+    ContextOverflowError,
+    EmptyPromptError,
+    InvalidOptionsError,
+    ModelFormatError,
+    ModelNotFoundError,
+    ModelNotInstalledError,
+    SlmkitError,
+    SourceUnavailableError,
+)
+from slmkit.model import Completion, Model
+from slmkit.options import GenerationOptions
+from slmkit.runtime.base import Chunk, GenerationStats, LogLikelihood
+from slmkit.settings import Settings
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "BackendUnavailableError",
+    "ChatTemplateError",
+    "ChecksumError",
+    "Chunk",
+    "Completion",
+    "ContextOverflowError",
+    "EmptyPromptError",
+    "GenerationOptions",
+    "GenerationStats",
+    "InvalidOptionsError",
+    "LogLikelihood",
+    "Model",
+    "ModelEntry",
+    "ModelFormatError",
+    "ModelNotFoundError",
+    "ModelNotInstalledError",
+    "Settings",
+    "SlmkitError",
+    "SourceUnavailableError",
+    "Store",
+    "load",
+]
+
+__version__ = "0.1.0"
+
+
+def load(
+    model: str | Path = DEFAULT_MODEL,
+    *,
+    n_ctx: int | None = None,
+    n_threads: int | None = None,
+    pull: bool = True,
+    store: Store | None = None,
+) -> Model:
+    """Load a model by catalog id (pulling it first if needed and allowed) or GGUF path."""
+    from slmkit.catalog.store import _entry_from_info
+    from slmkit.runtime import get_backend
+
+    store = store or Store()
+    settings = store.settings
+    if isinstance(model, Path) or (isinstance(model, str) and model.endswith(".gguf")):
+        from slmkit.catalog.gguf_info import read_gguf_info
+
+        path = Path(model).expanduser()
+        if not path.is_file():
+            raise ModelNotFoundError(f"no such model file: {path}")
+        entry = _entry_from_info(path.stem.lower(), path, read_gguf_info(path))
+    else:
+        entry = store.get(model)
+        found = store.path(model)
+        if found is None and pull:
+            found = store.pull(model)
+        if found is None:
+            entry, found = store.require(model)
+        path = found
+    ctx = n_ctx or min(settings.n_ctx, entry.context_length)
+    backend = get_backend(entry.backend).load(
+        path, entry, n_ctx=ctx, n_threads=n_threads or settings.n_threads
+    )
+    return Model(entry, backend, path)

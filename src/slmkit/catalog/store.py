@@ -1,0 +1,258 @@
+"""The local model store: one folder per model, atomic writes, a manifest per file."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import difflib
+import hashlib
+import json
+import os
+import re
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from slmkit.catalog.builtin import BUILTIN
+from slmkit.catalog.entries import Architecture, LocalSource, ModelEntry
+from slmkit.catalog.sources import Advance, fetch, how_to_get
+from slmkit.errors import (
+    ChecksumError,
+    ModelNotFoundError,
+    ModelNotInstalledError,
+    SlmkitError,
+    SourceUnavailableError,
+)
+from slmkit.settings import Settings
+
+MANIFEST = "manifest.json"
+_ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+
+
+@contextlib.contextmanager
+def atomic_writer(target: Path) -> Iterator[IO[bytes]]:
+    """Yield a temp file beside target; rename it into place only if the block succeeds."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+class Store:
+    """Models on disk under one root: `<root>/models/<id>/<file>` plus `manifest.json`."""
+
+    def __init__(self, root: Path | None = None, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings()
+        self.root = Path(root) if root is not None else self.settings.store_dir()
+
+    # --- lookup -----------------------------------------------------------------------
+    def model_dir(self, model_id: str) -> Path:
+        return self.root / "models" / model_id
+
+    def manifest(self, model_id: str) -> dict[str, Any] | None:
+        """The manifest of an installed model, or None if not installed (or unreadable)."""
+        path = self.model_dir(model_id) / MANIFEST
+        try:
+            data: dict[str, Any] = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+        file = self.model_dir(model_id) / data.get("filename", "")
+        if not file.is_file() or file.stat().st_size != data.get("size_bytes"):
+            return None
+        return data
+
+    def entries(self) -> list[ModelEntry]:
+        """Built-in entries followed by imported ones."""
+        out = list(BUILTIN)
+        known = {e.id for e in out}
+        models = self.root / "models"
+        for d in sorted(models.iterdir()) if models.is_dir() else []:
+            m = self.manifest(d.name)
+            if m and d.name not in known and m.get("entry"):
+                out.append(ModelEntry.model_validate(m["entry"]))
+        return out
+
+    def get(self, model_id: str) -> ModelEntry:
+        """Find an entry by id; ModelNotFoundError with suggestions when unknown."""
+        entries = self.entries()
+        for e in entries:
+            if e.id == model_id:
+                return e
+        ids = [e.id for e in entries]
+        close = difflib.get_close_matches(model_id, ids, n=3, cutoff=0.5)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        raise ModelNotFoundError(
+            f"unknown model {model_id!r}.{hint} Run `slm models` for the list, "
+            "or `slm import PATH` to add a local GGUF."
+        )
+
+    def path(self, model_id: str) -> Path | None:
+        """Path of the installed file, or None."""
+        m = self.manifest(model_id)
+        return self.model_dir(model_id) / m["filename"] if m else None
+
+    def require(self, model_id: str) -> tuple[ModelEntry, Path]:
+        """Entry and file path of an installed model; ModelNotInstalledError otherwise."""
+        entry = self.get(model_id)
+        path = self.path(model_id)
+        if path is None:
+            raise ModelNotInstalledError(
+                f"model {model_id!r} is not installed; run `slm pull {model_id}`"
+            )
+        return entry, path
+
+    # --- writing ------------------------------------------------------------------------
+    def _write_manifest(self, entry: ModelEntry, sha256: str, size: int, origin: str) -> None:
+        data = {
+            "id": entry.id,
+            "filename": entry.filename,
+            "sha256": sha256,
+            "size_bytes": size,
+            "source": origin,
+            "installed_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "entry": entry.model_dump(mode="json") if entry.imported else None,
+        }
+        with atomic_writer(self.model_dir(entry.id) / MANIFEST) as f:
+            f.write(json.dumps(data, indent=2).encode())
+
+    def pull(
+        self, model_id: str, *, force: bool = False, progress: Callable[[int], Advance] | None = None
+    ) -> Path:
+        """Install a catalog model from its first working source; return the file path.
+
+        The file is verified against the sha256 pin before it is renamed into place, so an
+        interrupted or failed pull never leaves a file that looks complete.
+        """
+        entry = self.get(model_id)
+        existing = self.path(model_id)
+        if existing is not None and not force:
+            return existing
+        target = self.model_dir(entry.id) / entry.filename
+        errors: list[str] = []
+        for source in entry.sources:
+            advance = progress(entry.size_bytes or 0) if progress else (lambda n: None)
+            digest = hashlib.sha256()
+            try:
+                with atomic_writer(target) as out:
+                    origin = fetch(source, out, digest, advance, self.settings)
+                    self._verify(entry, digest.hexdigest(), out.tell())
+            except SourceUnavailableError as e:
+                errors.append(str(e))
+                continue
+            self._write_manifest(entry, digest.hexdigest(), target.stat().st_size, origin)
+            return target
+        raise SourceUnavailableError(
+            f"cannot pull {entry.id}: " + "; ".join(errors) + f". Instead: {how_to_get(entry)}"
+        )
+
+    @staticmethod
+    def _verify(entry: ModelEntry, sha256: str, size: int) -> None:
+        if entry.size_bytes is not None and size != entry.size_bytes:
+            raise ChecksumError(
+                f"{entry.id}: got {size} bytes, expected {entry.size_bytes} (incomplete download)"
+            )
+        if entry.sha256 is not None and sha256 != entry.sha256:
+            raise ChecksumError(
+                f"{entry.id}: sha256 mismatch (got {sha256[:16]}…, pinned {entry.sha256[:16]}…); "
+                "the file was not installed"
+            )
+
+    def import_file(
+        self,
+        path: Path,
+        *,
+        model_id: str | None = None,
+        progress: Callable[[int], Advance] | None = None,
+    ) -> ModelEntry:
+        """Copy a local GGUF into the store, reading its metadata; return its new entry."""
+        from slmkit.catalog.gguf_info import read_gguf_info
+
+        path = Path(path).expanduser().resolve()
+        if not path.is_file():
+            raise SlmkitError(f"no such file: {path}")
+        info = read_gguf_info(path)
+        model_id = model_id or _slug(path.stem)
+        if not _ID_RE.match(model_id):
+            raise SlmkitError(f"invalid model id {model_id!r}: use a-z, 0-9, '.', '_', '-'")
+        if any(e.id == model_id for e in BUILTIN):
+            builtin = self.get(model_id)
+            entry = builtin  # importing a file for a catalog model: it must match the pin
+        else:
+            entry = _entry_from_info(model_id, path, info)
+        size = path.stat().st_size
+        advance = progress(size) if progress else (lambda n: None)
+        digest = hashlib.sha256()
+        target = self.model_dir(entry.id) / entry.filename
+        with atomic_writer(target) as out:
+            origin = fetch(LocalSource(path=str(path)), out, digest, advance, self.settings)
+            self._verify(entry, digest.hexdigest(), out.tell())
+        self._write_manifest(entry, digest.hexdigest(), size, origin)
+        return entry
+
+    def remove(self, model_id: str) -> bool:
+        """Delete an installed model's folder; return whether anything was removed."""
+        import shutil
+
+        d = self.model_dir(model_id)
+        if not d.is_dir():
+            return False
+        shutil.rmtree(d)
+        return True
+
+
+def _slug(stem: str) -> str:
+    return re.sub(r"[^a-z0-9._-]+", "-", stem.lower()).strip("-._")[:64] or "model"
+
+
+def _entry_from_info(model_id: str, path: Path, info: Any) -> ModelEntry:
+    arch = None
+    if info.n_layer and info.n_head_kv and info.head_dim and info.n_embd:
+        arch = Architecture(
+            n_layer=int(info.n_layer),
+            n_head_kv=int(info.n_head_kv),
+            head_dim=int(info.head_dim),
+            n_embd=int(info.n_embd),
+        )
+    return ModelEntry(
+        id=model_id,
+        family=info.architecture,
+        params=info.params,
+        context_length=int(info.context_length or 2048),
+        license=info.license or "unknown",
+        format="gguf",
+        quantization=info.quantization,
+        backend="llamacpp",
+        chat_template="gguf" if info.chat_template else "none",
+        filename=path.name,
+        size_bytes=path.stat().st_size,
+        sources=(LocalSource(path=str(path)),),
+        arch=arch,
+        description=f"Imported from {path.name} ({info.name or info.architecture}).",
+        imported=True,
+    )
+
+
+def estimate_ram_bytes(entry: ModelEntry, n_ctx: int) -> int | None:
+    """Rough resident memory when loaded with n_ctx: weights + f16 KV cache + runtime overhead.
+
+    The overhead constant comes from measuring `slm run` peak RSS (docs/models.md).
+    """
+    if entry.size_bytes is None:
+        return None
+    if entry.kind == "encoder" or entry.arch is None:
+        return int(entry.size_bytes * 1.2) + 150 * 2**20
+    a = entry.arch
+    kv = 2 * a.n_layer * n_ctx * a.n_head_kv * a.head_dim * 2
+    return entry.size_bytes + kv + RUNTIME_OVERHEAD_BYTES
+
+
+RUNTIME_OVERHEAD_BYTES = 120 * 2**20

@@ -1,0 +1,65 @@
+"""Generation options: validated, and unknown options are errors (extra='forbid')."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from slmkit.errors import InvalidOptionsError
+
+
+class GenerationOptions(BaseModel):
+    """Sampling and stopping options shared by every backend."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_tokens: int = Field(default=256, ge=1, le=131072)
+    temperature: float = Field(default=0.7, ge=0.0, le=5.0, description="0 means greedy.")
+    top_p: float = Field(default=0.95, gt=0.0, le=1.0)
+    top_k: int = Field(default=40, ge=0, description="0 disables top-k.")
+    min_p: float = Field(default=0.05, ge=0.0, le=1.0)
+    repeat_penalty: float = Field(default=1.0, gt=0.0, le=5.0)
+    seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
+    stop: tuple[str, ...] = Field(default=(), max_length=16)
+    overflow: Literal["error", "truncate"] = Field(
+        default="error",
+        description="When prompt + max_tokens exceed the context: raise, or drop the oldest "
+        "tokens (chat: the oldest turns) and report how many.",
+    )
+
+    @field_validator("stop", mode="before")
+    @classmethod
+    def _stop_list(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            v = (v,)
+        if v is None:
+            return ()
+        if any(not isinstance(s, str) or s == "" for s in v):
+            raise ValueError("stop strings must be non-empty strings")
+        return tuple(v)
+
+
+def make_options(
+    options: GenerationOptions | None = None, **overrides: Any
+) -> GenerationOptions:
+    """Build options from keyword arguments; InvalidOptionsError names each bad field."""
+    try:
+        if options is None:
+            return GenerationOptions(**overrides)
+        if not overrides:
+            return options
+        return GenerationOptions(**{**options.model_dump(), **overrides})
+    except ValidationError as e:
+        raise InvalidOptionsError(_describe(e)) from e
+
+
+def _describe(e: ValidationError) -> str:
+    parts = []
+    for err in e.errors():
+        loc = ".".join(str(x) for x in err["loc"]) or "options"
+        if err["type"] == "extra_forbidden":
+            parts.append(f"unknown option {loc!r}")
+        else:
+            parts.append(f"{loc}: {err['msg']} (got {err.get('input')!r})")
+    return "invalid options: " + "; ".join(parts)

@@ -1,0 +1,30 @@
+"""Runtime backends behind one interface, registered by name (entry-point group
+`slmkit.backends` lets third parties add one)."""
+
+from __future__ import annotations
+
+import importlib.metadata
+
+from slmkit.errors import BackendUnavailableError
+from slmkit.runtime.base import Backend, Chunk, GenerationStats, LogLikelihood
+
+__all__ = ["Backend", "Chunk", "GenerationStats", "LogLikelihood", "get_backend"]
+
+_BUILTIN = {"llamacpp": "slmkit.runtime.llamacpp:LlamaCppBackend"}
+
+
+def get_backend(name: str) -> type[Backend]:
+    """Resolve a backend class by name (built-ins first, then installed entry points)."""
+    target = _BUILTIN.get(name)
+    if target is None:
+        for ep in importlib.metadata.entry_points(group="slmkit.backends"):
+            if ep.name == name:
+                target = ep.value
+                break
+    if target is None:
+        raise BackendUnavailableError(
+            f"backend {name!r} is not available in this install (known: {', '.join(_BUILTIN)})"
+        )
+    module, _, attr = target.partition(":")
+    cls: type[Backend] = getattr(importlib.import_module(module), attr)
+    return cls

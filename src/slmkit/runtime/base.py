@@ -1,0 +1,101 @@
+"""The small interface every runtime backend implements, and the chunks they stream."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from slmkit.catalog.entries import ModelEntry
+from slmkit.options import GenerationOptions
+
+FinishReason = Literal["stop", "length", "cancelled"]
+
+
+@dataclass(slots=True)
+class GenerationStats:
+    """Timings and counts for one generation; benchmarks read these same fields."""
+
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    dropped_tokens: int = 0
+    completion_tokens: int = 0
+    prompt_s: float = 0.0
+    ttft_s: float = 0.0
+    decode_s: float = 0.0
+    total_s: float = 0.0
+
+    @property
+    def tokens_per_s(self) -> float:
+        """Decode rate after the first token (wall clock, sampling included)."""
+        n = self.completion_tokens - 1
+        return n / self.decode_s if n > 0 and self.decode_s > 0 else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """One piece of streamed output. The last chunk has finish_reason and stats set."""
+
+    text: str
+    token_ids: tuple[int, ...] = ()
+    finish_reason: FinishReason | None = None
+    stats: GenerationStats | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LogLikelihood:
+    """log P(continuation | context), summed over the continuation's tokens."""
+
+    logprob: float
+    n_tokens: int
+    is_greedy: bool
+    token_logprobs: tuple[float, ...] = field(default=())
+
+
+class Backend(ABC):
+    """A loaded model. One module per backend implements this; see runtime/llamacpp.py."""
+
+    name: str = ""
+
+    @classmethod
+    @abstractmethod
+    def load(cls, path: Path, entry: ModelEntry, *, n_ctx: int, n_threads: int) -> Backend:
+        """Load the model file; raise ModelFormatError if it cannot be loaded."""
+
+    @property
+    @abstractmethod
+    def n_ctx(self) -> int:
+        """Context window in tokens."""
+
+    @abstractmethod
+    def tokenize(self, text: str, *, add_special: bool = True) -> list[int]:
+        """Text to token ids (special-token text is parsed)."""
+
+    @abstractmethod
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        """Token ids to text."""
+
+    @abstractmethod
+    def chat_template(self) -> str | None:
+        """The Jinja chat template embedded in the model, if any."""
+
+    @abstractmethod
+    def special_tokens(self) -> tuple[str, str]:
+        """(bos_text, eos_text) for chat templates."""
+
+    @abstractmethod
+    def stream_tokens(self, tokens: Sequence[int], options: GenerationOptions) -> Iterator[Chunk]:
+        """Generate after `tokens`, yielding chunks; the last one carries stats."""
+
+    @abstractmethod
+    def loglikelihood(self, context: Sequence[int], continuation: Sequence[int]) -> LogLikelihood:
+        """Score continuation tokens given context tokens."""
+
+    @abstractmethod
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        """One L2-normalised vector per text."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release native resources."""
