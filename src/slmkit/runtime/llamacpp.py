@@ -167,6 +167,10 @@ class LlamaCppBackend(Backend):
         self._lc.llama_memory_clear(self._mem, True)
         self._cached = []
 
+    def clear_cache(self) -> None:
+        """Forget the cached prompt prefix (the next call re-reads its whole prompt)."""
+        self._reset_cache()
+
     # --- generation -------------------------------------------------------------------------
     def _make_sampler(self, o: GenerationOptions) -> Any:
         lc = self._lc
