@@ -72,11 +72,15 @@ def main() -> None:
         own.append(c_rate)
         hl.append(h_rate)
         same = "same text" if s_text.strip() == h_text.strip() else "TEXT DIFFERS"
-        print(f"round {r + 1}: slmkit {s_rate:6.1f} tok/s ({n_tok} tok) | llama.cpp eval "
-              f"{c_rate:6.1f} | llama-cpp-python stream {h_rate:6.1f} ({h_n} chunks, {same})")
+        print(
+            f"round {r + 1}: slmkit {s_rate:6.1f} tok/s ({n_tok} tok) | llama.cpp eval "
+            f"{c_rate:6.1f} | llama-cpp-python stream {h_rate:6.1f} ({h_n} chunks, {same})"
+        )
     m_ours, m_own, m_hl = (statistics.median(x) for x in (ours, own, hl))
-    print(f"\nmodel {model.id}, {platform.processor() or platform.machine()}, "
-          f"threads {model.backend._llm.n_threads}")  # type: ignore[attr-defined]
+    print(
+        f"\nmodel {model.id}, {platform.processor() or platform.machine()}, "
+        f"threads {model.backend._llm.n_threads}"
+    )  # type: ignore[attr-defined]
     print(f"median slmkit                   {m_ours:6.1f} tok/s")
     print(f"median llama.cpp own eval rate  {m_own:6.1f} tok/s  slmkit/own = {m_ours / m_own:.3f}")
     print(f"median llama-cpp-python stream  {m_hl:6.1f} tok/s  slmkit/hl  = {m_ours / m_hl:.3f}")

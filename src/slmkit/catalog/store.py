@@ -125,7 +125,11 @@ class Store:
             f.write(json.dumps(data, indent=2).encode())
 
     def pull(
-        self, model_id: str, *, force: bool = False, progress: Callable[[int], Advance] | None = None
+        self,
+        model_id: str,
+        *,
+        force: bool = False,
+        progress: Callable[[int], Advance] | None = None,
     ) -> Path:
         """Install a catalog model from its first working source; return the file path.
 
@@ -180,7 +184,8 @@ class Store:
         if not path.is_file():
             raise SlmkitError(f"no such file: {path}")
         info = read_gguf_info(path)
-        model_id = model_id or _slug(path.stem)
+        match = catalog_match(path)
+        model_id = model_id or (match.id if match else _slug(path.stem))
         if not _ID_RE.match(model_id):
             raise SlmkitError(f"invalid model id {model_id!r}: use a-z, 0-9, '.', '_', '-'")
         if any(e.id == model_id for e in BUILTIN):
@@ -213,7 +218,21 @@ def _slug(stem: str) -> str:
     return re.sub(r"[^a-z0-9._-]+", "-", stem.lower()).strip("-._")[:64] or "model"
 
 
+def catalog_match(path: Path) -> ModelEntry | None:
+    """The built-in entry this file looks like (same file name and size), if any.
+
+    Cheap by design (no hashing): used to carry catalog knowledge such as the default
+    system prompt over to a file loaded by path; pulls and imports still verify sha256.
+    """
+    size = path.stat().st_size
+    for e in BUILTIN:
+        if e.filename == path.name and e.size_bytes == size:
+            return e
+    return None
+
+
 def _entry_from_info(model_id: str, path: Path, info: Any) -> ModelEntry:
+    match = catalog_match(path)
     arch = None
     if info.n_layer and info.n_head_kv and info.head_dim and info.n_embd:
         arch = Architecture(
@@ -236,6 +255,7 @@ def _entry_from_info(model_id: str, path: Path, info: Any) -> ModelEntry:
         size_bytes=path.stat().st_size,
         sources=(LocalSource(path=str(path)),),
         arch=arch,
+        default_system_prompt=match.default_system_prompt if match else None,
         description=f"Imported from {path.name} ({info.name or info.architecture}).",
         imported=True,
     )

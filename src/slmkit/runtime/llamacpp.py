@@ -288,8 +288,9 @@ class LlamaCppBackend(Backend):
         lps = logits[np.arange(len(target)), target] - logz
         greedy = bool((logits.argmax(axis=1) == target).all())
         vals = tuple(float(x) for x in lps)
-        return LogLikelihood(logprob=math.fsum(vals), n_tokens=len(vals), is_greedy=greedy,
-                             token_logprobs=vals)
+        return LogLikelihood(
+            logprob=math.fsum(vals), n_tokens=len(vals), is_greedy=greedy, token_logprobs=vals
+        )
 
     def _logits_row(self, i: int) -> np.ndarray:
         ptr = self._lc.llama_get_logits_ith(self._ctx, i)
@@ -315,8 +316,12 @@ class LlamaCppBackend(Backend):
     def perf(self) -> dict[str, float]:
         """llama.cpp's own timing counters for this context (for benchmarks)."""
         d = self._lc.llama_perf_context(self._ctx)
-        return {"t_eval_ms": d.t_eval_ms, "n_eval": d.n_eval,
-                "t_p_eval_ms": d.t_p_eval_ms, "n_p_eval": d.n_p_eval}
+        return {
+            "t_eval_ms": d.t_eval_ms,
+            "n_eval": d.n_eval,
+            "t_p_eval_ms": d.t_p_eval_ms,
+            "n_p_eval": d.n_p_eval,
+        }
 
     def reset_perf(self) -> None:
         self._lc.llama_perf_context_reset(self._ctx)

@@ -1,0 +1,41 @@
+# Two commands on a fresh machine: `make demo` (install + tour) and `make test` (everything CI runs).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+RUN_STAMP  := $(VENV)/.installed-run
+TEST_STAMP := $(VENV)/.installed-test
+
+.PHONY: demo test lint typecheck unit bench clean
+
+$(RUN_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	# llama-cpp-python builds from source once (~5-10 min); pip's wheel cache makes reruns fast.
+	$(BIN)/python -m pip install --disable-pip-version-check -q -e .
+	touch $@
+
+$(TEST_STAMP): $(RUN_STAMP)
+	$(BIN)/python -m pip install --disable-pip-version-check -q -e '.[test]'
+	touch $@
+
+demo: $(RUN_STAMP)
+	$(BIN)/slm demo
+
+lint: $(TEST_STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+typecheck: $(TEST_STAMP)
+	$(BIN)/mypy
+
+unit: $(TEST_STAMP)
+	$(BIN)/python -m pytest
+
+test: lint typecheck unit
+
+bench: $(RUN_STAMP)
+	$(BIN)/python benchmarks/decode_speed.py
+	$(BIN)/python benchmarks/cold_start.py
+	$(BIN)/python benchmarks/system_prompt.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info .mypy_cache .ruff_cache .pytest_cache

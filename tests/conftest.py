@@ -1,0 +1,116 @@
+"""Shared fixtures. Real models come from the user's store (pulled once, then cached)."""
+
+from __future__ import annotations
+
+import hashlib
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import slmkit
+from slmkit.catalog.entries import ModelEntry, PyPISource, WheelMember
+from slmkit.catalog.store import Store
+from slmkit.settings import Settings
+
+
+@pytest.fixture(scope="session")
+def real_store() -> Store:
+    """The store real-model tests share: $SLMKIT_HOME or the platform data dir."""
+    return Store()
+
+
+@pytest.fixture(scope="session")
+def smollm(real_store: Store) -> Iterator[slmkit.Model]:
+    model = slmkit.load(slmkit.DEFAULT_MODEL, store=real_store, n_ctx=2048)
+    yield model
+    model.close()
+
+
+@pytest.fixture(scope="session")
+def smollm_path(real_store: Store) -> Path:
+    real_store.pull(slmkit.DEFAULT_MODEL)
+    path = real_store.path(slmkit.DEFAULT_MODEL)
+    assert path is not None
+    return path
+
+
+def make_wheel(dest: Path, package: str, version: str, files: dict[str, bytes]) -> Path:
+    """Write a minimal valid wheel holding `files` (for offline pull tests)."""
+    dist = package.replace("-", "_")
+    path = dest / f"{dist}-{version}-py3-none-any.whl"
+    info = f"{dist}-{version}.dist-info"
+    meta = {
+        f"{info}/METADATA": (
+            f"Metadata-Version: 2.1\nName: {package}\nVersion: {version}\n".encode()
+        ),
+        f"{info}/WHEEL": (
+            b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        ),
+    }
+    allfiles = {**files, **meta}
+    record = "".join(f"{name},,\n" for name in allfiles) + f"{info}/RECORD,,\n"
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in allfiles.items():
+            zf.writestr(name, data)
+        zf.writestr(f"{info}/RECORD", record)
+    return path
+
+
+@pytest.fixture(scope="session")
+def wheelhouse(tmp_path_factory: pytest.TempPathFactory, smollm_path: Path) -> dict[str, object]:
+    """The default model split into two part-package wheels in a local index folder."""
+    dest = tmp_path_factory.mktemp("wheelhouse")
+    data = smollm_path.read_bytes()
+    half = len(data) // 2
+    for i, chunk in enumerate((data[:half], data[half:]), 1):
+        make_wheel(dest, f"slmkit-test-part{i}", "1.0", {f"slmkit_test_part{i}/data/p.bin": chunk})
+    return {
+        "dir": dest,
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "size": len(data),
+    }
+
+
+def split_entry(wheelhouse: dict[str, object], **overrides: object) -> ModelEntry:
+    """A catalog entry whose file is the two wheelhouse parts concatenated."""
+    parts = tuple(
+        WheelMember(
+            package=f"slmkit-test-part{i}", version="1.0", member=f"slmkit_test_part{i}/data/p.bin"
+        )
+        for i in (1, 2)
+    )
+    fields: dict[str, object] = dict(
+        id="split-smollm",
+        family="smollm2",
+        params=1,
+        context_length=2048,
+        license="apache-2.0",
+        format="gguf",
+        quantization="Q4_1",
+        backend="llamacpp",
+        chat_template="gguf",
+        filename="split.gguf",
+        size_bytes=wheelhouse["size"],
+        sha256=wheelhouse["sha256"],
+        sources=(PyPISource(parts=parts),),
+    )
+    fields.update(overrides)
+    return ModelEntry.model_validate(fields)
+
+
+class CatalogStore(Store):
+    """A store over a tmp dir whose catalog also holds the given test entries."""
+
+    def __init__(self, root: Path, extra: list[ModelEntry], pip_args: str = "") -> None:
+        super().__init__(root, Settings(home=root, pip_args=pip_args))
+        self.extra = extra
+
+    def entries(self) -> list[ModelEntry]:
+        return super().entries() + self.extra
+
+
+@pytest.fixture
+def offline_pip(wheelhouse: dict[str, object]) -> str:
+    return f"--no-index --find-links {wheelhouse['dir']}"
