@@ -50,9 +50,11 @@ def main() -> None:
         refs.append(first_byte_s(ref)[0])
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(f"answer: {text.strip()[:80]!r}")
-    print(f"slm run {args.model}: first token after {statistics.median(firsts):.3f} s "
-          f"(median of {args.repeat}; min {min(firsts):.3f}, max {max(firsts):.3f}), "
-          f"whole answer {statistics.median(totals):.3f} s")
+    print(
+        f"slm run {args.model}: first token after {statistics.median(firsts):.3f} s "
+        f"(median of {args.repeat}; min {min(firsts):.3f}, max {max(firsts):.3f}), "
+        f"whole answer {statistics.median(totals):.3f} s"
+    )
     print(f"reference `python -c print`: {statistics.median(refs):.3f} s")
     print(f"peak RSS of the largest child: {peak_mb:.0f} MB")
 
