@@ -140,6 +140,19 @@ def test_import_rejects_bad_files(tmp_path: Path, smollm_path: Path) -> None:
     assert not (env_home / "models").exists() or not any((env_home / "models").rglob("*.gguf"))
 
 
+def test_import_for_a_pinned_id_checks_the_file(tmp_path: Path, smollm_path: Path) -> None:
+    env = {"SLMKIT_HOME": str(tmp_path), "PATH": ""}
+    proc = subprocess.run(
+        [SLM, "import", str(smollm_path), "--id", "gemma-3-270m"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert "expected 253113024" in one_error_line(proc)
+    assert not any(tmp_path.rglob("*.gguf"))
+
+
 def test_import_then_run_by_new_id(tmp_path: Path, smollm_path: Path) -> None:
     env = {"SLMKIT_HOME": str(tmp_path), "PATH": ""}
     proc = subprocess.run(

@@ -60,7 +60,8 @@ def pull_progress(label: str) -> Iterator[Callable[[int], Callable[[int], None]]
         TransferSpeedColumn(),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=Console(stderr=True), transient=False) as bar:
+    console = Console(stderr=True)
+    with Progress(*columns, console=console, disable=not console.is_terminal) as bar:
 
         def start(total: int) -> Callable[[int], None]:
             task = bar.add_task(label, total=total or None)

@@ -162,7 +162,8 @@ class Store:
     def _verify(entry: ModelEntry, sha256: str, size: int) -> None:
         if entry.size_bytes is not None and size != entry.size_bytes:
             raise ChecksumError(
-                f"{entry.id}: got {size} bytes, expected {entry.size_bytes} (incomplete download)"
+                f"{entry.id}: the file is {size} bytes, expected {entry.size_bytes} "
+                "(incomplete download or a different file); not installed"
             )
         if entry.sha256 is not None and sha256 != entry.sha256:
             raise ChecksumError(
@@ -194,6 +195,8 @@ class Store:
         else:
             entry = _entry_from_info(model_id, path, info)
         size = path.stat().st_size
+        if entry.size_bytes is not None and size != entry.size_bytes:
+            self._verify(entry, "", size)  # fail before copying a file that cannot match
         advance = progress(size) if progress else (lambda n: None)
         digest = hashlib.sha256()
         target = self.model_dir(entry.id) / entry.filename
