@@ -55,7 +55,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--tokens", type=int, default=200)
     args = ap.parse_args()
-    model = slmkit.load(args.model, n_ctx=2048)
+    model = slmkit.load(args.model, n_ctx=2048, pull=True)
     prompt = model.format_chat(MESSAGES)
     llm = llama_cpp.Llama(
         model_path=str(model.path),

@@ -69,7 +69,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default=slmkit.DEFAULT_MODEL)
     args = ap.parse_args()
-    model = slmkit.load(args.model)
+    model = slmkit.load(args.model, pull=True)
     print(f"model: {model.id}, {len(QUESTIONS)} questions, greedy")
     for label, system in CANDIDATES.items():
         correct = 0

@@ -23,6 +23,7 @@ def real_store() -> Store:
 
 @pytest.fixture(scope="session")
 def smollm(real_store: Store) -> Iterator[slmkit.Model]:
+    real_store.pull(slmkit.DEFAULT_MODEL)
     model = slmkit.load(slmkit.DEFAULT_MODEL, store=real_store, n_ctx=2048)
     yield model
     model.close()

@@ -156,6 +156,7 @@ def test_load_by_path_recognises_catalog_file(smollm_path) -> None:  # type: ign
 
 
 def test_base_model_refuses_chat_but_completes(real_store) -> None:  # type: ignore[no-untyped-def]
+    real_store.pull("gemma-3-270m")
     with slmkit.load("gemma-3-270m", store=real_store, n_ctx=512) as m:
         with pytest.raises(ChatTemplateError, match="no chat template"):
             m.chat(FRANCE)

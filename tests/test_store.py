@@ -62,6 +62,14 @@ def test_not_installed_is_a_clear_error(tmp_path: Path) -> None:
         Store(tmp_path).require("gemma-3-270m")
 
 
+def test_load_never_downloads_unless_asked(tmp_path: Path) -> None:
+    import slmkit
+
+    with pytest.raises(ModelNotInstalledError, match="slm pull gemma-3-270m"):
+        slmkit.load("gemma-3-270m", store=Store(tmp_path))
+    assert files_under(tmp_path) == []
+
+
 def test_ram_estimate_grows_with_context() -> None:
     e = next(x for x in BUILTIN if x.id == "smollm2-135m-instruct")
     small, big = estimate_ram_bytes(e, 512), estimate_ram_bytes(e, 8192)

@@ -1,7 +1,7 @@
 """slmkit: small language models that run anywhere, measured.
 
 >>> import slmkit
->>> m = slmkit.load("smollm2-135m-instruct")
+>>> m = slmkit.load("smollm2-135m-instruct", pull=True)
 >>> m.chat([{"role": "user", "content": "What is the capital of France?"}]).text
 """
 
@@ -63,10 +63,14 @@ def load(
     *,
     n_ctx: int | None = None,
     n_threads: int | None = None,
-    pull: bool = True,
+    pull: bool = False,
     store: Store | None = None,
 ) -> Model:
-    """Load a model by catalog id (pulling it first if needed and allowed) or GGUF path."""
+    """Load a model by catalog id or GGUF path and return a ready Model.
+
+    Nothing is downloaded unless `pull=True` (offline by design): a catalog model that is
+    not installed raises ModelNotInstalledError naming the `slm pull` command.
+    """
     from slmkit.catalog.store import _entry_from_info
     from slmkit.runtime import get_backend
 
