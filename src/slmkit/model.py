@@ -178,8 +178,8 @@ class Model:
         return join(self._stream_chat(messages, system, make_options(options, **kw)))
 
     # --- scoring and embeddings ---------------------------------------------------------------
-    def loglikelihood(self, context: str, continuation: str) -> LogLikelihood:
-        """log P(continuation | context), tokenized jointly so the boundary is natural."""
+    def _split(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
+        """Tokenize jointly so the boundary is natural; return (context, continuation) ids."""
         if not context or not continuation:
             raise EmptyPromptError("context and continuation must both be non-empty")
         whole = self.backend.tokenize(context + continuation)
@@ -191,7 +191,15 @@ class Model:
         n = min(n, len(whole) - 1)
         if n < 1:
             raise SlmkitError("context tokenizes to nothing; give a longer context")
-        return self.backend.loglikelihood(whole[:n], whole[n:])
+        return whole[:n], whole[n:]
+
+    def loglikelihood(self, context: str, continuation: str) -> LogLikelihood:
+        """log P(continuation | context), summed over the continuation's tokens."""
+        return self.backend.loglikelihood(*self._split(context, continuation))
+
+    def loglikelihood_many(self, pairs: Sequence[tuple[str, str]]) -> list[LogLikelihood]:
+        """Score many (context, continuation) pairs in shared batches; same order as given."""
+        return self.backend.loglikelihood_many([self._split(c, x) for c, x in pairs])
 
     def embed(self, texts: str | Sequence[str]) -> list[list[float]]:
         """Embed one text or many; returns one normalised vector per text."""

@@ -93,6 +93,12 @@ class Backend(ABC):
     def loglikelihood(self, context: Sequence[int], continuation: Sequence[int]) -> LogLikelihood:
         """Score continuation tokens given context tokens."""
 
+    def loglikelihood_many(
+        self, requests: Sequence[tuple[Sequence[int], Sequence[int]]]
+    ) -> list[LogLikelihood]:
+        """Score many (context, continuation) pairs; backends may batch them."""
+        return [self.loglikelihood(c, x) for c, x in requests]
+
     @abstractmethod
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         """One L2-normalised vector per text."""

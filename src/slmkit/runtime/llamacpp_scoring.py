@@ -1,0 +1,213 @@
+"""Batched log-likelihood scoring on a multi-sequence llama.cpp context.
+
+Many (context, continuation) requests are scored in few forward passes:
+- the prefix all contexts share (an instruction template) is decoded once into sequence 0
+  and kept between calls;
+- each distinct context is decoded once, its tokens tagged with one sequence id per
+  continuation that follows it (llama.cpp stores shared cells once in a unified cache);
+- then every continuation's tokens are decoded, all in the same batches.
+The single-sequence path in llamacpp.py re-reads a context per call; this one is what
+classification and evaluation use for throughput.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from slmkit.errors import SlmkitError
+from slmkit.runtime.base import LogLikelihood
+
+Request = tuple[Sequence[int], Sequence[int]]
+
+
+@dataclass
+class _Group:
+    context: tuple[int, ...]
+    items: list[int]  # request indices sharing this context
+    seqs: list[int]  # one sequence id per item
+
+
+def _lcp(seqs: list[tuple[int, ...]]) -> int:
+    n = min(len(s) for s in seqs)
+    first = seqs[0]
+    for i in range(n):
+        if any(s[i] != first[i] for s in seqs[1:]):
+            return i
+    return n
+
+
+class ScoringContext:
+    """A second context over the same loaded weights, with many sequences."""
+
+    def __init__(
+        self,
+        lc: Any,
+        model: Any,
+        *,
+        n_ctx: int,
+        n_threads: int,
+        n_seq: int = 64,
+        n_batch: int = 512,
+    ) -> None:
+        self.lc = lc
+        params = lc.llama_context_default_params()
+        params.n_ctx = n_ctx
+        params.n_batch = n_batch
+        params.n_ubatch = n_batch
+        params.n_seq_max = n_seq
+        params.n_threads = n_threads
+        params.n_threads_batch = n_threads
+        params.kv_unified = True
+        params.no_perf = True
+        self.ctx = lc.llama_init_from_model(model, params)
+        if not self.ctx:
+            raise SlmkitError("llama.cpp could not create a scoring context")
+        self.mem = lc.llama_get_memory(self.ctx)
+        self.n_ctx, self.n_seq, self.n_batch = n_ctx, n_seq, n_batch
+        self.n_vocab = lc.llama_vocab_n_tokens(lc.llama_model_get_vocab(model))
+        self.batch = lc.llama_batch_init(n_batch, 0, n_seq)
+        self.prefix: tuple[int, ...] = ()
+
+    def close(self) -> None:
+        if self.ctx:
+            self.lc.llama_batch_free(self.batch)
+            self.lc.llama_free(self.ctx)
+            self.ctx = None
+
+    # --- low level --------------------------------------------------------------------------
+    def _decode(self, entries: list[tuple[int, int, tuple[int, ...], bool]]) -> np.ndarray:
+        """Decode (token, pos, seq_ids, want_logits) entries in n_batch pieces; return the
+        log-softmax rows of the entries that asked for logits, in order."""
+        rows: list[np.ndarray] = []
+        b = self.batch
+        for start in range(0, len(entries), self.n_batch):
+            piece = entries[start : start + self.n_batch]
+            n_out = 0
+            for j, (tok, pos, seqs, want) in enumerate(piece):
+                b.token[j] = tok
+                b.pos[j] = pos
+                b.n_seq_id[j] = len(seqs)
+                for k, s in enumerate(seqs):
+                    b.seq_id[j][k] = s
+                b.logits[j] = want
+                n_out += want
+            b.n_tokens = len(piece)
+            rc = self.lc.llama_decode(self.ctx, b)
+            if rc != 0:
+                self.reset()
+                raise SlmkitError(
+                    f"llama_decode failed while scoring (code {rc}); lower the batch size"
+                )
+            if n_out:
+                ptr = self.lc.llama_get_logits(self.ctx)
+                logits = np.ctypeslib.as_array(ptr, shape=(n_out, self.n_vocab))
+                rows.append(_log_softmax(logits))
+        return np.concatenate(rows) if rows else np.zeros((0, self.n_vocab))
+
+    def reset(self) -> None:
+        self.lc.llama_memory_clear(self.mem, True)
+        self.prefix = ()
+
+    def _set_prefix(self, prefix: tuple[int, ...]) -> None:
+        if prefix == self.prefix:
+            return
+        self.reset()
+        if prefix:
+            self._decode([(t, i, (0,), False) for i, t in enumerate(prefix)])
+        self.prefix = prefix
+
+    # --- scoring ----------------------------------------------------------------------------
+    def score(self, requests: Sequence[Request]) -> list[LogLikelihood]:
+        """Score every request; results are in request order."""
+        reqs = [(tuple(c), tuple(x)) for c, x in requests]
+        for c, x in reqs:
+            if not c or not x:
+                raise SlmkitError("every request needs a non-empty context and continuation")
+        # The shared prefix must leave at least one context token to read logits from.
+        plen = min(_lcp([c for c, _ in reqs]), min(len(c) for c, _ in reqs) - 1)
+        self._set_prefix(reqs[0][0][:plen])
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, (c, _) in enumerate(reqs):
+            groups.setdefault(c, []).append(i)
+        results: list[LogLikelihood | None] = [None] * len(reqs)
+        for chunk in self._chunks(list(groups.items()), reqs, plen):
+            self._score_chunk(chunk, reqs, plen, results)
+        return [r for r in results if r is not None]
+
+    def _chunks(
+        self,
+        groups: list[tuple[tuple[int, ...], list[int]]],
+        reqs: list[tuple[tuple[int, ...], tuple[int, ...]]],
+        plen: int,
+    ) -> list[list[_Group]]:
+        """Pack groups so that each chunk fits the sequences and KV cells available."""
+        chunks: list[list[_Group]] = []
+        cur: list[_Group] = []
+        seq, cells = 1, plen
+        for ctx, items in groups:
+            need_cells = len(ctx) - plen + sum(len(reqs[i][1]) for i in items)
+            if len(items) + 1 > self.n_seq or plen + need_cells > self.n_ctx:
+                raise SlmkitError(
+                    f"one text with {len(items)} labels needs {len(items) + 1} sequences and "
+                    f"{plen + need_cells} cache cells (have {self.n_seq}, {self.n_ctx})"
+                )
+            if seq + len(items) > self.n_seq or cells + need_cells > self.n_ctx:
+                chunks.append(cur)
+                cur, seq, cells = [], 1, plen
+            cur.append(_Group(ctx, items, list(range(seq, seq + len(items)))))
+            seq += len(items)
+            cells += need_cells
+        if cur:
+            chunks.append(cur)
+        return chunks
+
+    def _score_chunk(
+        self,
+        chunk: list[_Group],
+        reqs: list[tuple[tuple[int, ...], tuple[int, ...]]],
+        plen: int,
+        results: list[LogLikelihood | None],
+    ) -> None:
+        for g in chunk:
+            for s in g.seqs:
+                self.lc.llama_memory_seq_cp(self.mem, 0, s, -1, -1)
+        # Phase A: each distinct context once, logits only at its last token.
+        entries = []
+        for g in chunk:
+            tail = g.context[plen:]
+            for j, t in enumerate(tail):
+                entries.append((t, plen + j, tuple(g.seqs), j == len(tail) - 1))
+        first_rows = self._decode(entries)
+        # Phase B: every continuation but its last token (whose logits nothing needs).
+        entries = []
+        for g in chunk:
+            for i, s in zip(g.items, g.seqs, strict=True):
+                cont = reqs[i][1]
+                for j, t in enumerate(cont[:-1]):
+                    entries.append((t, len(g.context) + j, (s,), True))
+        rest_rows = self._decode(entries)
+        r = 0
+        for gi, g in enumerate(chunk):
+            for i in g.items:
+                cont = reqs[i][1]
+                rows = np.vstack([first_rows[gi : gi + 1], rest_rows[r : r + len(cont) - 1]])
+                r += len(cont) - 1
+                lps = rows[np.arange(len(cont)), np.asarray(cont)]
+                greedy = bool((rows.argmax(axis=1) == np.asarray(cont)).all())
+                vals = tuple(float(v) for v in lps)
+                results[i] = LogLikelihood(math.fsum(vals), len(vals), greedy, vals)
+        for g in chunk:
+            for s in g.seqs:
+                self.lc.llama_memory_seq_rm(self.mem, s, -1, -1)
+
+
+def _log_softmax(logits: np.ndarray) -> np.ndarray:
+    x = logits.astype(np.float64)
+    mx = x.max(axis=1, keepdims=True)
+    out: np.ndarray = x - (mx + np.log(np.exp(x - mx).sum(axis=1, keepdims=True)))
+    return out
