@@ -53,6 +53,8 @@ class ScoringContext:
         n_threads: int,
         n_seq: int = 64,
         n_batch: int = 512,
+        chunk_cells: int = 512,
+        flash: int = -1,
     ) -> None:
         self.lc = lc
         params = lc.llama_context_default_params()
@@ -64,11 +66,15 @@ class ScoringContext:
         params.n_threads_batch = n_threads
         params.kv_unified = True
         params.no_perf = True
+        params.flash_attn_type = flash
         self.ctx = lc.llama_init_from_model(model, params)
         if not self.ctx:
             raise SlmkitError("llama.cpp could not create a scoring context")
         self.mem = lc.llama_get_memory(self.ctx)
         self.n_ctx, self.n_seq, self.n_batch = n_ctx, n_seq, n_batch
+        # Every token attends to every cell of the unified cache (masked), so small chunks
+        # keep attention cheap; measured fastest around one batch of tokens per chunk.
+        self.chunk_cells = chunk_cells
         self.n_vocab = lc.llama_vocab_n_tokens(lc.llama_model_get_vocab(model))
         self.batch = lc.llama_batch_init(n_batch, 0, n_seq)
         self.prefix: tuple[int, ...] = ()
@@ -156,7 +162,8 @@ class ScoringContext:
                     f"one text with {len(items)} labels needs {len(items) + 1} sequences and "
                     f"{plen + need_cells} cache cells (have {self.n_seq}, {self.n_ctx})"
                 )
-            if seq + len(items) > self.n_seq or cells + need_cells > self.n_ctx:
+            limit = min(self.n_ctx, plen + self.chunk_cells)
+            if cur and (seq + len(items) > self.n_seq or cells + need_cells > limit):
                 chunks.append(cur)
                 cur, seq, cells = [], 1, plen
             cur.append(_Group(ctx, items, list(range(seq, seq + len(items)))))

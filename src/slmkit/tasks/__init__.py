@@ -1,0 +1,1 @@
+"""What users want done with a small model: classify, summarize, extract, embed."""

@@ -1,0 +1,195 @@
+"""Reading user data (JSONL/CSV) and the built-in evaluation datasets."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from slmkit.errors import SlmkitError
+
+OnError = Literal["skip", "fail"]
+
+
+class DataError(SlmkitError):
+    """A data file is unreadable, or lacks a required column."""
+
+
+@dataclass
+class LoadResult:
+    """Rows read, and the problems found (line number, message) when skipping."""
+
+    rows: list[dict[str, Any]]
+    errors: list[tuple[int, str]] = field(default_factory=list)
+
+
+def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    with path.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                yield lineno, f"broken JSON ({e.msg})"
+                continue
+            yield lineno, obj if isinstance(obj, dict) else "not a JSON object"
+
+
+def _csv_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    with path.open(encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f)
+        for row in reader:
+            yield reader.line_num, dict(row)
+
+
+def read_rows(
+    path: str | Path,
+    *,
+    required: tuple[str, ...] = ("text",),
+    on_error: OnError = "skip",
+) -> LoadResult:
+    """Read a .jsonl or .csv file; every row must have the `required` fields, non-empty.
+
+    on_error='skip' keeps the good rows and reports each bad one by line number;
+    on_error='fail' raises DataError at the first bad row.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"no such file: {path}")
+    rows_iter = _csv_rows(path) if path.suffix.lower() == ".csv" else _jsonl_rows(path)
+    result = LoadResult(rows=[])
+    try:
+        for lineno, row in rows_iter:
+            problem = row if isinstance(row, str) else _missing(row, required)
+            if problem:
+                if on_error == "fail":
+                    raise DataError(f"{path}:{lineno}: {problem}")
+                result.errors.append((lineno, problem))
+                continue
+            assert isinstance(row, dict)
+            result.rows.append(row)
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path} is not UTF-8 text ({e.reason})") from e
+    if not result.rows:
+        detail = (
+            f"; first problem: line {result.errors[0][0]}: {result.errors[0][1]}"
+            if result.errors
+            else ""
+        )
+        raise DataError(f"{path} has no usable rows with fields {', '.join(required)}{detail}")
+    return result
+
+
+def _missing(row: dict[str, Any], required: tuple[str, ...]) -> str:
+    for name in required:
+        if name not in row:
+            return f"missing field {name!r}"
+        value = row[name]
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return f"empty field {name!r}"
+    return ""
+
+
+def data_dir() -> Path:
+    """Where the built-in datasets live: $SLMKIT_DATA_DIR, else a `shared/data` folder
+    found from the working directory or the source checkout upwards."""
+    import os
+
+    env = os.environ.get("SLMKIT_DATA_DIR")
+    if env:
+        return Path(env)
+    starts = [Path.cwd(), Path(__file__).resolve()]
+    for start in starts:
+        for parent in [start, *start.parents]:
+            for cand in (parent / "shared" / "data", parent / "data"):
+                if (cand / "sst2").is_dir():
+                    return cand
+    raise DataError(
+        "built-in datasets not found: set SLMKIT_DATA_DIR to the folder holding sst2/, "
+        "sms_spam/, banking77/, cnn_dailymail/ and qmsum/"
+    )
+
+
+@dataclass(frozen=True)
+class ClassificationTask:
+    """A labelled text dataset with train and test splits."""
+
+    name: str
+    train: str
+    test: str
+    labels: tuple[str, ...]
+    instruction: str
+    kind: Literal["classify"] = "classify"
+
+    def load(
+        self, split: Literal["train", "test"], limit: int | None = None
+    ) -> tuple[list[str], list[str]]:
+        res = read_rows(
+            data_dir() / self.name / getattr(self, split),
+            required=("text", "label_text"),
+            on_error="fail",
+        )
+        rows = res.rows[:limit] if limit else res.rows
+        return [r["text"] for r in rows], [r["label_text"] for r in rows]
+
+
+@dataclass(frozen=True)
+class SummarizationTask:
+    name: str
+    file: str
+    kind: Literal["summarize"] = "summarize"
+
+    def load(self, limit: int | None = None) -> tuple[list[str], list[str]]:
+        res = read_rows(
+            data_dir() / self.name / self.file, required=("document", "summary"), on_error="fail"
+        )
+        rows = res.rows[:limit] if limit else res.rows
+        return [r["document"] for r in rows], [r["summary"] for r in rows]
+
+
+def _banking_labels() -> tuple[str, ...]:
+    try:
+        text = (data_dir() / "banking77" / "labels.txt").read_text()
+    except (DataError, OSError):
+        return ()
+    return tuple(line.strip() for line in text.splitlines() if line.strip())
+
+
+def builtin_task(name: str) -> ClassificationTask | SummarizationTask:
+    """Look up a built-in task by name; DataError lists the known ones."""
+    if name == "sst2":
+        return ClassificationTask(
+            "sst2",
+            "train.jsonl",
+            "validation.jsonl",
+            ("negative", "positive"),
+            "Is the sentiment of this movie review positive or negative?",
+        )
+    if name == "sms_spam":
+        return ClassificationTask(
+            "sms_spam",
+            "train.jsonl",
+            "test.jsonl",
+            ("ham", "spam"),
+            "Is this SMS message spam or ham (not spam)?",
+        )
+    if name == "banking77":
+        return ClassificationTask(
+            "banking77",
+            "train.jsonl",
+            "test.jsonl",
+            _banking_labels(),
+            "Which banking customer-support intent is this message?",
+        )
+    if name == "cnn_dailymail":
+        return SummarizationTask("cnn_dailymail", "validation_1000.jsonl")
+    if name == "qmsum":
+        return SummarizationTask("qmsum", "general_summaries.jsonl")
+    raise DataError(f"unknown task {name!r}; built-in: {', '.join(TASK_NAMES)}")
+
+
+TASK_NAMES = ("sst2", "sms_spam", "banking77", "cnn_dailymail", "qmsum", "extract_sms")
