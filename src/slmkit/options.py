@@ -22,6 +22,9 @@ class GenerationOptions(BaseModel):
     repeat_penalty: float = Field(default=1.0, gt=0.0, le=5.0)
     seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
     stop: tuple[str, ...] = Field(default=(), max_length=16)
+    grammar: str | None = Field(
+        default=None, description="GBNF grammar the output must follow (see tasks/extract.py)."
+    )
     overflow: Literal["error", "truncate"] = Field(
         default="error",
         description="When prompt + max_tokens exceed the context: raise, or drop the oldest "

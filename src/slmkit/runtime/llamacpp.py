@@ -177,6 +177,12 @@ class LlamaCppBackend(Backend):
         lc = self._lc
         chain = lc.llama_sampler_chain_init(lc.llama_sampler_chain_default_params())
         add = lc.llama_sampler_chain_add
+        if o.grammar is not None:
+            g = lc.llama_sampler_init_grammar(self._vocab, o.grammar.encode(), b"root")
+            if not g:
+                lc.llama_sampler_free(chain)
+                raise SlmkitError("llama.cpp rejected the grammar (it failed to parse)")
+            add(chain, g)
         if o.repeat_penalty != 1.0:
             add(chain, lc.llama_sampler_init_penalties(64, o.repeat_penalty, 0.0, 0.0))
         if o.temperature <= 0.0:

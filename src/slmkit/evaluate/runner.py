@@ -1,0 +1,166 @@
+"""`slm eval TASK`: run one task + method on a dataset and collect the figures."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from slmkit.errors import SlmkitError
+from slmkit.evaluate import (
+    METHODS,
+    SMS_SCHEMA,
+    Progress,
+    Timer,
+    classification_metrics,
+    ensure_positive,
+    field_matches,
+    peak_rss_mb,
+    rouge,
+    sms_gold,
+)
+from slmkit.tasks.data import ClassificationTask, DataError, SummarizationTask, builtin_task, read_rows
+
+
+def load_model(model_id: str, n_ctx: int | None) -> Any:
+    import slmkit
+
+    return slmkit.load(model_id, n_ctx=n_ctx, pull=False)
+
+
+def _user_task(path: Path) -> ClassificationTask | SummarizationTask:
+    """A user's JSONL in the shape of a built-in task (text+label_text, or document+summary)."""
+    first = read_rows(path, required=(), on_error="fail").rows[0]
+    if "document" in first and "summary" in first:
+        return SummarizationTask(name=str(path), file=str(path))
+    if "text" in first and "label_text" in first:
+        labels = sorted({r["label_text"] for r in read_rows(path, required=("text", "label_text")).rows})
+        return ClassificationTask(str(path), str(path), str(path), tuple(labels),
+                                  "Classify the text.")
+    raise DataError(f"{path}: rows need text+label_text (classification) or document+summary")
+
+
+def evaluate(task: str, *, model: str | None, method: str = "zeroshot", limit: int | None = None,
+             train_limit: int | None = 20000, n_ctx: int | None = None, max_words: int = 60,
+             embedder: str = "minilm-int8", k: int = 4,
+             progress: Progress | None = None) -> dict[str, Any]:
+    """Evaluate and return one flat dict of figures (see docs/tasks.md)."""
+    ensure_positive("limit", limit)
+    ensure_positive("train_limit", train_limit)
+    t0 = time.perf_counter()
+    if task == "extract_sms":
+        result = _eval_extract(_need(model), limit, n_ctx, progress)
+    else:
+        spec = _user_task(Path(task)) if Path(task).suffix in (".jsonl", ".csv") else builtin_task(task)
+        if isinstance(spec, SummarizationTask):
+            result = _eval_summarize(spec, _need(model), limit, n_ctx, max_words, progress)
+        else:
+            result = _eval_classify(spec, model, method, limit, train_limit, n_ctx, embedder, k, progress)
+    result.update(task=task, seconds=round(time.perf_counter() - t0, 2),
+                  peak_rss_mb=round(peak_rss_mb(), 1))
+    return result
+
+
+def _need(model: str | None) -> str:
+    if not model:
+        raise SlmkitError("this task needs --model")
+    return model
+
+
+def _eval_classify(spec: ClassificationTask, model_id: str | None, method: str, limit: int | None,
+                   train_limit: int | None, n_ctx: int | None, embedder_name: str, k: int,
+                   progress: Progress | None) -> dict[str, Any]:
+    from slmkit.tasks.classify import FewShotClassifier, HeadClassifier, LikelihoodClassifier
+    from slmkit.tasks.embed import load_embedder
+
+    if method not in METHODS:
+        raise SlmkitError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    texts, gold = spec.load("test", limit)
+    out: dict[str, Any] = {"method": method, "n": len(texts)}
+    timer = Timer()
+    if method == "head":
+        emb = load_embedder(embedder_name)
+        tx, ty = spec.load("train", train_limit)
+        t = time.perf_counter()
+        head = HeadClassifier.fit(emb, tx, ty)
+        out.update(model=embedder_name, train_n=len(tx), train_s=round(time.perf_counter() - t, 2))
+        preds = timer.run(head.predict, texts, 64, progress)
+    else:
+        model = load_model(_need(model_id), n_ctx)
+        base = LikelihoodClassifier(model, spec.labels, instruction=spec.instruction,
+                                    calibrate=method != "zeroshot-uncalibrated")
+        clf: Any = base
+        if method == "fewshot":
+            tx, ty = spec.load("train", min(train_limit or 2000, 2000))
+            clf = FewShotClassifier(base, tx, ty, load_embedder(embedder_name), k=k)
+            out.update(shots=k, example_pool=len(tx))
+        out["model"] = model.id
+        preds = timer.run(clf.predict, texts, 16, progress)
+    out.update(classification_metrics(gold, [p.label for p in preds], spec.labels))
+    out.update(timer.report(len(texts)))
+    return out
+
+
+def _eval_summarize(spec: SummarizationTask, model_id: str, limit: int | None, n_ctx: int | None,
+                    max_words: int, progress: Progress | None) -> dict[str, Any]:
+    from slmkit.tasks.summarize import Summarizer
+
+    docs, refs = spec.load(limit)
+    model = load_model(model_id, n_ctx)
+    summarizer = Summarizer(model, max_words=max_words)
+    timer = Timer()
+    results = timer.run(lambda batch: [summarizer(d) for d in batch], docs, 1, progress)
+    cover = [r.coverage for r in results]
+    out: dict[str, Any] = {"model": model.id, "method": "map-reduce", "n": len(docs),
+                           "n_ctx": model.n_ctx, "max_words": max_words}
+    out.update(rouge([r.summary for r in results], refs))
+    out.update(
+        min_coverage=round(min(cover), 4),
+        chunks_max=max(r.chunks for r in results),
+        chunks_mean=round(sum(r.chunks for r in results) / len(results), 2),
+        document_tokens_max=max(r.document_tokens for r in results),
+        docs_over_4x_context=sum(r.document_tokens > 4 * model.n_ctx for r in results),
+    )
+    out.update(timer.report(len(docs)))
+    return out
+
+
+def _eval_extract(model_id: str, limit: int | None, n_ctx: int | None,
+                  progress: Progress | None) -> dict[str, Any]:
+    from slmkit.tasks.data import builtin_task as bt
+    from slmkit.tasks.extract import Extractor
+
+    spec = bt("sms_spam")
+    assert isinstance(spec, ClassificationTask)
+    texts, labels = spec.load("test", limit or 100)
+    model = load_model(model_id, n_ctx)
+    ex = Extractor(model, SMS_SCHEMA)
+    timer = Timer()
+    valid, fields = 0, {k: 0 for k in SMS_SCHEMA["properties"]}
+    outputs = timer.run(lambda batch: [_try_extract(ex, t) for t in batch], texts, 1, progress)
+    for data, text, label in zip(outputs, texts, labels, strict=True):
+        if data is None:
+            continue
+        valid += 1
+        for key, ok in field_matches(data, sms_gold(text, label)).items():
+            fields[key] += ok
+    n = len(texts)
+    out: dict[str, Any] = {"model": model.id, "method": "grammar", "n": n,
+                           "schema_valid": round(valid / n, 4),
+                           "field_accuracy": {k: round(v / n, 4) for k, v in fields.items()},
+                           "schema": json.dumps(SMS_SCHEMA)}
+    out.update(timer.report(n))
+    return out
+
+
+def _try_extract(ex: Any, text: str) -> dict[str, Any] | None:
+    import jsonschema
+
+    from slmkit.tasks.extract import ExtractionError
+
+    try:
+        data: dict[str, Any] = ex(text).data
+        return data
+    except (ExtractionError, jsonschema.ValidationError):
+        return None

@@ -1,0 +1,98 @@
+"""Structured extraction: output constrained by a JSON Schema through a llama.cpp grammar,
+so it always parses; then validated against the schema (and the pydantic model, if any)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from slmkit.errors import EmptyPromptError, SlmkitError
+from slmkit.model import Model
+
+
+class SchemaError(SlmkitError, ValueError):
+    """The schema is not valid JSON Schema, or cannot be turned into a grammar."""
+
+
+class ExtractionError(SlmkitError):
+    """The model's output did not complete (e.g. it ran out of max_tokens)."""
+
+
+@dataclass(frozen=True)
+class Extraction:
+    data: dict[str, Any]
+    raw: str
+    completion_tokens: int
+
+
+def schema_of(schema: dict[str, Any] | type[BaseModel]) -> dict[str, Any]:
+    """A JSON Schema dict from a dict or a pydantic model class, checked for validity."""
+    import jsonschema
+
+    if isinstance(schema, type) and issubclass(schema, BaseModel):
+        return schema.model_json_schema()
+    if not isinstance(schema, dict):
+        raise SchemaError("schema must be a JSON Schema object or a pydantic model class")
+    try:
+        jsonschema.Draft202012Validator.check_schema(schema)
+    except jsonschema.SchemaError as e:
+        raise SchemaError(f"not a valid JSON Schema: {e.message}") from e
+    if schema.get("type") != "object":
+        raise SchemaError("the schema's top level must be {\"type\": \"object\", ...}")
+    return schema
+
+
+def grammar_for(schema: dict[str, Any]) -> str:
+    """GBNF grammar for the schema (llama-cpp-python's converter)."""
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+    try:
+        return str(json_schema_to_gbnf(json.dumps(schema)))
+    except Exception as e:  # the converter raises bare Exceptions for unsupported features
+        raise SchemaError(f"the schema cannot be expressed as a grammar: {e}") from e
+
+
+class Extractor:
+    """Reusable extractor: the schema is checked and compiled once."""
+
+    def __init__(self, model: Model, schema: dict[str, Any] | type[BaseModel], *,
+                 instruction: str = "Extract the fields described by the JSON schema from the text.",
+                 max_tokens: int = 384) -> None:
+        self.model = model
+        self.pydantic = schema if isinstance(schema, type) else None
+        self.schema = schema_of(schema)
+        self.grammar = grammar_for(self.schema)
+        self.instruction = instruction
+        self.max_tokens = max_tokens
+
+    def __call__(self, text: str) -> Extraction:
+        import jsonschema
+
+        if not text.strip():
+            raise EmptyPromptError("the text is empty")
+        prompt = (f"{self.instruction}\nSchema: {json.dumps(self.schema)}\n\nText: {text}\n\n"
+                  "Answer with JSON only.")
+        out = self.model.chat(prompt, temperature=0, max_tokens=self.max_tokens,
+                              grammar=self.grammar, overflow="error")
+        try:
+            data = json.loads(out.text)
+        except json.JSONDecodeError as e:
+            raise ExtractionError(
+                f"output stopped before the JSON was complete ({out.finish_reason}, "
+                f"{out.stats.completion_tokens} tokens); raise max_tokens"
+            ) from e
+        jsonschema.validate(data, self.schema)
+        if self.pydantic is not None:
+            try:
+                data = self.pydantic.model_validate(data).model_dump(mode="json")
+            except ValidationError as e:
+                raise ExtractionError(f"output failed model validation: {e}") from e
+        return Extraction(data, out.text, out.stats.completion_tokens)
+
+
+def extract(model: Model, text: str, schema: dict[str, Any] | type[BaseModel]) -> dict[str, Any]:
+    """Extract one object matching `schema` from `text`."""
+    return Extractor(model, schema)(text).data

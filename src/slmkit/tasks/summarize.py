@@ -1,0 +1,123 @@
+"""Summaries of documents of any length: one pass when the text fits, else map-reduce
+over token-counted chunks cut on paragraph and sentence boundaries."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from slmkit.errors import EmptyPromptError, SlmkitError
+from slmkit.model import Model
+
+_SENTENCE = re.compile(r"(?<=[.!?])\s+")
+PROMPT_RESERVE = 96  # tokens for the instruction and the chat template around the text
+
+
+@dataclass(frozen=True)
+class SummaryResult:
+    """The summary and what was read to make it (nothing is silently truncated)."""
+
+    summary: str
+    document_tokens: int
+    tokens_read: int
+    chunks: int
+    levels: int
+
+    @property
+    def coverage(self) -> float:
+        return self.tokens_read / self.document_tokens if self.document_tokens else 0.0
+
+
+def split_text(text: str, max_tokens: int, count: Callable[[str], int]) -> list[str]:
+    """Cut text into pieces of at most max_tokens, preferring paragraph, then sentence,
+    then word boundaries; the pieces joined with whitespace hold every word."""
+    units: list[str] = []
+    for para in re.split(r"\n\s*\n|\n", text):
+        if not para.strip():
+            continue
+        if count(para) <= max_tokens:
+            units.append(para.strip())
+            continue
+        for sent in _SENTENCE.split(para):
+            if count(sent) <= max_tokens:
+                units.append(sent.strip())
+            else:
+                units.extend(_split_words(sent, max_tokens, count))
+    chunks: list[str] = []
+    cur: list[str] = []
+    cur_tokens = 0
+    for unit in units:
+        n = count(unit) + 1
+        if cur and cur_tokens + n > max_tokens:
+            chunks.append("\n".join(cur))
+            cur, cur_tokens = [], 0
+        cur.append(unit)
+        cur_tokens += n
+    if cur:
+        chunks.append("\n".join(cur))
+    return chunks
+
+
+def _split_words(text: str, max_tokens: int, count: Callable[[str], int]) -> list[str]:
+    out, cur = [], []
+    for word in text.split():
+        if cur and count(" ".join([*cur, word])) > max_tokens:
+            out.append(" ".join(cur))
+            cur = []
+        cur.append(word)
+    if cur:
+        out.append(" ".join(cur))
+    return out
+
+
+class Summarizer:
+    """Summarize with a chat model; `max_words` is the length target of the final summary."""
+
+    def __init__(self, model: Model, *, max_words: int = 60, chunk_tokens: int | None = None,
+                 temperature: float = 0.0) -> None:
+        if max_words < 5:
+            raise SlmkitError("max_words must be at least 5")
+        self.model = model
+        self.max_words = max_words
+        self.max_tokens = int(max_words * 2) + 16
+        budget = model.n_ctx - self.max_tokens - PROMPT_RESERVE
+        if budget < 64:
+            raise SlmkitError(f"context {model.n_ctx} is too small to summarize into {max_words} words")
+        self.chunk_tokens = min(chunk_tokens or budget, budget)
+        self.temperature = temperature
+
+    def _ask(self, text: str, words: int, part: bool) -> str:
+        what = "this part of a longer document" if part else "this document"
+        prompt = (f"Summarize {what} in at most {words} words. Keep names, numbers and "
+                  f"decisions.\n\n{text}")
+        out = self.model.chat(prompt, temperature=self.temperature, max_tokens=self.max_tokens)
+        return out.text.strip()
+
+    def __call__(self, text: str, progress: Callable[[int, int], None] | None = None) -> SummaryResult:
+        if not text.strip():
+            raise EmptyPromptError("the document is empty")
+        count = self.model.count_tokens
+        total = count(text)
+        if total <= self.chunk_tokens:
+            return SummaryResult(self._ask(text, self.max_words, False), total, total, 1, 1)
+        pieces = split_text(text, self.chunk_tokens, count)
+        read = sum(count(p) for p in pieces)
+        n_chunks, levels = len(pieces), 1
+        while True:
+            partials = []
+            for i, piece in enumerate(pieces):
+                partials.append(self._ask(piece, self.max_words, True))
+                if progress:
+                    progress(i + 1, len(pieces))
+            joined = "\n".join(partials)
+            levels += 1
+            if count(joined) <= self.chunk_tokens:
+                summary = self._ask(joined, self.max_words, False)
+                return SummaryResult(summary, total, read, n_chunks, levels)
+            pieces = split_text(joined, self.chunk_tokens, count)
+
+
+def summarize(model: Model, text: str, *, max_words: int = 60) -> SummaryResult:
+    """Summarize one document of any length with a loaded chat model."""
+    return Summarizer(model, max_words=max_words)(text)
