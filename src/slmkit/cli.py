@@ -141,8 +141,13 @@ def models(as_json: bool) -> None:
 @click.option("--force", is_flag=True, help="Download again even if installed.")
 @_fail_cleanly
 def pull(model_id: str, force: bool) -> None:
-    """Download a catalog model into the store, verifying its sha256."""
+    """Download a catalog model (or an embedder asset) into the store, verifying sha256."""
+    from slmkit.catalog.assets import ASSETS, asset_dir
+
     store = _store()
+    if model_id in ASSETS:
+        click.echo(f"installed {model_id} at {asset_dir(store, ASSETS[model_id], pull=True)}")
+        return
     store.get(model_id)
     if store.path(model_id) is not None and not force:
         click.echo(f"{model_id} is already installed at {store.path(model_id)}")
@@ -407,4 +412,6 @@ def rm(model_id: str) -> None:
 
 def main() -> None:
     """Entry point for the `slm` script."""
+    import slmkit.cli_tasks  # noqa: F401  (registers the task commands)
+
     cli()

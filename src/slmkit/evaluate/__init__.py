@@ -30,8 +30,13 @@ class Timer:
     per_item: list[float] = field(default_factory=list)
     total: float = 0.0
 
-    def run(self, fn: Callable[[list[Any]], list[Any]], items: list[Any], batch: int,
-            progress: Progress | None = None) -> list[Any]:
+    def run(
+        self,
+        fn: Callable[[list[Any]], list[Any]],
+        items: list[Any],
+        batch: int,
+        progress: Progress | None = None,
+    ) -> list[Any]:
         out: list[Any] = []
         for start in range(0, len(items), batch):
             part = items[start : start + batch]
@@ -53,7 +58,9 @@ class Timer:
         }
 
 
-def classification_metrics(gold: Sequence[str], pred: Sequence[str], labels: Sequence[str]) -> dict[str, Any]:
+def classification_metrics(
+    gold: Sequence[str], pred: Sequence[str], labels: Sequence[str]
+) -> dict[str, Any]:
     from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
     labels = list(labels)
@@ -61,7 +68,9 @@ def classification_metrics(gold: Sequence[str], pred: Sequence[str], labels: Seq
     majority = max(labels, key=lambda lb: sum(g == lb for g in gold))
     return {
         "accuracy": round(float(accuracy_score(gold, pred)), 4),
-        "macro_f1": round(float(f1_score(gold, pred, labels=labels, average="macro", zero_division=0)), 4),
+        "macro_f1": round(
+            float(f1_score(gold, pred, labels=labels, average="macro", zero_division=0)), 4
+        ),
         "f1_per_label": {lb: round(float(f), 4) for lb, f in zip(labels, per_class, strict=True)},
         "majority_baseline": round(sum(g == majority for g in gold) / len(gold), 4),
         "labels": labels,
@@ -75,8 +84,10 @@ def rouge(predictions: Sequence[str], references: Sequence[str]) -> dict[str, fl
 
     scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
     scores = [scorer.score(r, p) for p, r in zip(predictions, references, strict=True)]
-    return {k: round(float(np.mean([s[k].fmeasure for s in scores])), 4)
-            for k in ("rouge1", "rouge2", "rougeL")}
+    return {
+        k: round(float(np.mean([s[k].fmeasure for s in scores])), 4)
+        for k in ("rouge1", "rouge2", "rougeL")
+    }
 
 
 # --- extraction gold for the built-in `extract_sms` task ------------------------------------

@@ -20,7 +20,13 @@ from slmkit.evaluate import (
     rouge,
     sms_gold,
 )
-from slmkit.tasks.data import ClassificationTask, DataError, SummarizationTask, builtin_task, read_rows
+from slmkit.tasks.data import (
+    ClassificationTask,
+    DataError,
+    SummarizationTask,
+    builtin_task,
+    read_rows,
+)
 
 
 def load_model(model_id: str, n_ctx: int | None) -> Any:
@@ -35,16 +41,28 @@ def _user_task(path: Path) -> ClassificationTask | SummarizationTask:
     if "document" in first and "summary" in first:
         return SummarizationTask(name=str(path), file=str(path))
     if "text" in first and "label_text" in first:
-        labels = sorted({r["label_text"] for r in read_rows(path, required=("text", "label_text")).rows})
-        return ClassificationTask(str(path), str(path), str(path), tuple(labels),
-                                  "Classify the text.")
+        labels = sorted(
+            {r["label_text"] for r in read_rows(path, required=("text", "label_text")).rows}
+        )
+        return ClassificationTask(
+            str(path), str(path), str(path), tuple(labels), "Classify the text."
+        )
     raise DataError(f"{path}: rows need text+label_text (classification) or document+summary")
 
 
-def evaluate(task: str, *, model: str | None, method: str = "zeroshot", limit: int | None = None,
-             train_limit: int | None = 20000, n_ctx: int | None = None, max_words: int = 60,
-             embedder: str = "minilm-int8", k: int = 4,
-             progress: Progress | None = None) -> dict[str, Any]:
+def evaluate(
+    task: str,
+    *,
+    model: str | None,
+    method: str = "zeroshot",
+    limit: int | None = None,
+    train_limit: int | None = 20000,
+    n_ctx: int | None = None,
+    max_words: int = 60,
+    embedder: str = "minilm-int8",
+    k: int = 4,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
     """Evaluate and return one flat dict of figures (see docs/tasks.md)."""
     ensure_positive("limit", limit)
     ensure_positive("train_limit", train_limit)
@@ -52,13 +70,20 @@ def evaluate(task: str, *, model: str | None, method: str = "zeroshot", limit: i
     if task == "extract_sms":
         result = _eval_extract(_need(model), limit, n_ctx, progress)
     else:
-        spec = _user_task(Path(task)) if Path(task).suffix in (".jsonl", ".csv") else builtin_task(task)
+        spec = (
+            _user_task(Path(task))
+            if Path(task).suffix in (".jsonl", ".csv")
+            else builtin_task(task)
+        )
         if isinstance(spec, SummarizationTask):
             result = _eval_summarize(spec, _need(model), limit, n_ctx, max_words, progress)
         else:
-            result = _eval_classify(spec, model, method, limit, train_limit, n_ctx, embedder, k, progress)
-    result.update(task=task, seconds=round(time.perf_counter() - t0, 2),
-                  peak_rss_mb=round(peak_rss_mb(), 1))
+            result = _eval_classify(
+                spec, model, method, limit, train_limit, n_ctx, embedder, k, progress
+            )
+    result.update(
+        task=task, seconds=round(time.perf_counter() - t0, 2), peak_rss_mb=round(peak_rss_mb(), 1)
+    )
     return result
 
 
@@ -68,9 +93,17 @@ def _need(model: str | None) -> str:
     return model
 
 
-def _eval_classify(spec: ClassificationTask, model_id: str | None, method: str, limit: int | None,
-                   train_limit: int | None, n_ctx: int | None, embedder_name: str, k: int,
-                   progress: Progress | None) -> dict[str, Any]:
+def _eval_classify(
+    spec: ClassificationTask,
+    model_id: str | None,
+    method: str,
+    limit: int | None,
+    train_limit: int | None,
+    n_ctx: int | None,
+    embedder_name: str,
+    k: int,
+    progress: Progress | None,
+) -> dict[str, Any]:
     from slmkit.tasks.classify import FewShotClassifier, HeadClassifier, LikelihoodClassifier
     from slmkit.tasks.embed import load_embedder
 
@@ -88,8 +121,12 @@ def _eval_classify(spec: ClassificationTask, model_id: str | None, method: str, 
         preds = timer.run(head.predict, texts, 64, progress)
     else:
         model = load_model(_need(model_id), n_ctx)
-        base = LikelihoodClassifier(model, spec.labels, instruction=spec.instruction,
-                                    calibrate=method != "zeroshot-uncalibrated")
+        base = LikelihoodClassifier(
+            model,
+            spec.labels,
+            instruction=spec.instruction,
+            calibrate=method != "zeroshot-uncalibrated",
+        )
         clf: Any = base
         if method == "fewshot":
             tx, ty = spec.load("train", min(train_limit or 2000, 2000))
@@ -102,8 +139,14 @@ def _eval_classify(spec: ClassificationTask, model_id: str | None, method: str, 
     return out
 
 
-def _eval_summarize(spec: SummarizationTask, model_id: str, limit: int | None, n_ctx: int | None,
-                    max_words: int, progress: Progress | None) -> dict[str, Any]:
+def _eval_summarize(
+    spec: SummarizationTask,
+    model_id: str,
+    limit: int | None,
+    n_ctx: int | None,
+    max_words: int,
+    progress: Progress | None,
+) -> dict[str, Any]:
     from slmkit.tasks.summarize import Summarizer
 
     docs, refs = spec.load(limit)
@@ -112,8 +155,13 @@ def _eval_summarize(spec: SummarizationTask, model_id: str, limit: int | None, n
     timer = Timer()
     results = timer.run(lambda batch: [summarizer(d) for d in batch], docs, 1, progress)
     cover = [r.coverage for r in results]
-    out: dict[str, Any] = {"model": model.id, "method": "map-reduce", "n": len(docs),
-                           "n_ctx": model.n_ctx, "max_words": max_words}
+    out: dict[str, Any] = {
+        "model": model.id,
+        "method": "map-reduce",
+        "n": len(docs),
+        "n_ctx": model.n_ctx,
+        "max_words": max_words,
+    }
     out.update(rouge([r.summary for r in results], refs))
     out.update(
         min_coverage=round(min(cover), 4),
@@ -126,8 +174,9 @@ def _eval_summarize(spec: SummarizationTask, model_id: str, limit: int | None, n
     return out
 
 
-def _eval_extract(model_id: str, limit: int | None, n_ctx: int | None,
-                  progress: Progress | None) -> dict[str, Any]:
+def _eval_extract(
+    model_id: str, limit: int | None, n_ctx: int | None, progress: Progress | None
+) -> dict[str, Any]:
     from slmkit.tasks.data import builtin_task as bt
     from slmkit.tasks.extract import Extractor
 
@@ -146,10 +195,14 @@ def _eval_extract(model_id: str, limit: int | None, n_ctx: int | None,
         for key, ok in field_matches(data, sms_gold(text, label)).items():
             fields[key] += ok
     n = len(texts)
-    out: dict[str, Any] = {"model": model.id, "method": "grammar", "n": n,
-                           "schema_valid": round(valid / n, 4),
-                           "field_accuracy": {k: round(v / n, 4) for k, v in fields.items()},
-                           "schema": json.dumps(SMS_SCHEMA)}
+    out: dict[str, Any] = {
+        "model": model.id,
+        "method": "grammar",
+        "n": n,
+        "schema_valid": round(valid / n, 4),
+        "field_accuracy": {k: round(v / n, 4) for k, v in fields.items()},
+        "schema": json.dumps(SMS_SCHEMA),
+    }
     out.update(timer.report(n))
     return out
 

@@ -41,7 +41,7 @@ def schema_of(schema: dict[str, Any] | type[BaseModel]) -> dict[str, Any]:
     except jsonschema.SchemaError as e:
         raise SchemaError(f"not a valid JSON Schema: {e.message}") from e
     if schema.get("type") != "object":
-        raise SchemaError("the schema's top level must be {\"type\": \"object\", ...}")
+        raise SchemaError('the schema\'s top level must be {"type": "object", ...}')
     return schema
 
 
@@ -58,9 +58,14 @@ def grammar_for(schema: dict[str, Any]) -> str:
 class Extractor:
     """Reusable extractor: the schema is checked and compiled once."""
 
-    def __init__(self, model: Model, schema: dict[str, Any] | type[BaseModel], *,
-                 instruction: str = "Extract the fields described by the JSON schema from the text.",
-                 max_tokens: int = 384) -> None:
+    def __init__(
+        self,
+        model: Model,
+        schema: dict[str, Any] | type[BaseModel],
+        *,
+        instruction: str = "Extract the fields described by the JSON schema from the text.",
+        max_tokens: int = 384,
+    ) -> None:
         self.model = model
         self.pydantic = schema if isinstance(schema, type) else None
         self.schema = schema_of(schema)
@@ -73,10 +78,17 @@ class Extractor:
 
         if not text.strip():
             raise EmptyPromptError("the text is empty")
-        prompt = (f"{self.instruction}\nSchema: {json.dumps(self.schema)}\n\nText: {text}\n\n"
-                  "Answer with JSON only.")
-        out = self.model.chat(prompt, temperature=0, max_tokens=self.max_tokens,
-                              grammar=self.grammar, overflow="error")
+        prompt = (
+            f"{self.instruction}\nSchema: {json.dumps(self.schema)}\n\nText: {text}\n\n"
+            "Answer with JSON only."
+        )
+        out = self.model.chat(
+            prompt,
+            temperature=0,
+            max_tokens=self.max_tokens,
+            grammar=self.grammar,
+            overflow="error",
+        )
         try:
             data = json.loads(out.text)
         except json.JSONDecodeError as e:

@@ -60,7 +60,8 @@ def split_text(text: str, max_tokens: int, count: Callable[[str], int]) -> list[
 
 
 def _split_words(text: str, max_tokens: int, count: Callable[[str], int]) -> list[str]:
-    out, cur = [], []
+    out: list[str] = []
+    cur: list[str] = []
     for word in text.split():
         if cur and count(" ".join([*cur, word])) > max_tokens:
             out.append(" ".join(cur))
@@ -74,8 +75,14 @@ def _split_words(text: str, max_tokens: int, count: Callable[[str], int]) -> lis
 class Summarizer:
     """Summarize with a chat model; `max_words` is the length target of the final summary."""
 
-    def __init__(self, model: Model, *, max_words: int = 60, chunk_tokens: int | None = None,
-                 temperature: float = 0.0) -> None:
+    def __init__(
+        self,
+        model: Model,
+        *,
+        max_words: int = 60,
+        chunk_tokens: int | None = None,
+        temperature: float = 0.0,
+    ) -> None:
         if max_words < 5:
             raise SlmkitError("max_words must be at least 5")
         self.model = model
@@ -83,18 +90,24 @@ class Summarizer:
         self.max_tokens = int(max_words * 2) + 16
         budget = model.n_ctx - self.max_tokens - PROMPT_RESERVE
         if budget < 64:
-            raise SlmkitError(f"context {model.n_ctx} is too small to summarize into {max_words} words")
+            raise SlmkitError(
+                f"context {model.n_ctx} is too small to summarize into {max_words} words"
+            )
         self.chunk_tokens = min(chunk_tokens or budget, budget)
         self.temperature = temperature
 
     def _ask(self, text: str, words: int, part: bool) -> str:
         what = "this part of a longer document" if part else "this document"
-        prompt = (f"Summarize {what} in at most {words} words. Keep names, numbers and "
-                  f"decisions.\n\n{text}")
+        prompt = (
+            f"Summarize {what} in at most {words} words. Keep names, numbers and "
+            f"decisions.\n\n{text}"
+        )
         out = self.model.chat(prompt, temperature=self.temperature, max_tokens=self.max_tokens)
         return out.text.strip()
 
-    def __call__(self, text: str, progress: Callable[[int, int], None] | None = None) -> SummaryResult:
+    def __call__(
+        self, text: str, progress: Callable[[int, int], None] | None = None
+    ) -> SummaryResult:
         if not text.strip():
             raise EmptyPromptError("the document is empty")
         count = self.model.count_tokens
