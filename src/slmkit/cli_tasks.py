@@ -179,7 +179,7 @@ def _classifier(
     "--embedder",
     default="minilm-int8",
     show_default=True,
-    type=click.Choice(["minilm-int8", "minilm-fp32"]),
+    help="minilm-int8, minilm-fp32, or slm:MODEL_ID (a language model's own hidden states).",
 )
 @click.option("--test-size", type=click.FloatRange(0.05, 0.5), default=0.2, show_default=True)
 @click.option("--on-error", type=click.Choice(["skip", "fail"]), default="skip")
@@ -370,7 +370,7 @@ def embed(
     "--embedder",
     default="minilm-int8",
     show_default=True,
-    type=click.Choice(["minilm-int8", "minilm-fp32"]),
+    help="minilm-int8, minilm-fp32, or slm:MODEL_ID (a language model's own hidden states).",
 )
 @click.option("--n-ctx", type=click.IntRange(min=256), default=None)
 @click.option("--max-words", type=click.IntRange(min=5), default=60, show_default=True)

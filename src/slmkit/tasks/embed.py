@@ -119,19 +119,40 @@ class TorchMiniLM:
         return np.concatenate(vecs)
 
 
+class SlmEmbedder:
+    """Mean-pooled hidden states of a GGUF language model (llama.cpp embedding mode)."""
+
+    def __init__(self, model_id: str, store: Store) -> None:
+        import slmkit
+
+        self.model = slmkit.load(model_id, store=store, n_ctx=512)
+        self.name = f"slm:{model_id}"
+        self.dim = 0
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        out = np.asarray(self.model.embed(_check(texts)), dtype=np.float32)
+        self.dim = out.shape[1]
+        return out
+
+
 EmbedderName = Literal["minilm-int8", "minilm-fp32"]
 
 
 def load_embedder(
     name: str = "minilm-int8", *, store: Store | None = None, pull: bool = False
 ) -> Any:
-    """Load an embedder by name: 'minilm-int8' (default) or 'minilm-fp32'."""
+    """Load an embedder by name: 'minilm-int8' (default), 'minilm-fp32', or 'slm:MODEL_ID'
+    (a catalog language model's own mean-pooled hidden states)."""
     store = store or Store()
+    if name.startswith("slm:"):
+        return SlmEmbedder(name.removeprefix("slm:"), store)
     if name in ("minilm", "minilm-int8"):
         return OnnxMiniLM(store, pull=pull)
     if name == "minilm-fp32":
         return TorchMiniLM(store, pull=pull)
-    raise BackendUnavailableError(f"unknown embedder {name!r}: use minilm-int8 or minilm-fp32")
+    raise BackendUnavailableError(
+        f"unknown embedder {name!r}: use minilm-int8, minilm-fp32 or slm:MODEL_ID"
+    )
 
 
 def embed(
