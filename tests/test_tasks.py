@@ -173,7 +173,7 @@ def test_long_meeting_is_summarized_with_full_coverage(real_store: Store) -> Non
         res = Summarizer(m, max_words=40)(doc)
     assert res.document_tokens > 4 * 1024
     assert res.chunks > 4 and res.levels >= 2
-    assert res.coverage == pytest.approx(1.0, abs=0.02)
+    assert res.coverage == 1.0  # every non-space character was in some chunk
     assert len(res.summary.split()) > 5
 
 

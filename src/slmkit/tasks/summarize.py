@@ -23,10 +23,11 @@ class SummaryResult:
     tokens_read: int
     chunks: int
     levels: int
+    coverage: float  # share of the document's non-space characters the model read
 
-    @property
-    def coverage(self) -> float:
-        return self.tokens_read / self.document_tokens if self.document_tokens else 0.0
+
+def _content(text: str) -> int:
+    return sum(len(w) for w in text.split())
 
 
 def split_text(text: str, max_tokens: int, count: Callable[[str], int]) -> list[str]:
@@ -113,9 +114,10 @@ class Summarizer:
         count = self.model.count_tokens
         total = count(text)
         if total <= self.chunk_tokens:
-            return SummaryResult(self._ask(text, self.max_words, False), total, total, 1, 1)
+            return SummaryResult(self._ask(text, self.max_words, False), total, total, 1, 1, 1.0)
         pieces = split_text(text, self.chunk_tokens, count)
         read = sum(count(p) for p in pieces)
+        coverage = sum(_content(p) for p in pieces) / _content(text)
         n_chunks, levels = len(pieces), 1
         while True:
             partials = []
@@ -127,7 +129,7 @@ class Summarizer:
             levels += 1
             if count(joined) <= self.chunk_tokens:
                 summary = self._ask(joined, self.max_words, False)
-                return SummaryResult(summary, total, read, n_chunks, levels)
+                return SummaryResult(summary, total, read, n_chunks, levels, coverage)
             pieces = split_text(joined, self.chunk_tokens, count)
 
 
