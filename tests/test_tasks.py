@@ -222,3 +222,23 @@ def test_extract_sms_gold_rules() -> None:
         "phone_number",
         "mentions_prize",
     ]
+
+
+def test_head_on_the_language_models_own_hidden_states(smollm_path: Path) -> None:
+    spec = task("sms_spam")
+    tx, ty = spec.load("train", 600)
+    ex, ey = spec.load("test", 300)
+
+    def balanced(texts: list[str], labels: list[str], n: int) -> tuple[list[str], list[str]]:
+        picked = [
+            i for lb in ("ham", "spam") for i in [j for j, y in enumerate(labels) if y == lb][:n]
+        ]
+        return [texts[i] for i in picked], [labels[i] for i in picked]
+
+    tx, ty = balanced(tx, ty, 50)
+    ex, ey = balanced(ex, ey, 20)
+    emb = load_embedder("slm:smollm2-135m-instruct")
+    head = HeadClassifier.fit(emb, tx, ty)
+    acc = sum(p.label == g for p, g in zip(head.predict(ex), ey, strict=True)) / len(ey)
+    assert head.embedder.name == "slm:smollm2-135m-instruct"
+    assert acc >= 0.8, acc  # balanced: chance is 0.5
