@@ -242,3 +242,22 @@ def test_head_on_the_language_models_own_hidden_states(smollm_path: Path) -> Non
     acc = sum(p.label == g for p, g in zip(head.predict(ex), ey, strict=True)) / len(ey)
     assert head.embedder.name == "slm:smollm2-135m-instruct"
     assert acc >= 0.8, acc  # balanced: chance is 0.5
+
+
+def test_top_level_task_api_and_template(smollm: slmkit.Model) -> None:
+    preds = slmkit.classify(
+        ["I adored it", "utterly boring"],
+        ["negative", "positive"],
+        model=smollm,
+        instruction="Is the sentiment positive or negative?",
+    )
+    assert len(preds) == 2 and all(set(p.probs) == {"negative", "positive"} for p in preds)
+    clf = LikelihoodClassifier(
+        smollm, ["no", "yes"], template="Q: Is this a question? {text}\nOptions: {labels}"
+    )
+    prompt = clf.prompt("Where is Paris")
+    assert "Q: Is this a question? Where is Paris" in prompt and "Options: no, yes" in prompt
+    with pytest.raises(slmkit.SlmkitError, match="must contain"):
+        LikelihoodClassifier(smollm, ["no", "yes"], template="no placeholder")
+    res = slmkit.summarize("The cat sat on the mat. It was a sunny day.", model=smollm)
+    assert res.chunks == 1 and res.coverage == 1.0 and res.summary

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from slmkit.catalog.builtin import DEFAULT_MODEL
 from slmkit.catalog.entries import ModelEntry
@@ -52,7 +53,11 @@ __all__ = [
     "SlmkitError",
     "SourceUnavailableError",
     "Store",
+    "classify",
+    "embed",
+    "extract",
     "load",
+    "summarize",
 ]
 
 __version__ = "0.1.0"
@@ -96,3 +101,46 @@ def load(
         path, entry, n_ctx=ctx, n_threads=n_threads or settings.n_threads
     )
     return Model(entry, backend, path)
+
+
+def classify(
+    texts: str | list[str],
+    labels: list[str],
+    *,
+    model: str | Model = DEFAULT_MODEL,
+    instruction: str = "Classify the text.",
+    calibrate: bool = True,
+) -> list[Any]:
+    """Zero-shot classify one text or many; returns one Prediction (label, probs) per text.
+
+    For trained heads and few-shot, use slmkit.tasks.classify directly.
+    """
+    from slmkit.tasks.classify import LikelihoodClassifier
+
+    m = model if isinstance(model, Model) else load(model)
+    batch = [texts] if isinstance(texts, str) else list(texts)
+    clf = LikelihoodClassifier(m, labels, instruction=instruction, calibrate=calibrate)
+    return clf.predict(batch)
+
+
+def summarize(text: str, *, model: str | Model = DEFAULT_MODEL, max_words: int = 60) -> Any:
+    """Summarize a document of any length; returns a SummaryResult (summary, coverage, ...)."""
+    from slmkit.tasks.summarize import Summarizer
+
+    m = model if isinstance(model, Model) else load(model)
+    return Summarizer(m, max_words=max_words)(text)
+
+
+def extract(text: str, schema: Any, *, model: str | Model = DEFAULT_MODEL) -> dict[str, Any]:
+    """Extract an object matching a JSON Schema (dict) or pydantic model class from text."""
+    from slmkit.tasks.extract import Extractor
+
+    m = model if isinstance(model, Model) else load(model)
+    return Extractor(m, schema)(text).data
+
+
+def embed(texts: str | list[str], *, model: str = "minilm-int8") -> Any:
+    """Sentence embeddings (numpy array, one L2-normalised row per text)."""
+    from slmkit.tasks.embed import embed as _embed
+
+    return _embed(texts, model=model)

@@ -90,6 +90,11 @@ def _file_opts(fn: Any) -> Any:
     help="Labelled JSONL (text, label_text) for few-shot.",
 )
 @click.option("--instruction", default="Classify the text.", show_default=True)
+@click.option(
+    "--template",
+    default=None,
+    help="Prompt template with {text} (and optionally {labels}); overrides --instruction.",
+)
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "table"]), default="jsonl")
 @_fail_cleanly
 def classify(
@@ -103,11 +108,12 @@ def classify(
     head_path: Path | None,
     examples: Path | None,
     instruction: str,
+    template: str | None,
     fmt: str,
 ) -> None:
     """Classify texts; prints one JSON line (label + probability per label) per text."""
     batch = _inputs(texts, file, text_field, on_error)
-    clf = _classifier(method, labels, model_id, head_path, examples, instruction)
+    clf = _classifier(method, labels, model_id, head_path, examples, instruction, template)
     preds: list[Any] = []
     with item_progress("classify", len(batch)) as advance:
         for start in range(0, len(batch), 16):
@@ -133,6 +139,7 @@ def _classifier(
     head_path: Path | None,
     examples: Path | None,
     instruction: str,
+    template: str | None = None,
 ) -> Any:
     from slmkit.tasks.classify import FewShotClassifier, HeadClassifier, LikelihoodClassifier
     from slmkit.tasks.embed import load_embedder
@@ -148,7 +155,11 @@ def _classifier(
     names = [x.strip() for x in labels.split(",")]
     model = slmkit.load(model_id)
     base = LikelihoodClassifier(
-        model, names, instruction=instruction, calibrate=method != "zeroshot-uncalibrated"
+        model,
+        names,
+        instruction=instruction,
+        template=template,
+        calibrate=method != "zeroshot-uncalibrated",
     )
     if method != "fewshot":
         return base

@@ -82,6 +82,7 @@ class LikelihoodClassifier:
         labels: Sequence[str],
         *,
         instruction: str = "Classify the text.",
+        template: str | None = None,
         label_words: Sequence[str] | None = None,
         calibrate: bool = True,
         normalize: bool = True,
@@ -96,6 +97,9 @@ class LikelihoodClassifier:
             raise LabelError("label_words must have one entry per label")
         self.words = check_labels(words)
         self.instruction = instruction
+        if template is not None and "{text}" not in template:
+            raise SlmkitError("a prompt template must contain {text} (and may use {labels})")
+        self.template = template
         self.calibrate, self.normalize, self.batched = calibrate, normalize, batched
         self._chat = model.backend.chat_template() is not None
         self._prior: np.ndarray | None = None
@@ -104,7 +108,10 @@ class LikelihoodClassifier:
         """The prompt whose continuation is a label word."""
         choices = ", ".join(self.words)
         shots = "".join(f"Text: {t}\nAnswer: {w}\n\n" for t, w in examples)
-        body = f"{self.instruction}\nAnswer with one of: {choices}.\n\n{shots}Text: {text}"
+        if self.template is not None:
+            body = shots + self.template.replace("{labels}", choices).replace("{text}", text)
+        else:
+            body = f"{self.instruction}\nAnswer with one of: {choices}.\n\n{shots}Text: {text}"
         if not self._chat:
             return body + "\nAnswer:"
         try:
