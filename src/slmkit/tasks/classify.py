@@ -11,8 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from slmkit.errors import ChatTemplateError, EmptyPromptError, SlmkitError
+from slmkit.errors import ChatTemplateError, SlmkitError
 from slmkit.model import Model
+from slmkit.tasks.data import check_texts
 
 CONTENT_FREE = ("N/A", "[MASK]", "")  # contextual calibration inputs (Zhao et al., 2021)
 HEAD_FORMAT = "slmkit-head/1"
@@ -40,16 +41,6 @@ def check_labels(labels: Sequence[str]) -> tuple[str, ...]:
     if dupes:
         raise LabelError(f"duplicate labels: {', '.join(dupes)}")
     return out
-
-
-def check_texts(texts: Sequence[str]) -> list[str]:
-    batch = list(texts)
-    if not batch:
-        raise EmptyPromptError("no texts to classify")
-    for i, t in enumerate(batch):
-        if not isinstance(t, str) or not t.strip():
-            raise EmptyPromptError(f"text {i} is empty")
-    return batch
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:

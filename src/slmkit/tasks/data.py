@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from slmkit.errors import SlmkitError
+from slmkit.errors import EmptyPromptError, SlmkitError
 
 OnError = Literal["skip", "fail"]
 
@@ -82,6 +82,17 @@ def read_rows(
         )
         raise DataError(f"{path} has no usable rows with fields {', '.join(required)}{detail}")
     return result
+
+
+def check_texts(texts: Any, what: str = "texts") -> list[str]:
+    """A non-empty list of non-blank strings, or EmptyPromptError naming the first bad one."""
+    batch = list(texts)
+    if not batch:
+        raise EmptyPromptError(f"no {what}")
+    for i, t in enumerate(batch):
+        if not isinstance(t, str) or not t.strip():
+            raise EmptyPromptError(f"text {i} is empty")
+    return batch
 
 
 def _missing(row: dict[str, Any], required: tuple[str, ...]) -> str:

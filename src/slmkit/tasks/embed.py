@@ -9,7 +9,8 @@ import numpy as np
 
 from slmkit.catalog.assets import MINILM_FP32, MINILM_INT8, asset_dir
 from slmkit.catalog.store import Store
-from slmkit.errors import BackendUnavailableError, EmptyPromptError
+from slmkit.errors import BackendUnavailableError
+from slmkit.tasks.data import check_texts
 
 MAX_TOKENS = 256  # all-MiniLM-L6-v2 was trained with max_seq_length 256
 
@@ -30,13 +31,7 @@ def _mean_pool(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 def _check(texts: Sequence[str]) -> list[str]:
-    batch = list(texts)
-    if not batch:
-        raise EmptyPromptError("nothing to embed")
-    for i, t in enumerate(batch):
-        if not isinstance(t, str) or not t.strip():
-            raise EmptyPromptError(f"text {i} is empty")
-    return batch
+    return check_texts(texts, "texts to embed")
 
 
 class OnnxMiniLM:
