@@ -1,0 +1,5 @@
+"""Continuous batching: one loaded model, many sequences, one batched decode per step."""
+
+from slmkit.engine.core import Engine, EngineFullError, Handle
+
+__all__ = ["Engine", "EngineFullError", "Handle"]

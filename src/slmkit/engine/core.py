@@ -1,0 +1,280 @@
+"""The continuous-batching engine over llama.cpp.
+
+A background thread owns a multi-sequence llama.cpp context. Each step builds one batch
+holding the next token of every running sequence plus as many prompt tokens of newly
+admitted sequences as fit (chunked prefill), decodes it once, then samples every sequence
+that produced logits with its own sampler chain. A sequence leaves the batch the moment it
+finishes or its caller cancels, and a waiting one takes its slot. Admission reserves
+prompt + max_tokens cache cells per sequence, so a decode never runs out of cache.
+"""
+
+from __future__ import annotations
+
+import codecs
+import collections
+import ctypes
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from slmkit.errors import ContextOverflowError, SlmkitError
+from slmkit.options import GenerationOptions
+from slmkit.runtime.base import Chunk, GenerationStats
+from slmkit.runtime.llamacpp import LlamaCppBackend, StopMatcher
+
+Emit = Callable[[Chunk], None]
+
+
+class EngineFullError(SlmkitError):
+    """The waiting queue is full; retry after `retry_after` seconds."""
+
+    def __init__(self, message: str, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+@dataclass
+class _Seq:
+    tokens: list[int]
+    options: GenerationOptions
+    emit: Emit
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    slot: int = -1
+    n_prefilled: int = 0
+    n_past: int = 0
+    last: int = -1
+    sampler: Any = None
+    stats: GenerationStats = field(default_factory=GenerationStats)
+    t0: float = 0.0
+    t_first: float = 0.0
+    utf8: Any = None
+    stopper: StopMatcher | None = None
+
+    @property
+    def reserve(self) -> int:
+        return len(self.tokens) + self.options.max_tokens
+
+
+class Handle:
+    """A submitted request: cancel() frees its slot at the next step."""
+
+    def __init__(self, seq: _Seq) -> None:
+        self._seq = seq
+
+    def cancel(self) -> None:
+        self._seq.cancelled.set()
+
+
+class Engine:
+    """Serve many generations on one loaded llama.cpp model.
+
+    n_seq: sequences decoded together; n_ctx: cache cells shared by all of them;
+    max_waiting: queued requests beyond the running ones before submit() refuses.
+    """
+
+    def __init__(self, backend: LlamaCppBackend, *, n_seq: int = 16, n_ctx: int = 8192,
+                 n_batch: int = 512, max_waiting: int = 64) -> None:
+        lc = backend._lc
+        self.lc, self.backend = lc, backend
+        params = lc.llama_context_default_params()
+        params.n_ctx = n_ctx
+        params.n_batch = params.n_ubatch = n_batch
+        params.n_seq_max = n_seq
+        params.n_threads = params.n_threads_batch = backend._llm.n_threads
+        params.kv_unified = True
+        params.no_perf = True
+        self.ctx = lc.llama_init_from_model(backend._llm.model, params)
+        if not self.ctx:
+            raise SlmkitError("llama.cpp could not create the engine context")
+        self.mem = lc.llama_get_memory(self.ctx)
+        self.vocab = backend._vocab
+        self.n_seq, self.n_ctx, self.n_batch = n_seq, n_ctx, n_batch
+        self.max_waiting = max_waiting
+        self.batch = lc.llama_batch_init(n_batch, 0, 1)
+        self.piece = ctypes.create_string_buffer(256)
+        self._waiting: collections.deque[_Seq] = collections.deque()
+        self._running: list[_Seq] = []
+        self._free = list(range(n_seq))
+        self._reserved = 0
+        self._cv = threading.Condition()
+        self._stop = False
+        self.steps = 0
+        self.batch_sizes: collections.Counter[int] = collections.Counter()
+        self._thread = threading.Thread(target=self._loop, name="slmkit-engine", daemon=True)
+        self._thread.start()
+
+    # --- public ---------------------------------------------------------------------------
+    def submit(self, tokens: Sequence[int], options: GenerationOptions, emit: Emit) -> Handle:
+        """Queue a generation; emit(chunk) is called from the engine thread for each chunk.
+
+        Raises EngineFullError when the waiting queue is full and ContextOverflowError when
+        the request could never fit the cache.
+        """
+        if not tokens:
+            raise SlmkitError("cannot generate from an empty token list")
+        seq = _Seq(list(tokens), options, emit)
+        if seq.reserve > self.n_ctx:
+            raise ContextOverflowError(
+                f"prompt {len(tokens)} + max_tokens {options.max_tokens} > engine context "
+                f"{self.n_ctx}", prompt_tokens=len(tokens), n_ctx=self.n_ctx,
+                max_tokens=options.max_tokens)
+        with self._cv:
+            if len(self._waiting) >= self.max_waiting:
+                raise EngineFullError(f"{len(self._waiting)} requests already waiting")
+            seq.t0 = time.perf_counter()
+            self._waiting.append(seq)
+            self._cv.notify()
+        return Handle(seq)
+
+    def generate(self, tokens: Sequence[int], options: GenerationOptions) -> list[Chunk]:
+        """Blocking helper: all chunks of one generation."""
+        done = threading.Event()
+        chunks: list[Chunk] = []
+
+        def emit(c: Chunk) -> None:
+            chunks.append(c)
+            if c.finish_reason is not None:
+                done.set()
+
+        self.submit(tokens, options, emit)
+        done.wait()
+        return chunks
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self._waiting)
+
+    @property
+    def running(self) -> int:
+        return len(self._running)
+
+    def close(self) -> None:
+        with self._cv:
+            self._stop = True
+            self._cv.notify()
+        self._thread.join(timeout=30)
+        if self.ctx:
+            self.lc.llama_batch_free(self.batch)
+            self.lc.llama_free(self.ctx)
+            self.ctx = None
+
+    # --- engine thread ----------------------------------------------------------------------
+    def _admit(self) -> None:
+        while self._waiting and self._free:
+            seq = self._waiting[0]
+            if seq.cancelled.is_set():
+                self._waiting.popleft()
+                self._finish(seq, "cancelled", admitted=False)
+                continue
+            if self._reserved + seq.reserve > self.n_ctx:
+                break  # wait for running sequences to free cache cells
+            self._waiting.popleft()
+            seq.slot = self._free.pop()
+            self._reserved += seq.reserve
+            seq.sampler = self.backend._make_sampler(seq.options)
+            seq.utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+            seq.stopper = StopMatcher(seq.options.stop)
+            seq.stats.prompt_tokens = len(seq.tokens)
+            self._running.append(seq)
+
+    def _loop(self) -> None:
+        while True:
+            with self._cv:
+                while not self._stop and not self._waiting and not self._running:
+                    self._cv.wait()
+                if self._stop:
+                    for seq in [*self._running, *self._waiting]:
+                        self._finish(seq, "cancelled", admitted=seq.slot >= 0)
+                    return
+                self._admit()
+            try:
+                self._step()
+            except Exception as e:  # a failed decode fails its requests, not the server
+                for seq in list(self._running):
+                    self._finish(seq, "cancelled", error=str(e))
+
+    def _step(self) -> None:
+        for seq in [s for s in self._running if s.cancelled.is_set()]:
+            self._finish(seq, "cancelled")
+        if not self._running:
+            return
+        b, n = self.batch, 0
+        outputs: list[tuple[_Seq, int]] = []
+        for seq in self._running:  # one next token for every sequence past its prompt
+            if seq.n_prefilled == len(seq.tokens) and seq.last >= 0:
+                n = self._put(n, seq.last, seq.n_past, seq.slot, True)
+                outputs.append((seq, n - 1))
+                seq.n_past += 1
+        for seq in self._running:  # chunked prefill with the room left
+            if seq.n_prefilled < len(seq.tokens) and n < self.n_batch:
+                take = min(self.n_batch - n, len(seq.tokens) - seq.n_prefilled)
+                for j in range(take):
+                    idx = seq.n_prefilled + j
+                    last = idx == len(seq.tokens) - 1
+                    n = self._put(n, seq.tokens[idx], idx, seq.slot, last)
+                    if last:
+                        outputs.append((seq, n - 1))
+                seq.n_prefilled += take
+                seq.n_past = seq.n_prefilled
+        b.n_tokens = n
+        rc = self.lc.llama_decode(self.ctx, b)
+        if rc != 0:
+            raise SlmkitError(f"llama_decode failed in the engine (code {rc})")
+        self.steps += 1
+        self.batch_sizes[len(outputs)] += 1
+        for seq, idx in outputs:
+            self._sample(seq, idx)
+
+    def _put(self, n: int, tok: int, pos: int, slot: int, logits: bool) -> int:
+        b = self.batch
+        b.token[n] = tok
+        b.pos[n] = pos
+        b.n_seq_id[n] = 1
+        b.seq_id[n][0] = slot
+        b.logits[n] = logits
+        return n + 1
+
+    def _sample(self, seq: _Seq, idx: int) -> None:
+        lc = self.lc
+        tok = lc.llama_sampler_sample(seq.sampler, self.ctx, idx)
+        now = time.perf_counter()
+        if seq.t_first == 0.0:
+            seq.t_first = now
+            seq.stats.ttft_s = now - seq.t0
+        if lc.llama_vocab_is_eog(self.vocab, tok):
+            self._finish(seq, "stop")
+            return
+        seq.stats.completion_tokens += 1
+        k = lc.llama_token_to_piece(self.vocab, tok, self.piece, 256, 0, False)
+        assert seq.stopper is not None
+        text, stopped = seq.stopper.feed(seq.utf8.decode(self.piece.raw[:k]) if k > 0 else "")
+        if text:
+            seq.emit(Chunk(text=text, token_ids=(tok,)))
+        if stopped:
+            self._finish(seq, "stop")
+        elif seq.stats.completion_tokens >= seq.options.max_tokens:
+            self._finish(seq, "length")
+        else:
+            seq.last = tok
+
+    def _finish(self, seq: _Seq, reason: str, *, admitted: bool = True,
+                error: str | None = None) -> None:
+        if admitted and seq in self._running:
+            self._running.remove(seq)
+            self.lc.llama_memory_seq_rm(self.mem, seq.slot, -1, -1)
+            self._free.append(seq.slot)
+            self._reserved -= seq.reserve
+        if seq.sampler is not None:
+            self.lc.llama_sampler_free(seq.sampler)
+            seq.sampler = None
+        end = time.perf_counter()
+        seq.stats.total_s = end - seq.t0
+        seq.stats.decode_s = end - seq.t_first if seq.t_first else 0.0
+        tail = ""
+        if reason == "length" and seq.stopper is not None:
+            tail = seq.stopper.flush() + seq.utf8.decode(b"", final=True)
+        seq.emit(Chunk(text=tail, finish_reason=reason, stats=seq.stats))  # type: ignore[arg-type]
+        if error:
+            seq.emit(Chunk(text="", finish_reason="cancelled", stats=seq.stats))
