@@ -424,3 +424,79 @@ def eval_(
                 click.echo("  " + " ".join(f"{v:5d}" for v in row))
         else:
             click.echo(f"{key:22} {value}")
+
+
+@cli.command()
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Bind address (loopback by default)."
+)
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option(
+    "--model", "models", multiple=True, help="Serve only these ids (default: all installed)."
+)
+@click.option("--api-key", "api_keys", multiple=True, help="Require `Authorization: Bearer KEY`.")
+@click.option(
+    "--keys-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="File with one API key per line.",
+)
+@click.option(
+    "--parallel",
+    type=click.IntRange(1, 64),
+    default=16,
+    show_default=True,
+    help="Sequences decoded together per model.",
+)
+@click.option(
+    "--n-ctx",
+    type=click.IntRange(min=512),
+    default=8192,
+    show_default=True,
+    help="Cache cells shared by those sequences.",
+)
+@click.option(
+    "--max-waiting",
+    type=click.IntRange(min=0),
+    default=64,
+    show_default=True,
+    help="Queued requests beyond the running ones; more get 429.",
+)
+@click.option(
+    "--keep-alive",
+    type=float,
+    default=300.0,
+    show_default=True,
+    help="Seconds an idle model stays loaded.",
+)
+@_fail_cleanly
+def serve(
+    host: str,
+    port: int,
+    models: tuple[str, ...],
+    api_keys: tuple[str, ...],
+    keys_file: Path | None,
+    parallel: int,
+    n_ctx: int,
+    max_waiting: int,
+    keep_alive: float,
+) -> None:
+    """Serve an OpenAI-compatible API (and a chat page at /) with continuous batching."""
+    import uvicorn
+
+    from slmkit.serve import ModelProvider, ServerSettings, create_app
+
+    keys = list(api_keys)
+    if keys_file is not None:
+        keys += [k.strip() for k in _read_text(keys_file).splitlines() if k.strip()]
+    settings = ServerSettings(host=host, port=port, api_keys=tuple(keys))
+    provider = ModelProvider(
+        n_seq=parallel,
+        n_ctx=n_ctx,
+        max_waiting=max_waiting,
+        keep_alive_s=keep_alive,
+        allowed=models,
+    )
+    click.echo(
+        f"serving on http://{host}:{port} (models: {', '.join(provider.available())})", err=True
+    )
+    uvicorn.run(create_app(settings, provider), host=host, port=port, log_level="warning")

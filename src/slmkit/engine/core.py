@@ -74,8 +74,15 @@ class Engine:
     max_waiting: queued requests beyond the running ones before submit() refuses.
     """
 
-    def __init__(self, backend: LlamaCppBackend, *, n_seq: int = 16, n_ctx: int = 8192,
-                 n_batch: int = 512, max_waiting: int = 64) -> None:
+    def __init__(
+        self,
+        backend: LlamaCppBackend,
+        *,
+        n_seq: int = 16,
+        n_ctx: int = 8192,
+        n_batch: int = 512,
+        max_waiting: int = 64,
+    ) -> None:
         lc = backend._lc
         self.lc, self.backend = lc, backend
         params = lc.llama_context_default_params()
@@ -118,10 +125,13 @@ class Engine:
         if seq.reserve > self.n_ctx:
             raise ContextOverflowError(
                 f"prompt {len(tokens)} + max_tokens {options.max_tokens} > engine context "
-                f"{self.n_ctx}", prompt_tokens=len(tokens), n_ctx=self.n_ctx,
-                max_tokens=options.max_tokens)
+                f"{self.n_ctx}",
+                prompt_tokens=len(tokens),
+                n_ctx=self.n_ctx,
+                max_tokens=options.max_tokens,
+            )
         with self._cv:
-            if len(self._waiting) >= self.max_waiting:
+            if len(self._waiting) >= self.max_waiting + len(self._free):
                 raise EngineFullError(f"{len(self._waiting)} requests already waiting")
             seq.t0 = time.perf_counter()
             self._waiting.append(seq)
@@ -259,8 +269,9 @@ class Engine:
         else:
             seq.last = tok
 
-    def _finish(self, seq: _Seq, reason: str, *, admitted: bool = True,
-                error: str | None = None) -> None:
+    def _finish(
+        self, seq: _Seq, reason: str, *, admitted: bool = True, error: str | None = None
+    ) -> None:
         if admitted and seq in self._running:
             self._running.remove(seq)
             self.lc.llama_memory_seq_rm(self.mem, seq.slot, -1, -1)

@@ -1,0 +1,490 @@
+"""`create_app(settings, provider)`: the OpenAI-compatible API, keys, metrics, chat page."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from slmkit.errors import (
+    ContextOverflowError,
+    EmptyPromptError,
+    InvalidOptionsError,
+    ModelNotFoundError,
+    ModelNotInstalledError,
+    SlmkitError,
+)
+from slmkit.runtime.base import Chunk
+from slmkit.serve.metrics import Metrics
+from slmkit.serve.provider import ModelProvider
+from slmkit.serve.schemas import ChatRequest, CompletionRequest, EmbeddingRequest
+
+PAGE = Path(__file__).with_name("page.html")
+
+
+class ServerSettings(BaseSettings):
+    """`slm serve` settings (env prefix SLMKIT_SERVE_)."""
+
+    model_config = SettingsConfigDict(env_prefix="SLMKIT_SERVE_", extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    api_keys: tuple[str, ...] = ()
+    max_body_bytes: int = Field(default=1_000_000, ge=1024)
+    default_max_tokens: int = Field(default=256, ge=1)
+    log_prompts: bool = False
+
+
+class ApiError(Exception):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        type_: str = "invalid_request_error",
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status, self.message, self.type, self.code = status, message, type_, code
+        self.headers = headers or {}
+
+
+def _error_body(message: str, type_: str, code: str | None = None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": type_, "param": None, "code": code}}
+
+
+def _map_error(e: Exception) -> ApiError:
+    from slmkit.engine import EngineFullError
+
+    if isinstance(e, ApiError):
+        return e
+    if isinstance(e, EngineFullError):
+        return ApiError(
+            429,
+            str(e),
+            "rate_limit_error",
+            "queue_full",
+            {"Retry-After": str(max(1, int(e.retry_after)))},
+        )
+    if isinstance(e, ModelNotFoundError | ModelNotInstalledError):
+        return ApiError(404, str(e), "invalid_request_error", "model_not_found")
+    if isinstance(e, ContextOverflowError):
+        return ApiError(400, str(e), "invalid_request_error", "context_length_exceeded")
+    if isinstance(e, InvalidOptionsError | EmptyPromptError | SlmkitError | ValueError):
+        return ApiError(400, str(e))
+    return ApiError(500, "internal error", "server_error")
+
+
+def create_app(
+    settings: ServerSettings | None = None, provider: ModelProvider | None = None
+) -> Any:
+    """Build the FastAPI app; the model provider is injected (tests pass their own)."""
+    from fastapi import FastAPI, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    settings = settings or ServerSettings()
+    provider = provider or ModelProvider()
+    metrics = Metrics(provider)
+    app = FastAPI(title="slmkit", docs_url=None, redoc_url=None)
+    app.state.provider, app.state.settings, app.state.metrics = provider, settings, metrics
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, e: ApiError) -> JSONResponse:
+        metrics.requests.labels(status=str(e.status)).inc()
+        return JSONResponse(_error_body(e.message, e.type, e.code), e.status, headers=e.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, e: StarletteHTTPException) -> JSONResponse:
+        metrics.requests.labels(status=str(e.status_code)).inc()
+        kind = "invalid_request_error" if e.status_code < 500 else "server_error"
+        return JSONResponse(_error_body(str(e.detail), kind), e.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, e: RequestValidationError) -> JSONResponse:
+        first = e.errors()[0] if e.errors() else {"msg": "invalid request", "loc": ()}
+        where = ".".join(str(x) for x in first.get("loc", ()) if x != "body")
+        metrics.requests.labels(status="400").inc()
+        return JSONResponse(
+            _error_body(
+                f"{where}: {first['msg']}" if where else str(first["msg"]),
+                "invalid_request_error",
+            ),
+            400,
+        )
+
+    app.add_middleware(Guard, settings=settings, metrics=metrics)
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "loaded": sorted(provider.loaded())}
+
+    @app.get("/metrics")
+    async def prom() -> Response:
+        body, ctype = metrics.render()
+        return Response(body, media_type=ctype)
+
+    @app.get("/", response_class=HTMLResponse)
+    async def page() -> str:
+        return PAGE.read_text()
+
+    @app.get("/v1/models")
+    async def models() -> dict[str, Any]:
+        ids = await asyncio.to_thread(provider.available)
+        return {
+            "object": "list",
+            "data": [{"id": i, "object": "model", "created": 0, "owned_by": "slmkit"} for i in ids],
+        }
+
+    @app.post("/v1/chat/completions")
+    async def chat(body: ChatRequest) -> Any:
+        return await _generate(body, chat=True)
+
+    @app.post("/v1/completions")
+    async def completions(body: CompletionRequest) -> Any:
+        return await _generate(body, chat=False)
+
+    @app.post("/v1/embeddings")
+    async def embeddings(body: EmbeddingRequest) -> dict[str, Any]:
+        texts = [body.input] if isinstance(body.input, str) else body.input
+        if not texts or any(not t.strip() for t in texts):
+            raise ApiError(400, "input must be non-empty text")
+        vecs = await asyncio.to_thread(_embed, provider, body.model, texts)
+        data = [
+            {"object": "embedding", "index": i, "embedding": _encode(v, body.encoding_format)}
+            for i, v in enumerate(vecs)
+        ]
+        return {
+            "object": "list",
+            "model": body.model,
+            "data": data,
+            "usage": {"prompt_tokens": 0, "total_tokens": 0},
+        }
+
+    async def _generate(body: ChatRequest | CompletionRequest, chat: bool) -> Any:
+        try:
+            prep = await asyncio.to_thread(_prepare, provider, settings, body, chat)
+        except Exception as e:
+            raise _map_error(e) from e
+        item, tokens, options = prep
+        rid = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:24]}"
+        streams = [_engine_stream(item.engine, tokens, options, metrics) for _ in range(body.n)]
+        if body.stream:
+            first = [await _first(s) for s in streams]  # 429 before the 200 is sent
+            sse = _sse(rid, body, chat, first, streams, len(tokens))
+            metrics.requests.labels(status="200").inc()
+            return StreamingResponse(sse, media_type="text/event-stream")
+        results = await asyncio.gather(*[_collect(s) for s in streams])
+        metrics.requests.labels(status="200").inc()
+        return _response(rid, body, chat, results, len(tokens))
+
+    return app
+
+
+def _encode(vec: Any, fmt: str) -> Any:
+    """OpenAI's encodings: a float list, or base64 of little-endian float32."""
+    import base64
+
+    import numpy as np
+
+    if fmt == "base64":
+        return base64.b64encode(np.asarray(vec, dtype="<f4").tobytes()).decode()
+    return [float(x) for x in vec]
+
+
+class Guard:
+    """Pure ASGI middleware (streams pass through untouched): body limit and API keys are
+    checked before any handler runs, so a refused request uses no model time."""
+
+    def __init__(self, app: Any, settings: ServerSettings, metrics: Metrics) -> None:
+        self.app, self.settings, self.metrics = app, settings, metrics
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        limit = self.settings.max_body_bytes
+        length = headers.get("content-length", "")
+        if length.isdigit() and int(length) > limit:
+            await self._refuse(send, 413, f"body over {limit} bytes", "invalid_request_error")
+            return
+        if self.settings.api_keys and scope["path"].startswith("/v1/"):
+            auth = headers.get("authorization", "")
+            given = auth[7:].strip() if auth.startswith("Bearer ") else ""
+            keys = self.settings.api_keys
+            if not any(hmac.compare_digest(given.encode(), k.encode()) for k in keys):
+                await self._refuse(
+                    send,
+                    401,
+                    "invalid or missing API key",
+                    "authentication_error",
+                    "invalid_api_key",
+                )
+                return
+        await self.app(scope, _limited(receive, limit), send)
+
+    async def _refuse(
+        self, send: Any, status: int, message: str, type_: str, code: str | None = None
+    ) -> None:
+        self.metrics.requests.labels(status=str(status)).inc()
+        body = json.dumps(_error_body(message, type_, code)).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+def _limited(receive: Any, limit: int) -> Any:
+    """Wrap receive so a chunked body without Content-Length still stops at the limit."""
+    seen = 0
+
+    async def wrapped() -> Any:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                from starlette.exceptions import HTTPException
+
+                raise HTTPException(413, f"body over {limit} bytes")
+        return message
+
+    return wrapped
+
+
+def _embed(provider: ModelProvider, model_id: str, texts: list[str]) -> Any:
+    if model_id in ("all-minilm-l6-v2", "minilm", "minilm-int8", "text-embedding-minilm"):
+        return provider.embedder().embed(texts)
+    return provider.get(model_id).model.embed(texts)
+
+
+def _prepare(provider: ModelProvider, settings: ServerSettings, body: Any, chat: bool) -> Any:
+    """Validate, template and tokenize in a worker thread (this can load a model)."""
+    from slmkit.options import make_options
+
+    item = provider.get(body.model)
+    model = item.model
+    max_tokens = (
+        getattr(body, "max_completion_tokens", None)
+        or body.max_tokens
+        or settings.default_max_tokens
+    )
+    grammar = _grammar(body.response_format) if chat and body.response_format else None
+    options = make_options(
+        max_tokens=max_tokens,
+        temperature=body.temperature,
+        top_p=body.top_p,
+        top_k=0,
+        min_p=0.0,
+        seed=body.seed,
+        stop=body.stop,
+        grammar=grammar,
+    )
+    if chat:
+        msgs = [{"role": m.role, "content": m.content} for m in body.messages]
+        tokens = model.backend.tokenize(model.format_chat(msgs))
+    else:
+        tokens = model.backend.tokenize(body.prompt)
+    if len(tokens) + max_tokens > item.engine.n_ctx or len(tokens) + max_tokens > model.n_ctx:
+        limit = min(item.engine.n_ctx, model.n_ctx)
+        raise ContextOverflowError(
+            f"prompt is {len(tokens)} tokens + max_tokens {max_tokens} > context {limit}",
+            prompt_tokens=len(tokens),
+            n_ctx=limit,
+            max_tokens=max_tokens,
+        )
+    return item, tokens, options
+
+
+def _grammar(fmt: Any) -> str | None:
+    from slmkit.tasks.extract import grammar_for, schema_of
+
+    if fmt.type == "text":
+        return None
+    if fmt.type == "json_object":
+        return grammar_for({"type": "object"})
+    if fmt.json_schema is None:
+        raise ApiError(400, "response_format json_schema needs a json_schema object")
+    return grammar_for(schema_of(fmt.json_schema.schema_))
+
+
+async def _engine_stream(
+    engine: Any, tokens: list[int], options: Any, metrics: Metrics
+) -> AsyncIterator[Chunk]:
+    """Submit to the engine and yield its chunks; cancels the sequence if abandoned."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[Chunk] = asyncio.Queue()
+    try:
+        handle = engine.submit(
+            tokens, options, lambda c: loop.call_soon_threadsafe(queue.put_nowait, c)
+        )
+    except Exception as e:
+        raise _map_error(e) from e
+    metrics.tokens_in.inc(len(tokens))
+    finished = False
+    last = time.perf_counter()
+    first = True
+    try:
+        while True:
+            chunk = await queue.get()
+            now = time.perf_counter()
+            if chunk.text or chunk.token_ids:
+                (metrics.ttft if first else metrics.itl).observe(now - last)
+                first, last = False, now
+                metrics.tokens_out.inc(len(chunk.token_ids))
+            yield chunk
+            if chunk.finish_reason is not None:
+                finished = True
+                return
+    finally:
+        if not finished:
+            handle.cancel()
+
+
+async def _first(stream: AsyncIterator[Chunk]) -> Chunk:
+    return await stream.__anext__()
+
+
+async def _collect(stream: AsyncIterator[Chunk]) -> tuple[str, Chunk]:
+    parts = []
+    async for c in stream:
+        parts.append(c.text)
+        if c.finish_reason is not None:
+            return "".join(parts), c
+    raise ApiError(500, "generation ended early", "server_error")
+
+
+def _finish(reason: str | None) -> str | None:
+    return {"stop": "stop", "length": "length", "cancelled": "stop"}.get(reason or "", None)
+
+
+def _usage(prompt_tokens: int, finals: list[Chunk]) -> dict[str, int]:
+    out = sum(c.stats.completion_tokens for c in finals if c.stats)
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": out,
+        "total_tokens": prompt_tokens + out,
+    }
+
+
+def _response(
+    rid: str, body: Any, chat: bool, results: list[tuple[str, Chunk]], n_prompt: int
+) -> dict[str, Any]:
+    choices = []
+    for i, (text, final) in enumerate(results):
+        choice: dict[str, Any] = {
+            "index": i,
+            "finish_reason": _finish(final.finish_reason),
+            "logprobs": None,
+        }
+        if chat:
+            choice["message"] = {"role": "assistant", "content": text}
+        else:
+            choice["text"] = text
+        choices.append(choice)
+    return {
+        "id": rid,
+        "object": "chat.completion" if chat else "text_completion",
+        "created": int(time.time()),
+        "model": body.model,
+        "choices": choices,
+        "usage": _usage(n_prompt, [f for _, f in results]),
+    }
+
+
+async def _sse(
+    rid: str,
+    body: Any,
+    chat: bool,
+    first: list[Chunk],
+    streams: list[AsyncIterator[Chunk]],
+    n_prompt: int,
+) -> AsyncIterator[str]:
+    """Server-sent events in OpenAI's chunk shape, ending with `data: [DONE]`."""
+    created = int(time.time())
+    kind = "chat.completion.chunk" if chat else "text_completion"
+
+    def event(i: int, c: Chunk, role: bool = False) -> str:
+        if chat:
+            delta: dict[str, Any] = (
+                {"role": "assistant", "content": c.text} if role else {"content": c.text}
+            )
+            choice: dict[str, Any] = {
+                "index": i,
+                "delta": delta,
+                "logprobs": None,
+                "finish_reason": _finish(c.finish_reason),
+            }
+        else:
+            choice = {
+                "index": i,
+                "text": c.text,
+                "logprobs": None,
+                "finish_reason": _finish(c.finish_reason),
+            }
+        payload = {
+            "id": rid,
+            "object": kind,
+            "created": created,
+            "model": body.model,
+            "choices": [choice],
+        }
+        return f"data: {json.dumps(payload)}\n\n"
+
+    finals: list[Chunk] = []
+    queue: asyncio.Queue[tuple[int, Chunk | None]] = asyncio.Queue()
+
+    async def pump(i: int) -> None:
+        try:
+            async for c in streams[i]:
+                await queue.put((i, c))
+        finally:
+            await queue.put((i, None))
+
+    for i, head in enumerate(first):
+        yield event(i, head, role=True)
+        if head.finish_reason is not None:
+            finals.append(head)
+    tasks = [asyncio.create_task(pump(i)) for i, h in enumerate(first) if h.finish_reason is None]
+    try:
+        pending = len(tasks)
+        while pending:
+            i, item = await queue.get()
+            if item is None:
+                pending -= 1
+                continue
+            if item.finish_reason is not None:
+                finals.append(item)
+            yield event(i, item)
+        if body.stream_options and body.stream_options.include_usage:
+            usage = {
+                "id": rid,
+                "object": kind,
+                "created": created,
+                "model": body.model,
+                "choices": [],
+                "usage": _usage(n_prompt, finals),
+            }
+            yield f"data: {json.dumps(usage)}\n\n"
+        yield "data: [DONE]\n\n"
+    finally:
+        for t in tasks:
+            t.cancel()  # a pump's cancellation cancels its engine sequence
+        await asyncio.gather(*tasks, return_exceptions=True)

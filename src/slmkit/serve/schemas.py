@@ -1,0 +1,65 @@
+"""Request bodies of the OpenAI-compatible API. Unknown fields are 400s (extra='forbid')."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Message(_Body):
+    role: Literal["system", "user", "assistant"]
+    content: str
+    name: str | None = None
+
+
+class StreamOptions(_Body):
+    include_usage: bool = False
+
+
+class JsonSchemaSpec(_Body):
+    name: str = "response"
+    schema_: dict[str, Any] = Field(alias="schema")
+    strict: bool | None = None
+    description: str | None = None
+
+
+class ResponseFormat(_Body):
+    type: Literal["text", "json_schema", "json_object"]
+    json_schema: JsonSchemaSpec | None = None
+
+
+class _Sampling(_Body):
+    model: str
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    n: int = Field(default=1, ge=1, le=8)
+    stop: str | list[str] | None = None
+    max_tokens: int | None = Field(default=None, ge=1, le=32768)
+    temperature: float = Field(default=0.7, ge=0.0, le=2.0)
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
+    user: str | None = None
+    frequency_penalty: float = Field(default=0.0, ge=0.0, le=0.0)  # accepted only as 0
+    presence_penalty: float = Field(default=0.0, ge=0.0, le=0.0)
+
+
+class ChatRequest(_Sampling):
+    messages: list[Message] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1, le=32768)
+    response_format: ResponseFormat | None = None
+
+
+class CompletionRequest(_Sampling):
+    prompt: str = Field(min_length=1)
+
+
+class EmbeddingRequest(_Body):
+    model: str
+    input: str | list[str]
+    encoding_format: Literal["float", "base64"] = "float"
+    user: str | None = None

@@ -1,0 +1,273 @@
+"""The HTTP server, driven by the official openai client over a real loopback port."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from slmkit.catalog.store import Store
+from slmkit.serve import ModelProvider, ServerSettings, create_app
+
+pytestmark = pytest.mark.real_model
+MODEL = "smollm2-135m-instruct"
+KEY = "test-key-123"
+FRANCE = [{"role": "user", "content": "What is the capital of France?"}]
+
+
+class LiveServer:
+    """uvicorn on 127.0.0.1 in a thread; stops on close() (and is a daemon either way)."""
+
+    def __init__(self, app: Any) -> None:
+        import uvicorn
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="error", lifespan="off")
+        )
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            assert time.monotonic() < deadline, "server did not start"
+            time.sleep(0.05)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def live(real_store: Store, smollm_path: Any) -> Iterator[LiveServer]:
+    assert slm_assets(real_store)
+    provider = ModelProvider(real_store, n_seq=4, n_ctx=4096, max_waiting=8)
+    server = LiveServer(
+        create_app(ServerSettings(api_keys=(KEY,), max_body_bytes=200_000), provider)
+    )
+    yield server
+    server.close()
+    provider.close()
+
+
+def slm_assets(store: Store) -> bool:
+    from slmkit.catalog.assets import MINILM_FP32, MINILM_INT8, asset_dir
+
+    asset_dir(store, MINILM_FP32, pull=True)
+    asset_dir(store, MINILM_INT8, pull=True)
+    return True
+
+
+@pytest.fixture
+def client(live: LiveServer) -> openai.OpenAI:
+    return openai.OpenAI(base_url=live.url + "/v1", api_key=KEY, max_retries=0, timeout=120)
+
+
+def test_models_list(client: openai.OpenAI) -> None:
+    ids = [m.id for m in client.models.list()]
+    assert MODEL in ids
+
+
+def test_chat_non_streaming(client: openai.OpenAI) -> None:
+    r = client.chat.completions.create(model=MODEL, messages=FRANCE, temperature=0)  # type: ignore[arg-type]
+    assert "Paris" in (r.choices[0].message.content or "")
+    assert r.choices[0].finish_reason == "stop"
+    assert r.usage is not None and r.usage.prompt_tokens > 0 and r.usage.completion_tokens > 0
+
+
+def test_chat_streaming_with_usage(client: openai.OpenAI) -> None:
+    stream = client.chat.completions.create(
+        model=MODEL,
+        messages=FRANCE,
+        temperature=0,  # type: ignore[arg-type]
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    deltas, usage, finish = [], None, None
+    for chunk in stream:
+        if chunk.usage:
+            usage = chunk.usage
+        for ch in chunk.choices:
+            deltas.append(ch.delta.content or "")
+            finish = ch.finish_reason or finish
+    assert "Paris" in "".join(deltas) and len(deltas) > 3
+    assert finish == "stop" and usage is not None and usage.completion_tokens > 0
+
+
+def test_completions_and_n(client: openai.OpenAI) -> None:
+    r = client.completions.create(
+        model=MODEL, prompt="The capital of Germany is", max_tokens=8, temperature=0
+    )
+    assert "Berlin" in r.choices[0].text
+    two = client.chat.completions.create(
+        model=MODEL,
+        messages=FRANCE,
+        n=2,
+        max_tokens=12,  # type: ignore[arg-type]
+        temperature=1.0,
+        seed=3,
+    )
+    assert [c.index for c in two.choices] == [0, 1]
+    streamed = "".join(
+        c.choices[0].text
+        for c in client.completions.create(
+            model=MODEL, prompt="1, 2, 3,", max_tokens=6, temperature=0, stream=True
+        )
+        if c.choices
+    )
+    assert "4" in streamed
+
+
+def test_embeddings(client: openai.OpenAI) -> None:
+    r = client.embeddings.create(model="all-minilm-l6-v2", input=["a cat", "a kitten", "tax law"])
+    v = [d.embedding for d in r.data]
+    assert len(v) == 3 and len(v[0]) == 384
+    dot = lambda a, b: sum(x * y for x, y in zip(a, b, strict=True))  # noqa: E731
+    assert dot(v[0], v[1]) > dot(v[0], v[2])
+
+
+def test_json_schema_response_parses(client: openai.OpenAI) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "country": {"type": "string"}},
+        "required": ["city", "country"],
+        "additionalProperties": False,
+    }
+    r = client.chat.completions.create(
+        model=MODEL,
+        temperature=0,
+        max_tokens=64,
+        messages=[{"role": "user", "content": "Where is the Eiffel Tower? Answer as JSON."}],
+        response_format={"type": "json_schema", "json_schema": {"name": "place", "schema": schema}},
+    )
+    data = json.loads(r.choices[0].message.content or "")
+    assert set(data) == {"city", "country"}
+
+
+def test_keys_are_required(live: LiveServer) -> None:
+    for key in ("wrong", ""):
+        bad = openai.OpenAI(base_url=live.url + "/v1", api_key=key or "x", max_retries=0)
+        if not key:
+            r = httpx.get(live.url + "/v1/models")
+            assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
+            continue
+        with pytest.raises(openai.AuthenticationError):
+            bad.models.list()
+    assert httpx.get(live.url + "/health").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("content", "status", "fragment"),
+    [
+        (b"{not json", 400, ""),
+        (json.dumps({"model": MODEL, "messages": "hi"}).encode(), 400, "messages"),
+        (json.dumps({"model": MODEL, "messages": FRANCE, "bogus": 1}).encode(), 400, "bogus"),
+        (
+            json.dumps({"model": MODEL, "messages": FRANCE, "max_tokens": -5}).encode(),
+            400,
+            "max_tokens",
+        ),
+        (json.dumps({"model": "no-such-model", "messages": FRANCE}).encode(), 404, "unknown model"),
+        (
+            b'{"model": "'
+            + MODEL.encode()
+            + b'", "messages": [{"role": "user", "content": "\xff\xfe"}]}',
+            400,
+            "",
+        ),
+        (
+            json.dumps(
+                {
+                    "model": MODEL,
+                    "messages": FRANCE,
+                    "response_format": {
+                        "type": "json_schema",
+                        "json_schema": {"name": "x", "schema": {"type": "bogus"}},
+                    },
+                }
+            ).encode(),
+            400,
+            "schema",
+        ),
+        (
+            json.dumps(
+                {"model": MODEL, "messages": [{"role": "user", "content": "word " * 5000}]}
+            ).encode(),
+            400,
+            "context",
+        ),
+        (b"x" * 300_000, 413, "body over"),
+    ],
+)
+def test_bad_requests_get_openai_shaped_errors(
+    live: LiveServer, content: bytes, status: int, fragment: str
+) -> None:
+    r = httpx.post(
+        live.url + "/v1/chat/completions",
+        content=content,
+        timeout=60,
+        headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"},
+    )
+    assert r.status_code == status, r.text
+    err = r.json()["error"]
+    assert set(err) >= {"message", "type", "code"}
+    assert fragment in err["message"]
+
+
+def test_queue_full_is_429_and_disconnect_frees_the_slot(real_store: Store) -> None:
+    provider = ModelProvider(real_store, n_seq=1, n_ctx=2048, max_waiting=0)
+    server = LiveServer(create_app(ServerSettings(), provider))
+    try:
+        body = {
+            "model": MODEL,
+            "messages": [{"role": "user", "content": "Tell a long story."}],
+            "stream": True,
+            "max_tokens": 400,
+            "temperature": 0,
+        }
+        with (
+            httpx.Client(timeout=60) as c,
+            c.stream("POST", server.url + "/v1/chat/completions", json=body) as held,
+        ):
+            assert held.status_code == 200
+            lines = held.iter_lines()  # keep a reference: a dropped iterator closes the stream
+            next(lines)
+            r = httpx.post(
+                server.url + "/v1/chat/completions", json={**body, "stream": False}, timeout=60
+            )
+            assert r.status_code == 429 and r.headers.get("retry-after")
+            assert r.json()["error"]["type"] == "rate_limit_error"
+        engine = provider.loaded()[MODEL].engine
+        deadline = time.monotonic() + 10
+        while engine.running and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert engine.running == 0  # the client went away: its sequence left the batch
+        ok = httpx.post(
+            server.url + "/v1/chat/completions",
+            json={**body, "stream": False, "max_tokens": 5},
+            timeout=60,
+        )
+        assert ok.status_code == 200
+        metrics = httpx.get(server.url + "/metrics").text
+        assert 'slmkit_requests_total{status="429"} 1.0' in metrics
+        assert "slmkit_time_to_first_token_seconds_bucket" in metrics
+    finally:
+        server.close()
+        provider.close()
+
+
+def test_chat_page_is_served(live: LiveServer) -> None:
+    r = httpx.get(live.url + "/")
+    assert r.status_code == 200 and "/v1/chat/completions" in r.text
