@@ -56,6 +56,7 @@ __all__ = [
     "classify",
     "embed",
     "extract",
+    "generate_many",
     "load",
     "summarize",
 ]
@@ -144,3 +145,10 @@ def embed(texts: str | list[str], *, model: str = "minilm-int8") -> Any:
     from slmkit.tasks.embed import embed as _embed
 
     return _embed(texts, model=model)
+
+
+def generate_many(model: Model, prompts: list[Any], **kw: Any) -> list[Completion]:
+    """Batch generation on the continuous-batching engine (see slmkit.engine.generate_many)."""
+    from slmkit.engine import generate_many as _generate_many
+
+    return _generate_many(model, prompts, **kw)
