@@ -180,7 +180,8 @@ def main() -> None:
             wait_ready(url, proc)
             asyncio.run(load(url, args.model, 1, 1, 8))  # warm-up: loads the model
         print(
-            f"model {args.model}, {args.tokens} tokens per request, {args.rounds} requests per client"
+            f"model {args.model}, {args.tokens} tokens per request, "
+            f"{args.rounds} requests per client"
         )
         print(f"{'clients':>7} {'server':>18} {'tok/s':>8} {'TTFT p50':>9} {'TTFT p95':>9}")
         table: dict[tuple[str, int], dict[str, float]] = {}
@@ -189,7 +190,8 @@ def main() -> None:
                 r = asyncio.run(load(url, args.model, c, args.rounds, args.tokens))
                 table[(name, c)] = r
                 print(
-                    f"{c:>7} {name:>18} {r['tok_s']:8.1f} {r['ttft_p50']:8.2f}s {r['ttft_p95']:8.2f}s"
+                    f"{c:>7} {name:>18} {r['tok_s']:8.1f} "
+                    f"{r['ttft_p50']:8.2f}s {r['ttft_p95']:8.2f}s"
                 )
         for c in args.clients:
             ratio = table[("slmkit", c)]["tok_s"] / table[("llama-cpp-python", c)]["tok_s"]
