@@ -2,7 +2,9 @@
 streaming clients, slmkit's server vs llama-cpp-python's server, same model, same run.
 
 Run: .venv/bin/python benchmarks/serve_throughput.py [--clients 1 4 16] [--tokens 128]
-Needs `pip install 'llama-cpp-python[server]==0.3.36'` for the comparison server.
+Needs `pip install 'llama-cpp-python[server]==0.3.36'` for the comparison server, which is
+run with `--interrupt_requests False` (by default it aborts a running stream whenever
+another request arrives, which breaks concurrent clients) and serves one request at a time.
 Both servers listen on 127.0.0.1 and are stopped at the end. Each client sends one
 streaming chat request at a time (different prompts, temperature 0, max_tokens fixed),
 for --rounds requests; tokens are counted from the stream's usage.
@@ -163,6 +165,9 @@ def main() -> None:
                 str(p2),
                 "--n_ctx",
                 "4096",
+                # Its default cuts a running stream when another request arrives.
+                "--interrupt_requests",
+                "False",
                 "--n_threads",
                 threads,
                 "--n_threads_batch",
