@@ -25,14 +25,16 @@ FRANCE = [{"role": "user", "content": "What is the capital of France?"}]
 class LiveServer:
     """uvicorn on 127.0.0.1 in a thread; stops on close() (and is a daemon either way)."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, lifespan: str = "off") -> None:
         import uvicorn
 
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         self.server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="error", lifespan="off")
+            uvicorn.Config(
+                app, host="127.0.0.1", port=self.port, log_level="error", lifespan=lifespan
+            )
         )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
@@ -271,3 +273,22 @@ def test_queue_full_is_429_and_disconnect_frees_the_slot(real_store: Store) -> N
 def test_chat_page_is_served(live: LiveServer) -> None:
     r = httpx.get(live.url + "/")
     assert r.status_code == 200 and "/v1/chat/completions" in r.text
+
+
+def test_idle_models_are_evicted(real_store: Store) -> None:
+    provider = ModelProvider(real_store, n_seq=2, n_ctx=2048, keep_alive_s=0.5)
+    server = LiveServer(create_app(ServerSettings(), provider), lifespan="on")
+    try:
+        r = httpx.post(
+            server.url + "/v1/completions",
+            timeout=60,
+            json={"model": MODEL, "prompt": "Hello", "max_tokens": 2},
+        )
+        assert r.status_code == 200 and MODEL in provider.loaded()
+        deadline = time.monotonic() + 10
+        while provider.loaded() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert provider.loaded() == {}
+        assert httpx.get(server.url + "/health").json()["loaded"] == []
+    finally:
+        server.close()

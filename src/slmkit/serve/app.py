@@ -95,7 +95,7 @@ def create_app(
     settings = settings or ServerSettings()
     provider = provider or ModelProvider()
     metrics = Metrics(provider)
-    app = FastAPI(title="slmkit", docs_url=None, redoc_url=None)
+    app = FastAPI(title="slmkit", docs_url=None, redoc_url=None, lifespan=_lifespan(provider))
     app.state.provider, app.state.settings, app.state.metrics = provider, settings, metrics
 
     @app.exception_handler(ApiError)
@@ -199,6 +199,27 @@ def _encode(vec: Any, fmt: str) -> Any:
     if fmt == "base64":
         return base64.b64encode(np.asarray(vec, dtype="<f4").tobytes()).decode()
     return [float(x) for x in vec]
+
+
+def _lifespan(provider: ModelProvider) -> Any:
+    """Unload idle models every so often while the server runs; unload all at shutdown."""
+    import contextlib
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[None]:
+        async def evictor() -> None:
+            while True:
+                await asyncio.sleep(min(30.0, max(1.0, provider.keep_alive_s / 2)))
+                await asyncio.to_thread(provider.evict_idle)
+
+        task = asyncio.create_task(evictor())
+        try:
+            yield
+        finally:
+            task.cancel()
+            await asyncio.to_thread(provider.close)
+
+    return lifespan
 
 
 class Guard:
