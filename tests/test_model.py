@@ -42,6 +42,16 @@ def test_stream_chunks_join_to_the_same_text(smollm: slmkit.Model) -> None:
     assert "".join(c.text for c in chunks) == smollm.chat(FRANCE, temperature=0, max_tokens=40).text
 
 
+def test_logprobs_on_the_single_stream_path(smollm: slmkit.Model) -> None:
+    chunks = list(
+        smollm.stream("The capital of Germany is", temperature=0, max_tokens=4, logprobs=2)
+    )
+    lps = [lp for c in chunks for lp in c.logprobs]
+    assert len(lps) == chunks[-1].stats.completion_tokens  # type: ignore[union-attr]
+    assert all(lp.logprob <= 0 and len(lp.top) == 2 for lp in lps)
+    assert lps[0].token == lps[0].top[0][0]  # greedy chose the most likely token
+
+
 def test_complete_raw_text(smollm: slmkit.Model) -> None:
     out = smollm.complete("The capital of Germany is", temperature=0, max_tokens=8)
     assert "Berlin" in out.text

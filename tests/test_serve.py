@@ -132,6 +132,43 @@ def test_completions_and_n(client: openai.OpenAI) -> None:
     assert "4" in streamed
 
 
+def test_logprobs(client: openai.OpenAI) -> None:
+    r = client.chat.completions.create(
+        model=MODEL,
+        messages=FRANCE,
+        temperature=0,
+        max_tokens=8,  # type: ignore[arg-type]
+        logprobs=True,
+        top_logprobs=3,
+    )
+    content = r.choices[0].logprobs.content  # type: ignore[union-attr]
+    assert content and len(content) == r.usage.completion_tokens  # type: ignore[union-attr]
+    first = content[0]
+    assert first.logprob <= 0 and len(first.top_logprobs) == 3
+    assert first.top_logprobs[0].logprob >= first.top_logprobs[1].logprob
+    assert first.token == first.top_logprobs[0].token  # greedy picks the most likely token
+    assert "".join(t.token for t in content) == r.choices[0].message.content
+    c = client.completions.create(
+        model=MODEL, prompt="The capital of Germany is", max_tokens=4, temperature=0, logprobs=2
+    )
+    lp = c.choices[0].logprobs
+    assert lp is not None and lp.tokens and len(lp.top_logprobs or []) == len(lp.tokens)
+    streamed = client.chat.completions.create(
+        model=MODEL,
+        messages=FRANCE,
+        temperature=0,  # type: ignore[arg-type]
+        max_tokens=5,
+        logprobs=True,
+        stream=True,
+    )
+    n = sum(
+        len(ch.choices[0].logprobs.content or [])
+        for ch in streamed  # type: ignore[union-attr]
+        if ch.choices and ch.choices[0].logprobs
+    )
+    assert n >= 4
+
+
 def test_embeddings(client: openai.OpenAI) -> None:
     r = client.embeddings.create(model="all-minilm-l6-v2", input=["a cat", "a kitten", "tax law"])
     v = [d.embedding for d in r.data]

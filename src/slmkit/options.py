@@ -22,6 +22,12 @@ class GenerationOptions(BaseModel):
     repeat_penalty: float = Field(default=1.0, gt=0.0, le=5.0)
     seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
     stop: tuple[str, ...] = Field(default=(), max_length=16)
+    logprobs: int | None = Field(
+        default=None,
+        ge=0,
+        le=20,
+        description="Report each token's log-probability and this many top alternatives.",
+    )
     grammar: str | None = Field(
         default=None, description="GBNF grammar the output must follow (see tasks/extract.py)."
     )

@@ -21,8 +21,8 @@ from typing import Any
 
 from slmkit.errors import ContextOverflowError, SlmkitError
 from slmkit.options import GenerationOptions
-from slmkit.runtime.base import Chunk, GenerationStats
-from slmkit.runtime.llamacpp import LlamaCppBackend, StopMatcher
+from slmkit.runtime.base import Chunk, GenerationStats, TokenLogprob
+from slmkit.runtime.llamacpp import LlamaCppBackend, StopMatcher, token_logprobs
 
 Emit = Callable[[Chunk], None]
 
@@ -246,9 +246,22 @@ class Engine:
         b.logits[n] = logits
         return n + 1
 
+    def _logprobs(self, idx: int, tok: int, k: int) -> tuple[TokenLogprob, ...]:
+        import numpy as np
+
+        ptr = self.lc.llama_get_logits_ith(self.ctx, idx)
+        row = np.ctypeslib.as_array(ptr, shape=(self.backend._n_vocab,))
+        return token_logprobs(row, tok, k, self._piece_text)
+
+    def _piece_text(self, tok: int) -> str:
+        k = self.lc.llama_token_to_piece(self.vocab, tok, self.piece, 256, 0, False)
+        return self.piece.raw[: max(k, 0)].decode("utf-8", errors="replace")
+
     def _sample(self, seq: _Seq, idx: int) -> None:
         lc = self.lc
         tok = lc.llama_sampler_sample(seq.sampler, self.ctx, idx)
+        k_lp = seq.options.logprobs
+        lps = self._logprobs(idx, tok, k_lp) if k_lp is not None else ()
         now = time.perf_counter()
         if seq.t_first == 0.0:
             seq.t_first = now
@@ -260,8 +273,8 @@ class Engine:
         k = lc.llama_token_to_piece(self.vocab, tok, self.piece, 256, 0, False)
         assert seq.stopper is not None
         text, stopped = seq.stopper.feed(seq.utf8.decode(self.piece.raw[:k]) if k > 0 else "")
-        if text:
-            seq.emit(Chunk(text=text, token_ids=(tok,)))
+        if text or lps:
+            seq.emit(Chunk(text=text, token_ids=(tok,), logprobs=lps))
         if stopped:
             self._finish(seq, "stop")
         elif seq.stats.completion_tokens >= seq.options.max_tokens:

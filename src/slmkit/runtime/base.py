@@ -35,6 +35,15 @@ class GenerationStats:
 
 
 @dataclass(frozen=True, slots=True)
+class TokenLogprob:
+    """A generated token's log-probability and the most likely alternatives."""
+
+    token: str
+    logprob: float
+    top: tuple[tuple[str, float], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Chunk:
     """One piece of streamed output. The last chunk has finish_reason and stats set."""
 
@@ -42,6 +51,7 @@ class Chunk:
     token_ids: tuple[int, ...] = ()
     finish_reason: FinishReason | None = None
     stats: GenerationStats | None = None
+    logprobs: tuple[TokenLogprob, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

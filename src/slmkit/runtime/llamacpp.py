@@ -22,7 +22,13 @@ import numpy as np
 from slmkit.catalog.entries import ModelEntry
 from slmkit.errors import ModelFormatError, SlmkitError
 from slmkit.options import GenerationOptions
-from slmkit.runtime.base import Backend, Chunk, GenerationStats, LogLikelihood
+from slmkit.runtime.base import (
+    Backend,
+    Chunk,
+    GenerationStats,
+    LogLikelihood,
+    TokenLogprob,
+)
 
 _PIECE_BUF = 256
 
@@ -36,6 +42,18 @@ def _quiet_llama_logs(lc: Any) -> None:
 
     lc.llama_log_set(_noop, ctypes.c_void_p(0))
     _quiet_llama_logs.keep = _noop  # type: ignore[attr-defined]  # keep callback alive
+
+
+def token_logprobs(logits: np.ndarray, tok: int, k: int, text: Any) -> tuple[TokenLogprob, ...]:
+    """The chosen token's log-probability and the k most likely tokens, from raw logits
+    (before sampler filtering). `text(token_id)` renders a token."""
+    row = logits.astype(np.float64)
+    mx = row.max()
+    lp = row - (mx + np.log(np.exp(row - mx).sum()))
+    top = np.argpartition(-lp, k)[:k] if k else np.array([], dtype=int)
+    top = top[np.argsort(-lp[top])]
+    alts = tuple((text(int(t)), float(lp[t])) for t in top)
+    return (TokenLogprob(text(tok), float(lp[tok]), alts),)
 
 
 class StopMatcher:
@@ -222,6 +240,11 @@ class LlamaCppBackend(Backend):
         try:
             for i in range(budget):
                 t = sample(sampler, ctx, -1)
+                lps = (
+                    token_logprobs(self._logits_row(-1), t, options.logprobs, self._piece_text)
+                    if options.logprobs is not None
+                    else ()
+                )
                 if i == 0:
                     t_first = time.perf_counter()
                     stats.ttft_s = t_first - t0
@@ -231,8 +254,8 @@ class LlamaCppBackend(Backend):
                 stats.completion_tokens += 1
                 n = to_piece(vocab, t, piece, _PIECE_BUF, 0, False)
                 text, stopped = stopper.feed(utf8.decode(piece.raw[:n]) if n > 0 else "")
-                if text or stopped:
-                    yield Chunk(text=text, token_ids=(t,))
+                if text or stopped or lps:
+                    yield Chunk(text=text, token_ids=(t,), logprobs=lps)
                 if stopped:
                     finish = "stop"
                     break
@@ -317,6 +340,11 @@ class LlamaCppBackend(Backend):
             )
         out: list[LogLikelihood] = self._scorer.score(requests)
         return out
+
+    def _piece_text(self, tok: int) -> str:
+        buf = ctypes.create_string_buffer(_PIECE_BUF)
+        n = self._lc.llama_token_to_piece(self._vocab, tok, buf, _PIECE_BUF, 0, False)
+        return buf.raw[: max(n, 0)].decode("utf-8", errors="replace")
 
     def _logits_row(self, i: int) -> np.ndarray:
         ptr = self._lc.llama_get_logits_ith(self._ctx, i)

@@ -7,7 +7,7 @@ import hmac
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from slmkit.errors import (
     ModelNotInstalledError,
     SlmkitError,
 )
-from slmkit.runtime.base import Chunk
+from slmkit.runtime.base import Chunk, TokenLogprob
 from slmkit.serve.metrics import Metrics
 from slmkit.serve.provider import ModelProvider
 from slmkit.serve.schemas import ChatRequest, CompletionRequest, EmbeddingRequest
@@ -308,7 +308,12 @@ def _prepare(provider: ModelProvider, settings: ServerSettings, body: Any, chat:
         or settings.default_max_tokens
     )
     grammar = _grammar(body.response_format) if chat and body.response_format else None
+    if chat:
+        n_lp = (body.top_logprobs or 0) if body.logprobs else None
+    else:
+        n_lp = body.logprobs
     options = make_options(
+        logprobs=n_lp,
         max_tokens=max_tokens,
         temperature=body.temperature,
         top_p=body.top_p,
@@ -383,13 +388,49 @@ async def _first(stream: AsyncIterator[Chunk]) -> Chunk:
     return await stream.__anext__()
 
 
-async def _collect(stream: AsyncIterator[Chunk]) -> tuple[str, Chunk]:
-    parts = []
+async def _collect(stream: AsyncIterator[Chunk]) -> tuple[str, Chunk, list[TokenLogprob]]:
+    parts: list[str] = []
+    lps: list[TokenLogprob] = []
     async for c in stream:
         parts.append(c.text)
+        lps.extend(c.logprobs)
         if c.finish_reason is not None:
-            return "".join(parts), c
+            return "".join(parts), c, lps
     raise ApiError(500, "generation ended early", "server_error")
+
+
+def _logprobs_json(lps: Sequence[TokenLogprob], chat: bool, wanted: bool) -> Any:
+    """OpenAI's logprobs objects: chat `{"content": [...]}`, completions token arrays."""
+    if not wanted:
+        return None
+    if chat:
+        return {
+            "content": [
+                {
+                    "token": t.token,
+                    "logprob": t.logprob,
+                    "bytes": list(t.token.encode()),
+                    "top_logprobs": [
+                        {"token": a, "logprob": b, "bytes": list(a.encode())} for a, b in t.top
+                    ],
+                }
+                for t in lps
+            ]
+        }
+    offsets, pos = [], 0
+    for t in lps:
+        offsets.append(pos)
+        pos += len(t.token)
+    return {
+        "tokens": [t.token for t in lps],
+        "token_logprobs": [t.logprob for t in lps],
+        "top_logprobs": [dict(t.top) for t in lps],
+        "text_offset": offsets,
+    }
+
+
+def _wants_logprobs(body: Any, chat: bool) -> bool:
+    return bool(body.logprobs) if chat else body.logprobs is not None
 
 
 def _finish(reason: str | None) -> str | None:
@@ -406,14 +447,19 @@ def _usage(prompt_tokens: int, finals: list[Chunk]) -> dict[str, int]:
 
 
 def _response(
-    rid: str, body: Any, chat: bool, results: list[tuple[str, Chunk]], n_prompt: int
+    rid: str,
+    body: Any,
+    chat: bool,
+    results: list[tuple[str, Chunk, list[TokenLogprob]]],
+    n_prompt: int,
 ) -> dict[str, Any]:
     choices = []
-    for i, (text, final) in enumerate(results):
+    wanted = _wants_logprobs(body, chat)
+    for i, (text, final, lps) in enumerate(results):
         choice: dict[str, Any] = {
             "index": i,
             "finish_reason": _finish(final.finish_reason),
-            "logprobs": None,
+            "logprobs": _logprobs_json(lps, chat, wanted),
         }
         if chat:
             choice["message"] = {"role": "assistant", "content": text}
@@ -426,7 +472,7 @@ def _response(
         "created": int(time.time()),
         "model": body.model,
         "choices": choices,
-        "usage": _usage(n_prompt, [f for _, f in results]),
+        "usage": _usage(n_prompt, [f for _, f, _ in results]),
     }
 
 
@@ -442,6 +488,8 @@ async def _sse(
     created = int(time.time())
     kind = "chat.completion.chunk" if chat else "text_completion"
 
+    wanted = _wants_logprobs(body, chat)
+
     def event(i: int, c: Chunk, role: bool = False) -> str:
         if chat:
             delta: dict[str, Any] = (
@@ -450,14 +498,14 @@ async def _sse(
             choice: dict[str, Any] = {
                 "index": i,
                 "delta": delta,
-                "logprobs": None,
+                "logprobs": _logprobs_json(c.logprobs, chat, wanted),
                 "finish_reason": _finish(c.finish_reason),
             }
         else:
             choice = {
                 "index": i,
                 "text": c.text,
-                "logprobs": None,
+                "logprobs": _logprobs_json(c.logprobs, chat, wanted),
                 "finish_reason": _finish(c.finish_reason),
             }
         payload = {

@@ -52,10 +52,13 @@ class ChatRequest(_Sampling):
     messages: list[Message] = Field(min_length=1)
     max_completion_tokens: int | None = Field(default=None, ge=1, le=32768)
     response_format: ResponseFormat | None = None
+    logprobs: bool = False
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
 
 
 class CompletionRequest(_Sampling):
     prompt: str = Field(min_length=1)
+    logprobs: int | None = Field(default=None, ge=0, le=5)
 
 
 class EmbeddingRequest(_Body):
