@@ -13,13 +13,13 @@ import argparse
 import asyncio
 import collections
 import random
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import httpx
+from _servers import free_port, stop, wait_ready
 
 import slmkit
 
@@ -120,9 +120,7 @@ def main() -> None:
     args = ap.parse_args()
     store = slmkit.Store()
     store.pull(args.model)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen(
         [
@@ -141,23 +139,11 @@ def main() -> None:
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(url + "/health", timeout=2)
-                break
-            except httpx.HTTPError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise SystemExit("server did not start") from None
-                time.sleep(0.3)
+        wait_ready(url, proc)
         print(f"{args.clients} clients for {args.duration:.0f} s against {url} ({args.model})")
         asyncio.run(run(url, args.model, args.clients, args.duration, proc.pid))
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
 
 
 if __name__ == "__main__":

@@ -68,3 +68,27 @@ def test_sequences_share_steps_and_leave_when_done(smollm: slmkit.Model) -> None
             engine.submit(list(range(10, 4100)), long, lambda c: None)
     finally:
         engine.close()
+
+
+def test_a_failed_decode_fails_its_requests_not_the_engine(smollm: slmkit.Model) -> None:
+    import llama_cpp
+
+    class FailingDecode:
+        def __getattr__(self, name: str) -> object:
+            return getattr(llama_cpp, name)
+
+        @staticmethod
+        def llama_decode(ctx: object, batch: object) -> int:
+            return -1
+
+    engine = Engine(smollm.backend, n_seq=2, n_ctx=2048)  # type: ignore[arg-type]
+    try:
+        toks = smollm.backend.tokenize("Hello there")
+        opts = make_options(temperature=0, max_tokens=4)
+        engine.lc = FailingDecode()  # type: ignore[assignment]
+        chunks = engine.generate(toks, opts)
+        assert [c.finish_reason for c in chunks] == ["error"]  # reported once, as an error
+        engine.lc = llama_cpp  # type: ignore[assignment]
+        assert engine.generate(toks, opts)[-1].finish_reason in ("stop", "length")
+    finally:
+        engine.close()

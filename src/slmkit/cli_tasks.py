@@ -30,7 +30,7 @@ def item_progress(label: str, total: int) -> Iterator[Callable[[int], None]]:
     console = Console(stderr=True)
     columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console, disable=not console.is_terminal) as bar:
-        task = bar.add_task(label, total=total)
+        task = bar.add_task(label, total=total or None)
         yield lambda n: bar.advance(task, n)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import codecs
 import collections
 import ctypes
+import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -85,16 +86,7 @@ class Engine:
     ) -> None:
         lc = backend._lc
         self.lc, self.backend = lc, backend
-        params = lc.llama_context_default_params()
-        params.n_ctx = n_ctx
-        params.n_batch = params.n_ubatch = n_batch
-        params.n_seq_max = n_seq
-        params.n_threads = params.n_threads_batch = backend._llm.n_threads
-        params.kv_unified = True
-        params.no_perf = True
-        self.ctx = lc.llama_init_from_model(backend._llm.model, params)
-        if not self.ctx:
-            raise SlmkitError("llama.cpp could not create the engine context")
+        self.ctx = backend.new_context(n_ctx=n_ctx, n_seq=n_seq, n_batch=n_batch)
         self.mem = lc.llama_get_memory(self.ctx)
         self.vocab = backend._vocab
         self.n_seq, self.n_ctx, self.n_batch = n_seq, n_ctx, n_batch
@@ -201,9 +193,10 @@ class Engine:
                 self._admit()
             try:
                 self._step()
-            except Exception as e:  # a failed decode fails its requests, not the server
+            except Exception:  # a failed decode fails its requests, not the server
+                logging.getLogger("slmkit.engine").exception("engine step failed")
                 for seq in list(self._running):
-                    self._finish(seq, "cancelled", error=str(e))
+                    self._finish(seq, "error")
 
     def _step(self) -> None:
         for seq in [s for s in self._running if s.cancelled.is_set()]:
@@ -282,9 +275,7 @@ class Engine:
         else:
             seq.last = tok
 
-    def _finish(
-        self, seq: _Seq, reason: str, *, admitted: bool = True, error: str | None = None
-    ) -> None:
+    def _finish(self, seq: _Seq, reason: str, *, admitted: bool = True) -> None:
         if admitted and seq in self._running:
             self._running.remove(seq)
             self.lc.llama_memory_seq_rm(self.mem, seq.slot, -1, -1)
@@ -300,5 +291,3 @@ class Engine:
         if reason == "length" and seq.stopper is not None:
             tail = seq.stopper.flush() + seq.utf8.decode(b"", final=True)
         seq.emit(Chunk(text=tail, finish_reason=reason, stats=seq.stats))  # type: ignore[arg-type]
-        if error:
-            seq.emit(Chunk(text="", finish_reason="cancelled", stats=seq.stats))

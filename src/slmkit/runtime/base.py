@@ -11,7 +11,7 @@ from typing import Literal
 from slmkit.catalog.entries import ModelEntry
 from slmkit.options import GenerationOptions
 
-FinishReason = Literal["stop", "length", "cancelled"]
+FinishReason = Literal["stop", "length", "cancelled", "error"]
 
 
 @dataclass(slots=True)

@@ -332,14 +332,27 @@ class LlamaCppBackend(Backend):
             return []
         if self._scorer is None:
             self._scorer = ScoringContext(
-                self._lc,
-                self._llm.model,
-                n_ctx=self.n_ctx,
-                n_threads=self._llm.n_threads,
-                n_seq=min(128, self._lc.llama_max_parallel_sequences()),
+                self, n_ctx=self.n_ctx, n_seq=min(128, self._lc.llama_max_parallel_sequences())
             )
         out: list[LogLikelihood] = self._scorer.score(requests)
         return out
+
+    def new_context(self, *, n_ctx: int, n_seq: int, n_batch: int = 512, flash: int = -1) -> Any:
+        """A further llama.cpp context over the same loaded weights, with n_seq sequences
+        sharing one unified KV cache (used by batched scoring and the engine)."""
+        lc = self._lc
+        params = lc.llama_context_default_params()
+        params.n_ctx = n_ctx
+        params.n_batch = params.n_ubatch = n_batch
+        params.n_seq_max = n_seq
+        params.n_threads = params.n_threads_batch = self._llm.n_threads
+        params.kv_unified = True
+        params.no_perf = True
+        params.flash_attn_type = flash
+        ctx = lc.llama_init_from_model(self._llm.model, params)
+        if not ctx:
+            raise SlmkitError(f"llama.cpp could not create a context with {n_seq} sequences")
+        return ctx
 
     def _piece_text(self, tok: int) -> str:
         buf = ctypes.create_string_buffer(_PIECE_BUF)

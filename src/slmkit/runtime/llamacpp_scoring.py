@@ -46,36 +46,22 @@ class ScoringContext:
 
     def __init__(
         self,
-        lc: Any,
-        model: Any,
+        backend: Any,
         *,
         n_ctx: int,
-        n_threads: int,
         n_seq: int = 64,
         n_batch: int = 512,
         chunk_cells: int = 512,
         flash: int = -1,
     ) -> None:
-        self.lc = lc
-        params = lc.llama_context_default_params()
-        params.n_ctx = n_ctx
-        params.n_batch = n_batch
-        params.n_ubatch = n_batch
-        params.n_seq_max = n_seq
-        params.n_threads = n_threads
-        params.n_threads_batch = n_threads
-        params.kv_unified = True
-        params.no_perf = True
-        params.flash_attn_type = flash
-        self.ctx = lc.llama_init_from_model(model, params)
-        if not self.ctx:
-            raise SlmkitError("llama.cpp could not create a scoring context")
+        lc = self.lc = backend._lc
+        self.ctx = backend.new_context(n_ctx=n_ctx, n_seq=n_seq, n_batch=n_batch, flash=flash)
         self.mem = lc.llama_get_memory(self.ctx)
         self.n_ctx, self.n_seq, self.n_batch = n_ctx, n_seq, n_batch
         # Every token attends to every cell of the unified cache (masked), so small chunks
         # keep attention cheap; measured fastest around one batch of tokens per chunk.
         self.chunk_cells = chunk_cells
-        self.n_vocab = lc.llama_vocab_n_tokens(lc.llama_model_get_vocab(model))
+        self.n_vocab = backend._n_vocab
         self.batch = lc.llama_batch_init(n_batch, 0, n_seq)
         self.prefix: tuple[int, ...] = ()
 

@@ -394,6 +394,8 @@ async def _collect(stream: AsyncIterator[Chunk]) -> tuple[str, Chunk, list[Token
     async for c in stream:
         parts.append(c.text)
         lps.extend(c.logprobs)
+        if c.finish_reason == "error":
+            raise ApiError(500, "generation failed in the engine", "server_error")
         if c.finish_reason is not None:
             return "".join(parts), c, lps
     raise ApiError(500, "generation ended early", "server_error")
@@ -491,6 +493,9 @@ async def _sse(
     wanted = _wants_logprobs(body, chat)
 
     def event(i: int, c: Chunk, role: bool = False) -> str:
+        if c.finish_reason == "error":  # the status line is sent: report in the stream
+            err = _error_body("generation failed in the engine", "server_error")
+            return f"data: {json.dumps(err)}\n\n"
         if chat:
             delta: dict[str, Any] = (
                 {"role": "assistant", "content": c.text} if role else {"content": c.text}
