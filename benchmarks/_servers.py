@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
 import subprocess
+import sys
+import tarfile
 import time
+from pathlib import Path
 
 import httpx
 
@@ -38,3 +43,47 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(10)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+def build_llama_server(version: str, cache: Path) -> Path | None:
+    """llama.cpp's own C++ `llama-server`, built once from the llama-cpp-python sdist of
+    `version` (it vendors llama.cpp) into `cache`. Returns None (with a message) where it
+    cannot be built here: no cmake, no compiler, or pip cannot fetch the sdist."""
+    binary = cache / "build" / "bin" / "llama-server"
+    if binary.exists():
+        return binary
+    if not shutil.which("cmake"):
+        print("llama-server: cmake not found, skipped")
+        return None
+    cache.mkdir(parents=True, exist_ok=True)
+    sdist = cache / "sdist"
+    got = subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:"]
+        + ["--dest", str(sdist), f"llama-cpp-python=={version}"],
+        capture_output=True,
+        text=True,
+    )
+    archives = sorted(sdist.glob("llama_cpp_python-*.tar.gz"))
+    if got.returncode or not archives:
+        print(f"llama-server: could not download the sdist: {got.stderr.strip()[-300:]}")
+        return None
+    src = cache / "src"
+    if not src.exists():
+        with tarfile.open(archives[0]) as tar:
+            tar.extractall(src, filter="data")
+    roots = list(src.glob("*/vendor/llama.cpp"))
+    if not roots:
+        print("llama-server: the sdist carries no vendor/llama.cpp")
+        return None
+    build = cache / "build"
+    cfg = ["cmake", "-S", str(roots[0]), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release"]
+    cfg += ["-DLLAMA_BUILD_SERVER=ON", "-DLLAMA_CURL=OFF", "-DBUILD_SHARED_LIBS=OFF"]
+    cfg += ["-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF", "-DGGML_NATIVE=ON"]
+    jobs = str(os.cpu_count() or 2)
+    print("llama-server: building from the llama-cpp-python sdist (several minutes, once)")
+    for cmd in (cfg, ["cmake", "--build", str(build), "--target", "llama-server", "-j", jobs]):
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode:
+            print(f"llama-server: build failed: {(done.stdout + done.stderr)[-600:]}")
+            return None
+    return binary if binary.exists() else None

@@ -307,6 +307,115 @@ def test_queue_full_is_429_and_disconnect_frees_the_slot(real_store: Store) -> N
         provider.close()
 
 
+def _post(live: LiveServer, path: str, body: dict[str, Any]) -> httpx.Response:
+    return httpx.post(
+        live.url + path, json=body, timeout=120, headers={"Authorization": f"Bearer {KEY}"}
+    )
+
+
+def test_classify_endpoint(live: LiveServer, smollm: Any) -> None:
+    from slmkit.tasks.classify import LikelihoodClassifier
+
+    texts = ["I loved this film, wonderful!", "Awful, boring and far too long."]
+    r = _post(
+        live,
+        "/v1/classify",
+        {
+            "model": MODEL,
+            "input": texts,
+            "labels": ["positive", "negative"],
+            "instruction": "Classify the sentiment of the review.",
+        },
+    )
+    assert r.status_code == 200, r.text
+    data = r.json()["data"]
+    # the same answer as the Python task layer on the same model
+    local = LikelihoodClassifier(
+        smollm, ["positive", "negative"], instruction="Classify the sentiment of the review."
+    ).predict(texts)
+    assert [d["label"] for d in data] == [p.label for p in local]
+    for d, p in zip(data, local, strict=True):
+        assert set(d["scores"]) == {"positive", "negative"}
+        assert abs(sum(d["scores"].values()) - 1) < 1e-6
+        assert abs(d["scores"]["positive"] - p.probs["positive"]) < 1e-3
+    # the 135M model ranks the glowing review more positive than the scathing one
+    assert data[0]["scores"]["positive"] > data[1]["scores"]["positive"]
+    # bad input: one label, empty text, too many texts, unknown field
+    for body, fragment in [
+        ({"model": MODEL, "input": "x", "labels": ["only"]}, "labels"),
+        ({"model": MODEL, "input": " ", "labels": ["a", "b"]}, "empty"),
+        ({"model": MODEL, "input": ["x"] * 300, "labels": ["a", "b"]}, "256"),
+        ({"model": MODEL, "input": "x", "labels": ["a", "b"], "k": 1}, "k"),
+        ({"model": MODEL, "input": "x", "labels": ["a", "a"]}, "duplicate"),
+    ]:
+        bad = _post(live, "/v1/classify", body)
+        assert bad.status_code == 400, bad.text
+        assert fragment in bad.json()["error"]["message"]
+
+
+def test_summarize_endpoint(live: LiveServer) -> None:
+    doc = (
+        "The city council met on Tuesday and voted 7 to 2 to build a new library in the "
+        "old train station. Construction starts in March and costs 4 million euros. "
+        "Mayor Anna Berg said the library will open in 2027."
+    )
+    r = _post(live, "/v1/summarize", {"model": MODEL, "input": doc, "max_words": 30})
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["summary"].strip() and out["coverage"] == 1.0 and out["chunks"] == 1
+    assert out["document_tokens"] > 30
+    assert "library" in out["summary"].lower()
+    bad = _post(live, "/v1/summarize", {"model": MODEL, "input": "", "max_words": 30})
+    assert bad.status_code == 400
+
+
+def test_metrics_show_batch_sizes(live: LiveServer, client: openai.OpenAI) -> None:
+    client.completions.create(model=MODEL, prompt="One, two,", max_tokens=4, temperature=0)
+    text = httpx.get(live.url + "/metrics").text
+    count = [ln for ln in text.splitlines() if ln.startswith("slmkit_batch_size_count")]
+    assert count and float(count[0].split()[-1]) >= 4  # one engine step per token at least
+    assert "slmkit_queue_depth" in text and "slmkit_prompt_tokens_total" in text
+
+
+def test_memory_budget_evicts_least_recently_used(tmp_path: Any, smollm_path: Any) -> None:
+    store = Store(tmp_path)
+    for mid in ("copy-a", "copy-b", "copy-c"):
+        store.import_file(smollm_path, model_id=mid)
+    probe = ModelProvider(store, n_seq=2, n_ctx=1024)
+    one = probe.estimate_bytes("copy-a")
+    provider = ModelProvider(store, n_seq=2, n_ctx=1024, memory_budget_bytes=int(one * 2.5))
+    server = LiveServer(create_app(ServerSettings(), provider))
+    try:
+
+        def ask(mid: str) -> httpx.Response:
+            body = {"model": mid, "prompt": "Hello", "max_tokens": 2}
+            return httpx.post(server.url + "/v1/completions", json=body, timeout=60)
+
+        assert ask("copy-a").status_code == 200
+        assert ask("copy-b").status_code == 200
+        provider.loaded()["copy-a"].last_used -= 10  # both idle past the grace period
+        provider.loaded()["copy-b"].last_used -= 5
+        assert ask("copy-c").status_code == 200
+        assert sorted(provider.loaded()) == ["copy-b", "copy-c"]  # a was least recently used
+        assert provider.evicted == ["copy-a"]
+        # a model that alone exceeds the budget is refused with a 503, nothing unloaded
+        small = ModelProvider(store, n_seq=2, n_ctx=1024, memory_budget_bytes=one // 2)
+        app = LiveServer(create_app(ServerSettings(), small))
+        try:
+            r = httpx.post(
+                app.url + "/v1/completions",
+                json={"model": "copy-a", "prompt": "Hi", "max_tokens": 2},
+                timeout=60,
+            )
+            assert r.status_code == 503 and r.headers.get("retry-after")
+            assert "budget" in r.json()["error"]["message"] and small.loaded() == {}
+        finally:
+            app.close()
+    finally:
+        server.close()
+        provider.close()
+
+
 def test_chat_page_is_served(live: LiveServer) -> None:
     r = httpx.get(live.url + "/")
     assert r.status_code == 200 and "/v1/chat/completions" in r.text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -468,6 +469,13 @@ def eval_(
     show_default=True,
     help="Seconds an idle model stays loaded.",
 )
+@click.option(
+    "--memory-budget-mb",
+    type=click.IntRange(min=64),
+    default=None,
+    help="Unload least recently used idle models to keep estimated RAM under this.",
+)
+@click.option("--log-prompts", is_flag=True, help="Log prompts and texts (off by default).")
 @_fail_cleanly
 def serve(
     host: str,
@@ -479,6 +487,8 @@ def serve(
     n_ctx: int,
     max_waiting: int,
     keep_alive: float,
+    memory_budget_mb: int | None,
+    log_prompts: bool,
 ) -> None:
     """Serve an OpenAI-compatible API (and a chat page at /) with continuous batching."""
     import uvicorn
@@ -488,14 +498,17 @@ def serve(
     keys = list(api_keys)
     if keys_file is not None:
         keys += [k.strip() for k in _read_text(keys_file).splitlines() if k.strip()]
-    settings = ServerSettings(host=host, port=port, api_keys=tuple(keys))
+    settings = ServerSettings(host=host, port=port, api_keys=tuple(keys), log_prompts=log_prompts)
     provider = ModelProvider(
         n_seq=parallel,
         n_ctx=n_ctx,
         max_waiting=max_waiting,
         keep_alive_s=keep_alive,
         allowed=models,
+        memory_budget_bytes=memory_budget_mb * 2**20 if memory_budget_mb else None,
     )
+    if log_prompts:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     click.echo(
         f"serving on http://{host}:{port} (models: {', '.join(provider.available())})", err=True
     )

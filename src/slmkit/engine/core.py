@@ -83,8 +83,10 @@ class Engine:
         n_ctx: int = 8192,
         n_batch: int = 512,
         max_waiting: int = 64,
+        on_step: Callable[[int], None] | None = None,
     ) -> None:
         lc = backend._lc
+        self.on_step = on_step
         self.lc, self.backend = lc, backend
         self.ctx = backend.new_context(n_ctx=n_ctx, n_seq=n_seq, n_batch=n_batch)
         self.mem = lc.llama_get_memory(self.ctx)
@@ -123,6 +125,8 @@ class Engine:
                 max_tokens=options.max_tokens,
             )
         with self._cv:
+            if self._stop:
+                raise SlmkitError("the engine is closed (its model was unloaded); retry")
             if len(self._waiting) >= self.max_waiting + len(self._free):
                 raise EngineFullError(f"{len(self._waiting)} requests already waiting")
             seq.t0 = time.perf_counter()
@@ -227,6 +231,8 @@ class Engine:
             raise SlmkitError(f"llama_decode failed in the engine (code {rc})")
         self.steps += 1
         self.batch_sizes[len(outputs)] += 1
+        if self.on_step is not None:
+            self.on_step(len(outputs))
         for seq, idx in outputs:
             self._sample(seq, idx)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -24,10 +25,18 @@ from slmkit.errors import (
 )
 from slmkit.runtime.base import Chunk, TokenLogprob
 from slmkit.serve.metrics import Metrics
-from slmkit.serve.provider import ModelProvider
-from slmkit.serve.schemas import ChatRequest, CompletionRequest, EmbeddingRequest
+from slmkit.serve.provider import ModelProvider, OverBudgetError
+from slmkit.serve.schemas import (
+    ChatRequest,
+    ClassifyRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+    SummarizeRequest,
+)
 
 PAGE = Path(__file__).with_name("page.html")
+MAX_CLASSIFY_TEXTS = 256
+log = logging.getLogger("slmkit.serve")
 
 
 class ServerSettings(BaseSettings):
@@ -74,6 +83,8 @@ def _map_error(e: Exception) -> ApiError:
             "queue_full",
             {"Retry-After": str(max(1, int(e.retry_after)))},
         )
+    if isinstance(e, OverBudgetError):
+        return ApiError(503, str(e), "server_error", "over_memory_budget", {"Retry-After": "5"})
     if isinstance(e, ModelNotFoundError | ModelNotInstalledError):
         return ApiError(404, str(e), "invalid_request_error", "model_not_found")
     if isinstance(e, ContextOverflowError):
@@ -168,6 +179,43 @@ def create_app(
             "model": body.model,
             "data": data,
             "usage": {"prompt_tokens": 0, "total_tokens": 0},
+        }
+
+    @app.post("/v1/classify")
+    async def classify(body: ClassifyRequest) -> dict[str, Any]:
+        texts = [body.input] if isinstance(body.input, str) else body.input
+        if not texts or len(texts) > MAX_CLASSIFY_TEXTS:
+            raise ApiError(400, f"input must hold 1 to {MAX_CLASSIFY_TEXTS} texts")
+        try:
+            preds = await asyncio.to_thread(_classify, provider, settings, body, texts)
+        except Exception as e:
+            raise _map_error(e) from e
+        metrics.requests.labels(status="200").inc()
+        return {
+            "object": "list",
+            "model": body.model,
+            "data": [
+                {"object": "classification", "index": i, "label": p.label, "scores": p.probs}
+                for i, p in enumerate(preds)
+            ],
+        }
+
+    @app.post("/v1/summarize")
+    async def summarize(body: SummarizeRequest) -> dict[str, Any]:
+        try:
+            res = await asyncio.to_thread(_summarize, provider, settings, body)
+        except Exception as e:
+            raise _map_error(e) from e
+        metrics.requests.labels(status="200").inc()
+        return {
+            "object": "summary",
+            "model": body.model,
+            "summary": res.summary,
+            "document_tokens": res.document_tokens,
+            "tokens_read": res.tokens_read,
+            "chunks": res.chunks,
+            "levels": res.levels,
+            "coverage": res.coverage,
         }
 
     async def _generate(body: ChatRequest | CompletionRequest, chat: bool) -> Any:
@@ -296,6 +344,37 @@ def _embed(provider: ModelProvider, model_id: str, texts: list[str]) -> Any:
     return provider.get(model_id).model.embed(texts)
 
 
+def _classify(
+    provider: ModelProvider, settings: ServerSettings, body: ClassifyRequest, texts: list[str]
+) -> Any:
+    from slmkit.tasks.classify import LikelihoodClassifier
+
+    item = provider.get(body.model)
+    if settings.log_prompts:
+        log.info("classify %s labels=%s texts=%r", body.model, body.labels, texts)
+    key = (tuple(body.labels), body.instruction, body.calibrate)
+    with item.task_lock:
+        clf = item.classifiers.get(key)
+        if clf is None:
+            clf = LikelihoodClassifier(
+                item.model, body.labels, instruction=body.instruction, calibrate=body.calibrate
+            )
+            if len(item.classifiers) >= 32:
+                item.classifiers.pop(next(iter(item.classifiers)))
+            item.classifiers[key] = clf
+        return clf.predict(texts)
+
+
+def _summarize(provider: ModelProvider, settings: ServerSettings, body: SummarizeRequest) -> Any:
+    from slmkit.tasks.summarize import Summarizer
+
+    item = provider.get(body.model)
+    if settings.log_prompts:
+        log.info("summarize %s document=%r", body.model, body.input)
+    with item.task_lock:
+        return Summarizer(item.model, max_words=body.max_words)(body.input)
+
+
 def _prepare(provider: ModelProvider, settings: ServerSettings, body: Any, chat: bool) -> Any:
     """Validate, template and tokenize in a worker thread (this can load a model)."""
     from slmkit.options import make_options
@@ -328,6 +407,8 @@ def _prepare(provider: ModelProvider, settings: ServerSettings, body: Any, chat:
         tokens = model.backend.tokenize(model.format_chat(msgs))
     else:
         tokens = model.backend.tokenize(body.prompt)
+    if settings.log_prompts:
+        log.info("%s prompt: %r", body.model, body.messages if chat else body.prompt)
     if len(tokens) + max_tokens > item.engine.n_ctx or len(tokens) + max_tokens > model.n_ctx:
         limit = min(item.engine.n_ctx, model.n_ctx)
         raise ContextOverflowError(

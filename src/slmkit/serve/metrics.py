@@ -28,6 +28,13 @@ class Metrics:
             registry=r,
             buckets=(0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1),
         )
+        self.batch = Histogram(
+            "slmkit_batch_size",
+            "Sequences sampled per engine step (decode batch size)",
+            registry=r,
+            buckets=(1, 2, 4, 8, 16, 32, 64),
+        )
+        provider.on_step = self.batch.observe
         queue = Gauge("slmkit_queue_depth", "Requests waiting for a sequence slot", registry=r)
         running = Gauge("slmkit_running_sequences", "Sequences in the batch", registry=r)
         queue.set_function(lambda: sum(i.engine.queue_depth for i in provider.loaded().values()))

@@ -1,14 +1,22 @@
-"""Loads models on first use, one engine each; evicts idle ones after a keep-alive."""
+"""Loads models on first use, one engine each; evicts idle ones after a keep-alive, and the
+least recently used idle ones when loading another would go over a memory budget."""
 
 from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
-from slmkit.catalog.store import Store
+from slmkit.catalog.store import Store, estimate_ram_bytes
 from slmkit.errors import ModelNotFoundError, ModelNotInstalledError, SlmkitError
+
+_GRACE_S = 2.0
+
+
+class OverBudgetError(SlmkitError):
+    """Loading this model would exceed the memory budget and no idle model can go."""
 
 
 @dataclass
@@ -16,6 +24,14 @@ class Loaded:
     model: Any
     engine: Any
     last_used: float
+    est_bytes: int = 0
+    # Task endpoints (classify, summarize) use the model's own context, one at a time.
+    task_lock: threading.Lock = field(default_factory=threading.Lock)
+    classifiers: dict[Any, Any] = field(default_factory=dict)  # calibrated once per label set
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.engine.running or self.engine.queue_depth or self.task_lock.locked())
 
 
 class ModelProvider:
@@ -31,14 +47,61 @@ class ModelProvider:
         max_waiting: int = 64,
         keep_alive_s: float = 300.0,
         allowed: tuple[str, ...] = (),
+        memory_budget_bytes: int | None = None,
     ) -> None:
         self.store = store or Store()
         self.n_seq, self.n_ctx, self.max_waiting = n_seq, n_ctx, max_waiting
         self.keep_alive_s = keep_alive_s
         self.allowed = allowed
+        self.memory_budget_bytes = memory_budget_bytes
+        self.on_step: Callable[[int], None] | None = None  # engine batch sizes (metrics)
         self._loaded: dict[str, Loaded] = {}
         self._lock = threading.Lock()
         self._embedder: Any = None
+        self.evicted: list[str] = []  # ids unloaded for the budget, oldest first
+
+    @property
+    def model_n_ctx(self) -> int:
+        return min(self.n_ctx, 4096)
+
+    def estimate_bytes(self, model_id: str) -> int:
+        """Estimated RSS of a served model: weights, the model's own context and the
+        engine's shared cache (docs/models.md describes the estimate)."""
+        entry = self.store.get(model_id)
+        est = estimate_ram_bytes(entry, self.model_n_ctx + self.n_ctx)
+        if est is None:
+            path = self.store.path(model_id)
+            est = int(path.stat().st_size * 1.5) if path else 0
+        return est
+
+    def _make_room(self, need: int) -> None:
+        """Unload least recently used idle models until `need` more bytes fit the budget."""
+        budget = self.memory_budget_bytes
+        if budget is None:
+            return
+        if need > budget:
+            raise OverBudgetError(
+                f"this model needs about {need / 2**20:.0f} MiB, over the server's memory "
+                f"budget of {budget / 2**20:.0f} MiB"
+            )
+        for mid, item in sorted(self._loaded.items(), key=lambda kv: kv[1].last_used):
+            if sum(i.est_bytes for i in self._loaded.values()) + need <= budget:
+                return
+            # A model handed out moments ago may not have submitted its work yet.
+            if not item.busy and time.monotonic() - item.last_used > _GRACE_S:
+                self._unload(mid)
+                self.evicted.append(mid)
+        used = sum(i.est_bytes for i in self._loaded.values())
+        if used + need > budget:
+            raise OverBudgetError(
+                f"loading needs about {need / 2**20:.0f} MiB; {used / 2**20:.0f} MiB of the "
+                f"{budget / 2**20:.0f} MiB budget is held by models still in use"
+            )
+
+    def _unload(self, model_id: str) -> None:
+        item = self._loaded.pop(model_id)
+        item.engine.close()
+        item.model.close()
 
     def available(self) -> list[str]:
         """Installed decoder models this server may serve."""
@@ -63,17 +126,28 @@ class ModelProvider:
                 if self.store.path(model_id) is None:
                     self.store.get(model_id)  # unknown id -> ModelNotFoundError
                     raise ModelNotInstalledError(f"model {model_id!r} is not installed")
-                model = slmkit.load(model_id, store=self.store, n_ctx=min(self.n_ctx, 4096))
+                need = self.estimate_bytes(model_id)
+                self._make_room(need)
+                model = slmkit.load(model_id, store=self.store, n_ctx=self.model_n_ctx)
                 backend = model.backend
                 if not isinstance(backend, LlamaCppBackend):
+                    model.close()
                     raise SlmkitError(f"{model_id}: the server needs a llama.cpp model")
                 engine = Engine(
-                    backend, n_seq=self.n_seq, n_ctx=self.n_ctx, max_waiting=self.max_waiting
+                    backend,
+                    n_seq=self.n_seq,
+                    n_ctx=self.n_ctx,
+                    max_waiting=self.max_waiting,
+                    on_step=self._observe_step,
                 )
-                item = Loaded(model, engine, time.monotonic())
+                item = Loaded(model, engine, time.monotonic(), need)
                 self._loaded[model_id] = item
             item.last_used = time.monotonic()
             return item
+
+    def _observe_step(self, n: int) -> None:
+        if self.on_step is not None:
+            self.on_step(n)
 
     def embedder(self) -> Any:
         from slmkit.tasks.embed import load_embedder
@@ -89,11 +163,8 @@ class ModelProvider:
         gone = []
         with self._lock:
             for mid, item in list(self._loaded.items()):
-                busy = item.engine.running or item.engine.queue_depth
-                if not busy and now - item.last_used > self.keep_alive_s:
-                    item.engine.close()
-                    item.model.close()
-                    del self._loaded[mid]
+                if not item.busy and now - item.last_used > self.keep_alive_s:
+                    self._unload(mid)
                     gone.append(mid)
         return gone
 

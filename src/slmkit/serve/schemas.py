@@ -66,3 +66,21 @@ class EmbeddingRequest(_Body):
     input: str | list[str]
     encoding_format: Literal["float", "base64"] = "float"
     user: str | None = None
+
+
+class ClassifyRequest(_Body):
+    """Zero-shot classification of one text or many into the given labels."""
+
+    model: str
+    input: str | list[str]
+    labels: list[str] = Field(min_length=2, max_length=100)
+    instruction: str = Field(default="Classify the text.", min_length=1, max_length=2000)
+    calibrate: bool = True
+
+
+class SummarizeRequest(_Body):
+    """Summary of one document of any length (map-reduce past the context)."""
+
+    model: str
+    input: str = Field(min_length=1)
+    max_words: int = Field(default=60, ge=5, le=1000)
