@@ -92,3 +92,50 @@ def test_a_failed_decode_fails_its_requests_not_the_engine(smollm: slmkit.Model)
         assert engine.generate(toks, opts)[-1].finish_reason in ("stop", "length")
     finally:
         engine.close()
+
+
+def test_prefix_reuse_gives_the_same_text_and_skips_prefill(smollm: slmkit.Model) -> None:
+    system = "You are a terse assistant. Answer in one short sentence. " * 4
+
+    def toks(q: str) -> list[int]:
+        msgs = [{"role": "system", "content": system}, {"role": "user", "content": q}]
+        return smollm.backend.tokenize(smollm.format_chat(msgs))
+
+    questions = ["What is the capital of France?", "What is the capital of Japan?"]
+    opts = make_options(temperature=0, max_tokens=16)
+    texts: dict[int, list[str]] = {}
+    for keep in (0, 1024):
+        engine = Engine(smollm.backend, n_seq=2, n_ctx=1024, keep_prefix=keep)  # type: ignore[arg-type]
+        try:
+            texts[keep] = [
+                "".join(c.text for c in engine.generate(toks(q), opts)) for q in questions
+            ]
+            reused = engine.reused_tokens
+        finally:
+            engine.close()
+        if keep:
+            shared = 0
+            a, b = toks(questions[0]), toks(questions[1])
+            while a[shared] == b[shared]:
+                shared += 1
+            assert reused == shared > 40  # the second request prefilled only its own part
+        else:
+            assert reused == 0
+    assert texts[0] == texts[1024]
+    assert "Paris" in texts[1024][0] and "Tokyo" in texts[1024][1]
+
+
+def test_kept_prefixes_give_way_when_the_cache_is_needed(smollm: slmkit.Model) -> None:
+    engine = Engine(smollm.backend, n_seq=4, n_ctx=512, keep_prefix=1024)  # type: ignore[arg-type]
+    try:
+        opts = make_options(temperature=0, max_tokens=8)
+        for word in ("alpha", "bravo", "charlie"):  # three slots keep ~100 tokens each
+            engine.generate(smollm.backend.tokenize(f"{word} " * 100), opts)
+        assert sum(len(v) for v in engine._kept.values()) >= 300
+        big = smollm.backend.tokenize("delta " * 400)  # needs the cells the others keep
+        out = engine.generate(big, opts, timeout=60)  # admitted, not stuck waiting
+        assert out[-1].finish_reason in ("stop", "length")
+        kept = sorted(len(v) for v in engine._kept.values())
+        assert kept[-1] == len(big) and sum(kept) <= 512  # older prefixes were dropped
+    finally:
+        engine.close()

@@ -6,6 +6,13 @@ admitted sequences as fit (chunked prefill), decodes it once, then samples every
 that produced logits with its own sampler chain. A sequence leaves the batch the moment it
 finishes or its caller cancels, and a waiting one takes its slot. Admission reserves
 prompt + max_tokens cache cells per sequence, so a decode never runs out of cache.
+
+Prefix reuse: a finished sequence's slot keeps its prompt's cache cells. A new request
+takes the free slot whose kept prompt shares the longest prefix with its own (a shared
+system prompt, or the earlier turns of a chat) and prefills only the rest. Kept cells
+count against the cache; the least recently kept are dropped when room is needed, and
+each slot keeps at most `keep_prefix` tokens (every decode attends over all used cells,
+so keeping generated text too would slow everyone down).
 """
 
 from __future__ import annotations
@@ -50,6 +57,7 @@ class _Seq:
     stats: GenerationStats = field(default_factory=GenerationStats)
     t0: float = 0.0
     t_first: float = 0.0
+    reused: int = 0
     utf8: Any = None
     stopper: StopMatcher | None = None
 
@@ -83,6 +91,7 @@ class Engine:
         n_ctx: int = 8192,
         n_batch: int = 512,
         max_waiting: int = 64,
+        keep_prefix: int = 1024,
         on_step: Callable[[int], None] | None = None,
     ) -> None:
         lc = backend._lc
@@ -99,6 +108,10 @@ class Engine:
         self._running: list[_Seq] = []
         self._free = list(range(n_seq))
         self._reserved = 0
+        self.keep_prefix = keep_prefix
+        # Tokens whose cache cells a free slot still holds, oldest first (dict order).
+        self._kept: dict[int, list[int]] = {}
+        self.reused_tokens = 0
         self._cv = threading.Condition()
         self._stop = False
         self.steps = 0
@@ -134,8 +147,11 @@ class Engine:
             self._cv.notify()
         return Handle(seq)
 
-    def generate(self, tokens: Sequence[int], options: GenerationOptions) -> list[Chunk]:
-        """Blocking helper: all chunks of one generation."""
+    def generate(
+        self, tokens: Sequence[int], options: GenerationOptions, timeout: float | None = None
+    ) -> list[Chunk]:
+        """Blocking helper: all chunks of one generation (TimeoutError, and the request
+        cancelled, if it has not finished within `timeout` seconds)."""
         done = threading.Event()
         chunks: list[Chunk] = []
 
@@ -144,8 +160,10 @@ class Engine:
             if c.finish_reason is not None:
                 done.set()
 
-        self.submit(tokens, options, emit)
-        done.wait()
+        handle = self.submit(tokens, options, emit)
+        if not done.wait(timeout):
+            handle.cancel()
+            raise TimeoutError(f"generation did not finish within {timeout} s")
         return chunks
 
     @property
@@ -174,16 +192,50 @@ class Engine:
                 self._waiting.popleft()
                 self._finish(seq, "cancelled", admitted=False)
                 continue
-            if self._reserved + seq.reserve > self.n_ctx:
+            slot, common = self._best_slot(seq.tokens)
+            if not self._make_room(seq.reserve, slot):
                 break  # wait for running sequences to free cache cells
             self._waiting.popleft()
-            seq.slot = self._free.pop()
+            self._free.remove(slot)
+            kept = self._kept.pop(slot, [])
+            if len(kept) > common:
+                self.lc.llama_memory_seq_rm(self.mem, slot, common, -1)
+            seq.slot = slot
+            seq.n_prefilled = seq.n_past = seq.reused = common
+            self.reused_tokens += common
             self._reserved += seq.reserve
             seq.sampler = self.backend._make_sampler(seq.options)
             seq.utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
             seq.stopper = StopMatcher(seq.options.stop)
             seq.stats.prompt_tokens = len(seq.tokens)
             self._running.append(seq)
+
+    def _best_slot(self, tokens: list[int]) -> tuple[int, int]:
+        """The free slot keeping the longest prefix of `tokens` (at most all but the last
+        token, which must be decoded for logits), else the one keeping the least."""
+        best, best_len = -1, -1
+        for slot in self._free:
+            kept = self._kept.get(slot, ())
+            n = 0
+            limit = min(len(kept), len(tokens) - 1)
+            while n < limit and kept[n] == tokens[n]:
+                n += 1
+            if n > best_len or (n == best_len and len(kept) < len(self._kept.get(best, ()))):
+                best, best_len = slot, n
+        return best, max(best_len, 0)
+
+    def _make_room(self, need: int, slot: int) -> bool:
+        """Drop other free slots' kept prefixes, oldest first, until `need` cells fit."""
+
+        def used() -> int:
+            return self._reserved + sum(len(v) for k, v in self._kept.items() if k != slot)
+
+        for other in [k for k in self._kept if k != slot]:
+            if used() + need <= self.n_ctx:
+                break
+            self.lc.llama_memory_seq_rm(self.mem, other, -1, -1)
+            del self._kept[other]
+        return used() + need <= self.n_ctx
 
     def _loop(self) -> None:
         while True:
@@ -284,7 +336,10 @@ class Engine:
     def _finish(self, seq: _Seq, reason: str, *, admitted: bool = True) -> None:
         if admitted and seq in self._running:
             self._running.remove(seq)
-            self.lc.llama_memory_seq_rm(self.mem, seq.slot, -1, -1)
+            keep = min(seq.n_prefilled, self.keep_prefix) if reason != "error" else 0
+            self.lc.llama_memory_seq_rm(self.mem, seq.slot, keep, -1)
+            if keep:
+                self._kept[seq.slot] = seq.tokens[:keep]
             self._free.append(seq.slot)
             self._reserved -= seq.reserve
         if seq.sampler is not None:
