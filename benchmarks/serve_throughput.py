@@ -1,13 +1,20 @@
 """Server throughput: aggregate generated tokens/s and TTFT at 1, 4 and 16 concurrent
-streaming clients, slmkit's server vs llama-cpp-python's server, same model, same run.
+streaming clients, slmkit's server vs llama-cpp-python's server vs llama.cpp's own C++
+llama-server (-np 16), same model, same run; plus the single-stream reference of `slm run`.
 
 Run: .venv/bin/python benchmarks/serve_throughput.py [--clients 1 4 16] [--tokens 128]
-Needs `pip install 'llama-cpp-python[server]==0.3.36'` for the comparison server, which is
-run with `--interrupt_requests False` (by default it aborts a running stream whenever
+Needs `pip install 'llama-cpp-python[server]==0.3.36'` for the llama-cpp-python server, which
+is run with `--interrupt_requests False` (by default it aborts a running stream whenever
 another request arrives, which breaks concurrent clients) and serves one request at a time.
-Both servers listen on 127.0.0.1 and are stopped at the end. Each client sends one
+llama-server is built once from the llama-cpp-python sdist's vendored llama.cpp into
+~/.cache/slmkit-bench (cmake + a C++ compiler; several minutes); --no-llama-server skips it.
+All servers listen on 127.0.0.1 and are stopped at the end. Each client sends one
 streaming chat request at a time (different prompts, temperature 0, max_tokens fixed),
 for --rounds requests; tokens are counted from the stream's usage.
+
+The `slm run` reference is the same requests, one at a time, through slmkit's Python API
+in this process (what `slm run` does after its ~0.4 s start): tokens / wall time per
+request, prefill included, exactly as the 1-client server figure counts them.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import time
 from pathlib import Path
 
 import httpx
-from _servers import free_port, stop, wait_ready
+from _servers import build_llama_server, free_port, stop, wait_ready
 
 import slmkit
 
@@ -77,25 +84,54 @@ async def one(
 
 
 async def load(url: str, model: str, clients: int, rounds: int, n: int) -> dict[str, float]:
-    async with httpx.AsyncClient(timeout=600) as client:
+    # A fresh connection per request: a pooled keep-alive connection that the server has
+    # just timed out would fail a request through no fault of the server.
+    limits = httpx.Limits(max_keepalive_connections=0)
+    errors: list[str] = []
+    async with httpx.AsyncClient(timeout=600, limits=limits) as client:
 
         async def worker(w: int) -> list[tuple[float, int]]:
-            return [
-                await one(client, url, model, TOPICS[(w + r) % len(TOPICS)], n)
-                for r in range(rounds)
-            ]
+            out = []
+            for r in range(rounds):
+                try:
+                    out.append(await one(client, url, model, TOPICS[(w + r) % len(TOPICS)], n))
+                except httpx.HTTPError as e:
+                    errors.append(f"{type(e).__name__}: {e}")
+            return out
 
         t0 = time.perf_counter()
         results = [
             x for xs in await asyncio.gather(*[worker(w) for w in range(clients)]) for x in xs
         ]
         dt = time.perf_counter() - t0
-    ttfts = sorted(t for t, _ in results)
+    if errors:
+        print(f"  {url}: {len(errors)} failed requests, first: {errors[0]}")
+    ttfts = sorted(t for t, _ in results) or [float("nan")]
     return {
         "tok_s": sum(k for _, k in results) / dt,
         "ttft_p50": statistics.median(ttfts),
         "ttft_p95": ttfts[min(len(ttfts) - 1, int(0.95 * len(ttfts)))],
     }
+
+
+def slm_run_reference(model_id: str, rounds: int, n: int) -> float:
+    """Tokens/s of the 1-client requests made in-process, one at a time (see docstring)."""
+    model = slmkit.load(model_id)
+    try:
+        model.chat("Hi", max_tokens=4)  # warm-up
+        tokens, secs = 0, 0.0
+        for r in range(rounds):
+            t0 = time.perf_counter()
+            out = model.chat(
+                f"Write a long essay about {TOPICS[r % len(TOPICS)]}.",
+                temperature=0,
+                max_tokens=n,
+            )
+            secs += time.perf_counter() - t0
+            tokens += out.stats.completion_tokens
+        return tokens / secs
+    finally:
+        model.close()
 
 
 def main() -> None:
@@ -104,62 +140,46 @@ def main() -> None:
     ap.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16])
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--tokens", type=int, default=128)
+    ap.add_argument("--repeats", type=int, default=3, help="1-client vs slm run repeats")
+    ap.add_argument("--no-llama-server", action="store_true", help="skip llama.cpp's server")
     args = ap.parse_args()
     store = slmkit.Store()
     path = store.pull(args.model)
     threads = str(store.settings.n_threads)
-    bin_dir = Path(sys.executable).parent
-    servers = {}
-    p1, p2 = free_port(), free_port()
-    servers["slmkit"] = (
-        f"http://127.0.0.1:{p1}",
-        subprocess.Popen(
-            [
-                str(bin_dir / "slm"),
-                "serve",
-                "--port",
-                str(p1),
-                "--model",
-                args.model,
-                "--parallel",
-                "16",
-                "--n-ctx",
-                "8192",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=open(os.environ.get("SLM_BENCH_LOG", os.devnull), "w"),  # noqa: SIM115
-        ),
-    )
-    servers["llama-cpp-python"] = (
-        f"http://127.0.0.1:{p2}",
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "llama_cpp.server",
-                "--model",
-                str(path),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(p2),
-                "--n_ctx",
-                "4096",
-                # Its default cuts a running stream when another request arrives.
-                "--interrupt_requests",
-                "False",
-                "--n_threads",
-                threads,
-                "--n_threads_batch",
-                threads,
-                "--model_alias",
-                args.model,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env={**os.environ},
-        ),
-    )
+    slm = [str(Path(sys.executable).parent / "slm"), "serve", "--model", args.model]
+    slm += ["--parallel", "16", "--n-ctx", "8192"]
+    log = open(os.environ.get("SLM_BENCH_LOG", os.devnull), "w")  # noqa: SIM115
+    commands: dict[str, list[str]] = {
+        # one KV cache shared by the 16 sequences (the default: any request may use it all)
+        "slmkit": [*slm, "--port", "{port}"],
+        "llama-cpp-python": [sys.executable, "-m", "llama_cpp.server", "--model", str(path)]
+        + ["--host", "127.0.0.1", "--port", "{port}", "--n_ctx", "4096"]
+        # Its default cuts a running stream when another request arrives.
+        + ["--interrupt_requests", "False", "--n_threads", threads]
+        + ["--n_threads_batch", threads, "--model_alias", args.model],
+    }
+    binary = None
+    if not args.no_llama_server:
+        cache = Path.home() / ".cache" / "slmkit-bench" / "llama-server-0.3.36"
+        binary = build_llama_server("0.3.36", cache)
+    if binary is not None:
+        ls = [str(binary), "-m", str(path), "--host", "127.0.0.1", "--port", "{port}"]
+        ls += ["-np", "16", "-c", "8192", "-t", threads, "-tb", threads]
+        ls += ["-a", args.model, "--no-webui", "--log-disable"]
+        commands["llama-server"] = ls  # its default with -np 16: 512 cells per slot
+        commands["llama-server -kvu"] = [*ls, "-kvu"]  # one shared cache, like slmkit's
+    pairs = [("slmkit", n) for n in ("llama-cpp-python", "llama-server", "llama-server -kvu")]
+    servers: dict[str, tuple[str, subprocess.Popen[bytes]]] = {}
+    for name, cmd in commands.items():
+        port = str(free_port())
+        servers[name] = (
+            f"http://127.0.0.1:{port}",
+            subprocess.Popen(
+                [port if c == "{port}" else c for c in cmd],
+                stdout=subprocess.DEVNULL,
+                stderr=log if name.startswith("slmkit") else subprocess.DEVNULL,
+            ),
+        )
     try:
         for url, proc in servers.values():
             wait_ready(url, proc)
@@ -179,8 +199,19 @@ def main() -> None:
                     f"{r['ttft_p50']:8.2f}s {r['ttft_p95']:8.2f}s"
                 )
         for c in args.clients:
-            ratio = table[("slmkit", c)]["tok_s"] / table[("llama-cpp-python", c)]["tok_s"]
-            print(f"{c:>3} clients: slmkit / llama-cpp-python server = {ratio:.2f}x")
+            for ours, other in pairs:
+                if other in servers:
+                    ratio = table[(ours, c)]["tok_s"] / table[(other, c)]["tok_s"]
+                    print(f"{c:>3} clients: {ours} / {other} = {ratio:.2f}x")
+        # 1 client vs `slm run`, interleaved so both see the same machine load
+        url = servers["slmkit"][0]
+        ratios = []
+        for _ in range(args.repeats):
+            one = asyncio.run(load(url, args.model, 1, args.rounds, args.tokens))["tok_s"]
+            ref = slm_run_reference(args.model, args.rounds, args.tokens)
+            ratios.append(one / ref)
+            print(f"1 client: server {one:.1f} tok/s, slm run {ref:.1f} tok/s -> {one / ref:.2f}x")
+        print(f"1 client / slm run, median of {args.repeats}: {statistics.median(ratios):.2f}x")
     finally:
         for _, proc in servers.values():
             stop(proc)
