@@ -11,98 +11,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import collections
-import random
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 from _servers import free_port, stop, wait_ready
 
 import slmkit
+from slmkit.serve.loadgen import LoadResult, run_load
 
 
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-async def chat(c: httpx.AsyncClient, url: str, model: str, disconnect: bool) -> int:
-    body = {
-        "model": model,
-        "stream": True,
-        "max_tokens": 64,
-        "temperature": 0.7,
-        "messages": [{"role": "user", "content": f"Say something about {random.random()}"}],
-    }
-    async with c.stream("POST", url + "/v1/chat/completions", json=body) as r:
-        if r.status_code != 200:
-            await r.aread()
-            return r.status_code
-        n = 0
-        async for line in r.aiter_lines():
-            n += line.startswith("data: ")
-            if disconnect and n >= 3:
-                break  # leaving the block closes the connection mid-stream
-        return 200
-
-
-async def worker(
-    i: int, url: str, model: str, until: float, stats: collections.Counter[str]
-) -> None:
-    rng = random.Random(i)
-    async with httpx.AsyncClient(timeout=120) as c:
-        while time.monotonic() < until:
-            kind = rng.choices(["chat", "disconnect", "embed", "too_long"], [50, 20, 15, 15])[0]
-            try:
-                if kind in ("chat", "disconnect"):
-                    status = await chat(c, url, model, kind == "disconnect")
-                elif kind == "embed":
-                    status = (
-                        await c.post(
-                            url + "/v1/embeddings",
-                            json={"model": "all-minilm-l6-v2", "input": ["hello", "world"]},
-                        )
-                    ).status_code
-                else:
-                    status = (
-                        await c.post(
-                            url + "/v1/chat/completions",
-                            json={
-                                "model": model,
-                                "messages": [{"role": "user", "content": "word " * 9000}],
-                            },
-                        )
-                    ).status_code
-                stats[f"{kind}:{status}"] += 1
-                if status == 429:
-                    await asyncio.sleep(0.5)
-            except httpx.HTTPError as e:
-                stats[f"{kind}:transport-error:{type(e).__name__}"] += 1
-
-
-async def run(url: str, model: str, clients: int, duration: float, pid: int) -> None:
-    stats: collections.Counter[str] = collections.Counter()
-    until = time.monotonic() + duration
-    samples: list[tuple[float, float]] = []
-
-    async def sample() -> None:
-        t0 = time.monotonic()
-        while time.monotonic() < until:
-            samples.append((time.monotonic() - t0, rss_mb(pid)))
-            await asyncio.sleep(5)
-
-    await asyncio.gather(sample(), *[worker(i, url, model, until, stats) for i in range(clients)])
-    for key in sorted(stats):
-        print(f"  {key:40} {stats[key]}")
-    fives = sum(v for k, v in stats.items() if ":5" in k)
-    errors = sum(v for k, v in stats.items() if "transport-error" in k)
-    warm = [m for t, m in samples if t >= min(20, duration / 3)]
-    print(f"requests {sum(stats.values())}, 5xx {fives}, transport errors {errors}")
+def report(url: str, res: LoadResult, duration: float) -> None:
+    for key in sorted(res.counts):
+        print(f"  {key:40} {res.counts[key]}")
+    print(
+        f"requests {res.total}, 5xx {res.server_errors}, "
+        f"transport errors {res.transport_errors}, unexpected {res.unexpected()}"
+    )
+    warm = [m for t, m in res.rss if t >= min(20, duration / 3)]
     if warm:
         print(
             f"server RSS after warm-up {warm[0]:.0f} MB, max {max(warm):.0f} MB, "
@@ -141,7 +68,10 @@ def main() -> None:
     try:
         wait_ready(url, proc)
         print(f"{args.clients} clients for {args.duration:.0f} s against {url} ({args.model})")
-        asyncio.run(run(url, args.model, args.clients, args.duration, proc.pid))
+        res = asyncio.run(
+            run_load(url, args.model, clients=args.clients, duration=args.duration, pid=proc.pid)
+        )
+        report(url, res, args.duration)
     finally:
         stop(proc)
 
