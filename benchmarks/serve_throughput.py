@@ -140,8 +140,10 @@ def main() -> None:
     ap.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16])
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--tokens", type=int, default=128)
-    ap.add_argument("--repeats", type=int, default=3, help="1-client vs slm run repeats")
+    ap.add_argument("--repeats", type=int, default=3, help="interleaved repeats (median)")
     ap.add_argument("--no-llama-server", action="store_true", help="skip llama.cpp's server")
+    ap.add_argument("--only", nargs="+", help="run only these servers (names as printed)")
+    ap.add_argument("--no-reference", action="store_true", help="skip the slm run comparison")
     args = ap.parse_args()
     store = slmkit.Store()
     path = store.pull(args.model)
@@ -169,6 +171,8 @@ def main() -> None:
         commands["llama-server"] = ls  # its default with -np 16: 512 cells per slot
         commands["llama-server -kvu"] = [*ls, "-kvu"]  # one shared cache, like slmkit's
     pairs = [("slmkit", n) for n in ("llama-cpp-python", "llama-server", "llama-server -kvu")]
+    if args.only:
+        commands = {k: v for k, v in commands.items() if k in args.only}
     servers: dict[str, tuple[str, subprocess.Popen[bytes]]] = {}
     for name, cmd in commands.items():
         port = str(free_port())
@@ -186,24 +190,33 @@ def main() -> None:
             asyncio.run(load(url, args.model, 1, 1, 8))  # warm-up: loads the model
         print(
             f"model {args.model}, {args.tokens} tokens per request, "
-            f"{args.rounds} requests per client"
+            f"{args.rounds} requests per client, median of {args.repeats} interleaved repeats"
         )
         print(f"{'clients':>7} {'server':>18} {'tok/s':>8} {'TTFT p50':>9} {'TTFT p95':>9}")
         table: dict[tuple[str, int], dict[str, float]] = {}
         for c in args.clients:
-            for name, (url, _) in servers.items():
-                r = asyncio.run(load(url, args.model, c, args.rounds, args.tokens))
+            runs: dict[str, list[dict[str, float]]] = {name: [] for name in servers}
+            for _ in range(args.repeats):  # servers take turns, so all see the same load
+                for name, (url, _) in servers.items():
+                    runs[name].append(
+                        asyncio.run(load(url, args.model, c, args.rounds, args.tokens))
+                    )
+            for name, rs in runs.items():
+                r = {k: statistics.median(x[k] for x in rs) for k in rs[0]}
                 table[(name, c)] = r
+                spread = ", ".join(f"{x['tok_s']:.0f}" for x in rs)
                 print(
                     f"{c:>7} {name:>18} {r['tok_s']:8.1f} "
-                    f"{r['ttft_p50']:8.2f}s {r['ttft_p95']:8.2f}s"
+                    f"{r['ttft_p50']:8.2f}s {r['ttft_p95']:8.2f}s   (runs: {spread})"
                 )
         for c in args.clients:
             for ours, other in pairs:
-                if other in servers:
+                if ours in servers and other in servers:
                     ratio = table[(ours, c)]["tok_s"] / table[(other, c)]["tok_s"]
                     print(f"{c:>3} clients: {ours} / {other} = {ratio:.2f}x")
         # 1 client vs `slm run`, interleaved so both see the same machine load
+        if args.no_reference or "slmkit" not in servers:
+            return
         url = servers["slmkit"][0]
         ratios = []
         for _ in range(args.repeats):

@@ -139,22 +139,3 @@ def test_kept_prefixes_give_way_when_the_cache_is_needed(smollm: slmkit.Model) -
         assert kept[-1] == len(big) and sum(kept) <= 512  # older prefixes were dropped
     finally:
         engine.close()
-
-
-def test_per_slot_cache_same_text_and_its_own_limit(smollm: slmkit.Model) -> None:
-    toks = smollm.backend.tokenize(
-        smollm.format_chat([{"role": "user", "content": "What is the capital of France?"}])
-    )
-    opts = make_options(temperature=0, max_tokens=12)
-    texts = []
-    for unified in (True, False):
-        engine = Engine(smollm.backend, n_seq=4, n_ctx=1024, unified=unified)  # type: ignore[arg-type]
-        try:
-            assert engine.seq_ctx == (1024 if unified else 256)
-            texts.append("".join(c.text for c in engine.generate(toks, opts, timeout=60)))
-            if not unified:
-                with pytest.raises(ContextOverflowError):
-                    engine.submit(toks, make_options(max_tokens=250), lambda c: None)
-        finally:
-            engine.close()
-    assert texts[0] == texts[1] and "Paris" in texts[0]

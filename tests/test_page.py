@@ -61,6 +61,7 @@ def test_chat_page_streams_an_answer(browser: Any, server: LiveServer) -> None:
     page.fill("#key", KEY)
     page.dispatch_event("#key", "change")
     page.wait_for_selector(f"#model option[value='{MODEL}']", state="attached")
+    page.fill("#temp", "0")
     page.fill("#q", "What is the capital of France?")
     page.click("#send")
     # streamed: the answer element holds partial text before the reply is complete

@@ -34,17 +34,8 @@ def generate_many(
         tokens = model.backend.tokenize(text)
         model._fit(tokens, opts.model_copy(update={"overflow": "error"}))
         token_lists.append(tokens)
-    n_seq = max(1, min(len(token_lists), n_seq))
-    # Each sequence gets a cache of the model's full context to itself: every prompt fits
-    # (checked above), and tokens attend only over their own cells (faster than sharing).
-    engine = Engine(
-        model.backend,
-        n_seq=n_seq,
-        n_ctx=n_seq * model.n_ctx,
-        max_waiting=len(token_lists),
-        unified=False,
-        keep_prefix=0,
-    )
+    n_ctx = max(2048, min(len(token_lists), n_seq) * model.n_ctx)
+    engine = Engine(model.backend, n_seq=n_seq, n_ctx=n_ctx, max_waiting=len(token_lists))
     chunks: list[list[Chunk]] = [[] for _ in token_lists]
     done = threading.Semaphore(0)
 

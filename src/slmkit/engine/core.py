@@ -79,9 +79,7 @@ class Handle:
 class Engine:
     """Serve many generations on one loaded llama.cpp model.
 
-    n_seq: sequences decoded together; n_ctx: cache cells shared by all of them (or, with
-    unified=False, n_ctx // n_seq cells for each: every token then attends only over its
-    own sequence's cells, ~10% faster at 16 sequences here, but no request may be longer);
+    n_seq: sequences decoded together; n_ctx: cache cells shared by all of them;
     max_waiting: queued requests beyond the running ones before submit() refuses.
     """
 
@@ -94,16 +92,14 @@ class Engine:
         n_batch: int = 512,
         max_waiting: int = 64,
         keep_prefix: int = 1024,
-        unified: bool = True,
         on_step: Callable[[int], None] | None = None,
     ) -> None:
         lc = backend._lc
         self.on_step = on_step
         self.lc, self.backend = lc, backend
-        self.ctx = backend.new_context(n_ctx=n_ctx, n_seq=n_seq, n_batch=n_batch, unified=unified)
-        self.unified = unified
-        # The most cells one sequence may use.
-        self.seq_ctx = n_ctx if unified else n_ctx // n_seq
+        self.ctx = backend.new_context(n_ctx=n_ctx, n_seq=n_seq, n_batch=n_batch)
+        # The most cells one sequence may use (all of them: the cache is shared).
+        self.seq_ctx = n_ctx
         self.mem = lc.llama_get_memory(self.ctx)
         self.vocab = backend._vocab
         self.n_seq, self.n_ctx, self.n_batch = n_seq, n_ctx, n_batch
@@ -232,8 +228,6 @@ class Engine:
 
     def _make_room(self, need: int, slot: int) -> bool:
         """Drop other free slots' kept prefixes, oldest first, until `need` cells fit."""
-        if not self.unified:
-            return True  # each slot owns its cells; submit() checked the request fits
 
         def used() -> int:
             return self._reserved + sum(len(v) for k, v in self._kept.items() if k != slot)
@@ -274,18 +268,8 @@ class Engine:
                 n = self._put(n, seq.last, seq.n_past, seq.slot, True)
                 outputs.append((seq, n - 1))
                 seq.n_past += 1
-        if self.unified:  # chunked prefill with the room left, in the same decode
-            self._decode(self._prefill(n, outputs, self._running), outputs)
-            return
-        # Per-slot caches: llama.cpp cuts a batch that mixes sequences into equal-length
-        # per-sequence pieces, so one prompt chunk in with the decode tokens would split
-        # the step into many small decodes. Prompt chunks get their own decode instead.
-        if n:
-            self._decode(n, outputs)
-        waiting = [s for s in self._running if s.n_prefilled < len(s.tokens)]
-        if waiting:
-            outputs = []
-            self._decode(self._prefill(0, outputs, waiting[:1]), outputs)
+        # chunked prefill with the room left, in the same decode
+        self._decode(self._prefill(n, outputs, self._running), outputs)
 
     def _prefill(self, n: int, outputs: list[tuple[_Seq, int]], seqs: list[_Seq]) -> int:
         """Add prompt tokens of `seqs` to the batch after its first n tokens."""

@@ -337,20 +337,16 @@ class LlamaCppBackend(Backend):
         out: list[LogLikelihood] = self._scorer.score(requests)
         return out
 
-    def new_context(
-        self, *, n_ctx: int, n_seq: int, n_batch: int = 512, flash: int = -1, unified: bool = True
-    ) -> Any:
+    def new_context(self, *, n_ctx: int, n_seq: int, n_batch: int = 512, flash: int = -1) -> Any:
         """A further llama.cpp context over the same loaded weights, with n_seq sequences
-        (used by batched scoring and the engine). unified: one KV cache shared by all
-        sequences (any one may use it all); else n_ctx / n_seq cells each, and each token
-        attends only over its own sequence's cells."""
+        sharing one unified KV cache (used by batched scoring and the engine)."""
         lc = self._lc
         params = lc.llama_context_default_params()
         params.n_ctx = n_ctx
         params.n_batch = params.n_ubatch = n_batch
         params.n_seq_max = n_seq
         params.n_threads = params.n_threads_batch = self._llm.n_threads
-        params.kv_unified = unified
+        params.kv_unified = True
         params.no_perf = True
         params.flash_attn_type = flash
         ctx = lc.llama_init_from_model(self._llm.model, params)
