@@ -42,6 +42,7 @@ bench: $(RUN_STAMP)
 	$(BIN)/python benchmarks/decode_speed.py
 	$(BIN)/python benchmarks/cold_start.py
 	$(BIN)/python benchmarks/system_prompt.py
+	$(BIN)/python benchmarks/prefix_reuse.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .mypy_cache .ruff_cache .pytest_cache
