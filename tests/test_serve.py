@@ -438,3 +438,26 @@ def test_idle_models_are_evicted(real_store: Store) -> None:
         assert httpx.get(server.url + "/health").json()["loaded"] == []
     finally:
         server.close()
+
+
+def test_prompts_are_logged_only_when_asked(
+    real_store: Store, smollm_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    for log_prompts in (False, True):
+        provider = ModelProvider(real_store, n_seq=1, n_ctx=1024)
+        server = LiveServer(create_app(ServerSettings(log_prompts=log_prompts), provider))
+        try:
+            caplog.clear()
+            with caplog.at_level(logging.DEBUG):
+                r = httpx.post(
+                    server.url + "/v1/completions",
+                    json={"model": MODEL, "prompt": "secret-word-xyz says", "max_tokens": 2},
+                    timeout=60,
+                )
+            assert r.status_code == 200
+            assert ("secret-word-xyz" in caplog.text) is log_prompts
+        finally:
+            server.close()
+            provider.close()
