@@ -175,6 +175,8 @@ def test_embeddings(client: openai.OpenAI) -> None:
     assert len(v) == 3 and len(v[0]) == 384
     dot = lambda a, b: sum(x * y for x, y in zip(a, b, strict=True))  # noqa: E731
     assert dot(v[0], v[1]) > dot(v[0], v[2])
+    with pytest.raises(openai.NotFoundError):  # an unknown model is a 404, not a 500
+        client.embeddings.create(model="no-such-model", input="x")
 
 
 def test_json_schema_response_parses(client: openai.OpenAI) -> None:
@@ -375,6 +377,17 @@ def test_metrics_show_batch_sizes(live: LiveServer, client: openai.OpenAI) -> No
     count = [ln for ln in text.splitlines() if ln.startswith("slmkit_batch_size_count")]
     assert count and float(count[0].split()[-1]) >= 4  # one engine step per token at least
     assert "slmkit_queue_depth" in text and "slmkit_prompt_tokens_total" in text
+    # every /v1/ response is counted by status, embeddings and model lists included
+    before = _counter(text, "200")
+    client.models.list()
+    assert _counter(httpx.get(live.url + "/metrics").text, "200") == before + 1
+
+
+def _counter(metrics_text: str, status: str) -> float:
+    prefix = f'slmkit_requests_total{{status="{status}"}} '
+    return next(
+        float(ln[len(prefix) :]) for ln in metrics_text.splitlines() if ln.startswith(prefix)
+    )
 
 
 def test_memory_budget_evicts_least_recently_used(tmp_path: Any, smollm_path: Any) -> None:

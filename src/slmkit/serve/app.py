@@ -11,9 +11,9 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -37,6 +37,7 @@ from slmkit.serve.schemas import (
     SummarizeRequest,
 )
 
+T = TypeVar("T")
 PAGE = Path(__file__).with_name("page.html")
 MAX_CLASSIFY_TEXTS = 256
 log = logging.getLogger("slmkit.serve")
@@ -114,12 +115,10 @@ def create_app(
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, e: ApiError) -> JSONResponse:
-        metrics.requests.labels(status=str(e.status)).inc()
         return JSONResponse(_error_body(e.message, e.type, e.code), e.status, headers=e.headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, e: StarletteHTTPException) -> JSONResponse:
-        metrics.requests.labels(status=str(e.status_code)).inc()
         kind = "invalid_request_error" if e.status_code < 500 else "server_error"
         return JSONResponse(_error_body(str(e.detail), kind), e.status_code)
 
@@ -127,7 +126,6 @@ def create_app(
     async def _invalid(request: Request, e: RequestValidationError) -> JSONResponse:
         first = e.errors()[0] if e.errors() else {"msg": "invalid request", "loc": ()}
         where = ".".join(str(x) for x in first.get("loc", ()) if x != "body")
-        metrics.requests.labels(status="400").inc()
         return JSONResponse(
             _error_body(
                 f"{where}: {first['msg']}" if where else str(first["msg"]),
@@ -153,7 +151,7 @@ def create_app(
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
-        ids = await asyncio.to_thread(provider.available)
+        ids = await _off_loop(provider.available)
         return {
             "object": "list",
             "data": [{"id": i, "object": "model", "created": 0, "owned_by": "slmkit"} for i in ids],
@@ -172,7 +170,7 @@ def create_app(
         texts = [body.input] if isinstance(body.input, str) else body.input
         if not texts or any(not t.strip() for t in texts):
             raise ApiError(400, "input must be non-empty text")
-        vecs = await asyncio.to_thread(_embed, provider, body.model, texts)
+        vecs = await _off_loop(_embed, provider, body.model, texts)
         data = [
             {"object": "embedding", "index": i, "embedding": _encode(v, body.encoding_format)}
             for i, v in enumerate(vecs)
@@ -189,11 +187,7 @@ def create_app(
         texts = [body.input] if isinstance(body.input, str) else body.input
         if not texts or len(texts) > MAX_CLASSIFY_TEXTS:
             raise ApiError(400, f"input must hold 1 to {MAX_CLASSIFY_TEXTS} texts")
-        try:
-            preds = await asyncio.to_thread(_classify, provider, settings, body, texts)
-        except Exception as e:
-            raise _map_error(e) from e
-        metrics.requests.labels(status="200").inc()
+        preds = await _off_loop(_classify, provider, settings, body, texts)
         return {
             "object": "list",
             "model": body.model,
@@ -205,11 +199,7 @@ def create_app(
 
     @app.post("/v1/summarize")
     async def summarize(body: SummarizeRequest) -> dict[str, Any]:
-        try:
-            res = await asyncio.to_thread(_summarize, provider, settings, body)
-        except Exception as e:
-            raise _map_error(e) from e
-        metrics.requests.labels(status="200").inc()
+        res = await _off_loop(_summarize, provider, settings, body)
         return {
             "object": "summary",
             "model": body.model,
@@ -222,23 +212,26 @@ def create_app(
         }
 
     async def _generate(body: ChatRequest | CompletionRequest, chat: bool) -> Any:
-        try:
-            prep = await asyncio.to_thread(_prepare, provider, settings, body, chat)
-        except Exception as e:
-            raise _map_error(e) from e
-        item, tokens, options = prep
+        item, tokens, options = await _off_loop(_prepare, provider, settings, body, chat)
         rid = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:24]}"
         streams = [_engine_stream(item.engine, tokens, options, metrics) for _ in range(body.n)]
         if body.stream:
             first = [await _first(s) for s in streams]  # 429 before the 200 is sent
             sse = _sse(rid, body, chat, first, streams, len(tokens))
-            metrics.requests.labels(status="200").inc()
             return StreamingResponse(sse, media_type="text/event-stream")
         results = await asyncio.gather(*[_collect(s) for s in streams])
-        metrics.requests.labels(status="200").inc()
         return _response(rid, body, chat, results, len(tokens))
 
     return app
+
+
+async def _off_loop(fn: Callable[..., T], *args: Any) -> T:
+    """Run blocking work (tokenizing, loading a model, a task) in a worker thread; its
+    slmkit errors become OpenAI-shaped API errors."""
+    try:
+        return await asyncio.to_thread(fn, *args)
+    except Exception as e:
+        raise _map_error(e) from e
 
 
 def _encode(vec: Any, fmt: str) -> Any:
@@ -275,7 +268,8 @@ def _lifespan(provider: ModelProvider) -> Any:
 
 class Guard:
     """Pure ASGI middleware (streams pass through untouched): body limit and API keys are
-    checked before any handler runs, so a refused request uses no model time."""
+    checked before any handler runs, so a refused request uses no model time. It also
+    counts every /v1/ response by status for /metrics, whoever produced it."""
 
     def __init__(self, app: Any, settings: ServerSettings, metrics: Metrics) -> None:
         self.app, self.settings, self.metrics = app, settings, metrics
@@ -303,7 +297,21 @@ class Guard:
                     "invalid_api_key",
                 )
                 return
-        await self.app(scope, _limited(receive, limit), send)
+        if not scope["path"].startswith("/v1/"):
+            await self.app(scope, _limited(receive, limit), send)
+            return
+        status = 500  # if the app raises before it answers, the server sends a 500
+
+        async def counting_send(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, _limited(receive, limit), counting_send)
+        finally:
+            self.metrics.requests.labels(status=str(status)).inc()
 
     async def _refuse(
         self, send: Any, status: int, message: str, type_: str, code: str | None = None
