@@ -27,6 +27,7 @@ import statistics
 import subprocess
 import sys
 import time
+from importlib import metadata
 from pathlib import Path
 
 import httpx
@@ -161,9 +162,10 @@ def main() -> None:
         + ["--n_threads_batch", threads, "--model_alias", args.model],
     }
     binary = None
-    if not args.no_llama_server:
-        cache = Path.home() / ".cache" / "slmkit-bench" / "llama-server-0.3.36"
-        binary = build_llama_server("0.3.36", cache)
+    if not args.no_llama_server:  # the llama.cpp that the installed llama-cpp-python vendors
+        version = metadata.version("llama-cpp-python")
+        cache = Path.home() / ".cache" / "slmkit-bench" / f"llama-server-{version}"
+        binary = build_llama_server(version, cache)
     if binary is not None:
         ls = [str(binary), "-m", str(path), "--host", "127.0.0.1", "--port", "{port}"]
         ls += ["-np", "16", "-c", "8192", "-t", threads, "-tb", threads]
@@ -228,6 +230,7 @@ def main() -> None:
     finally:
         for _, proc in servers.values():
             stop(proc)
+        log.close()
 
 
 if __name__ == "__main__":

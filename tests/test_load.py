@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ import httpx
 import pytest
 
 from slmkit.serve.loadgen import MIX, run_load
-from tests.test_serve import KEY, MODEL, slm_assets
+from tests.test_serve import KEY, MODEL, free_port, slm_assets
 
 pytestmark = pytest.mark.real_model
 LOAD_SECONDS = 30.0
@@ -25,9 +24,7 @@ LOAD_SECONDS = 30.0
 
 def test_64_clients_mixed_load(real_store: Any, smollm_path: Any, tmp_path: Path) -> None:
     assert slm_assets(real_store)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     slm = Path(sys.executable).parent / "slm"
     env = {**os.environ, "SLMKIT_HOME": str(real_store.root)}

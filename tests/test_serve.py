@@ -22,15 +22,20 @@ KEY = "test-key-123"
 FRANCE = [{"role": "user", "content": "What is the capital of France?"}]
 
 
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 class LiveServer:
     """uvicorn on 127.0.0.1 in a thread; stops on close() (and is a daemon either way)."""
 
     def __init__(self, app: Any, lifespan: str = "off") -> None:
         import uvicorn
 
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
+        self.port = free_port()
         self.server = uvicorn.Server(
             uvicorn.Config(
                 app, host="127.0.0.1", port=self.port, log_level="error", lifespan=lifespan
@@ -410,7 +415,7 @@ def test_memory_budget_evicts_least_recently_used(tmp_path: Any, smollm_path: An
         provider.loaded()["copy-b"].last_used -= 5
         assert ask("copy-c").status_code == 200
         assert sorted(provider.loaded()) == ["copy-b", "copy-c"]  # a was least recently used
-        assert provider.evicted == ["copy-a"]
+        assert list(provider.evicted) == ["copy-a"]
         # a model that alone exceeds the budget is refused with a 503, nothing unloaded
         small = ModelProvider(store, n_seq=2, n_ctx=1024, memory_budget_bytes=one // 2)
         app = LiveServer(create_app(ServerSettings(), small))

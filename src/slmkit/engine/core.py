@@ -57,7 +57,6 @@ class _Seq:
     stats: GenerationStats = field(default_factory=GenerationStats)
     t0: float = 0.0
     t_first: float = 0.0
-    reused: int = 0
     utf8: Any = None
     stopper: StopMatcher | None = None
 
@@ -98,8 +97,6 @@ class Engine:
         self.on_step = on_step
         self.lc, self.backend = lc, backend
         self.ctx = backend.new_context(n_ctx=n_ctx, n_seq=n_seq, n_batch=n_batch)
-        # The most cells one sequence may use (all of them: the cache is shared).
-        self.seq_ctx = n_ctx
         self.mem = lc.llama_get_memory(self.ctx)
         self.vocab = backend._vocab
         self.n_seq, self.n_ctx, self.n_batch = n_seq, n_ctx, n_batch
@@ -131,12 +128,12 @@ class Engine:
         if not tokens:
             raise SlmkitError("cannot generate from an empty token list")
         seq = _Seq(list(tokens), options, emit)
-        if seq.reserve > self.seq_ctx:
+        if seq.reserve > self.n_ctx:
             raise ContextOverflowError(
                 f"prompt {len(tokens)} + max_tokens {options.max_tokens} > engine context "
-                f"{self.seq_ctx}",
+                f"{self.n_ctx}",
                 prompt_tokens=len(tokens),
-                n_ctx=self.seq_ctx,
+                n_ctx=self.n_ctx,
                 max_tokens=options.max_tokens,
             )
         with self._cv:
@@ -203,7 +200,7 @@ class Engine:
             if len(kept) > common:
                 self.lc.llama_memory_seq_rm(self.mem, slot, common, -1)
             seq.slot = slot
-            seq.n_prefilled = seq.n_past = seq.reused = common
+            seq.n_prefilled = seq.n_past = common
             self.reused_tokens += common
             self._reserved += seq.reserve
             seq.sampler = self.backend._make_sampler(seq.options)
@@ -268,12 +265,12 @@ class Engine:
                 n = self._put(n, seq.last, seq.n_past, seq.slot, True)
                 outputs.append((seq, n - 1))
                 seq.n_past += 1
-        # chunked prefill with the room left, in the same decode
-        self._decode(self._prefill(n, outputs, self._running), outputs)
+        self._decode(self._prefill(n, outputs), outputs)
 
-    def _prefill(self, n: int, outputs: list[tuple[_Seq, int]], seqs: list[_Seq]) -> int:
-        """Add prompt tokens of `seqs` to the batch after its first n tokens."""
-        for seq in seqs:
+    def _prefill(self, n: int, outputs: list[tuple[_Seq, int]]) -> int:
+        """Chunked prefill: add waiting prompt tokens to the batch in the room after its
+        first n tokens; returns the new batch length."""
+        for seq in self._running:
             if seq.n_prefilled < len(seq.tokens) and n < self.n_batch:
                 take = min(self.n_batch - n, len(seq.tokens) - seq.n_prefilled)
                 for j in range(take):

@@ -420,7 +420,7 @@ def _prepare(provider: ModelProvider, settings: ServerSettings, body: Any, chat:
         tokens = model.backend.tokenize(body.prompt)
     if settings.log_prompts:
         log.info("%s prompt: %r", body.model, body.messages if chat else body.prompt)
-    limit = min(item.engine.seq_ctx, model.n_ctx)
+    limit = min(item.engine.n_ctx, model.n_ctx)
     if len(tokens) + max_tokens > limit:
         raise ContextOverflowError(
             f"prompt is {len(tokens)} tokens + max_tokens {max_tokens} > context {limit}",

@@ -3,6 +3,7 @@ least recently used idle ones when loading another would go over a memory budget
 
 from __future__ import annotations
 
+import collections
 import threading
 import time
 from collections.abc import Callable
@@ -58,7 +59,8 @@ class ModelProvider:
         self._loaded: dict[str, Loaded] = {}
         self._lock = threading.Lock()
         self._embedder: Any = None
-        self.evicted: list[str] = []  # ids unloaded for the budget, oldest first
+        # ids unloaded for the budget, oldest first (the last 100)
+        self.evicted: collections.deque[str] = collections.deque(maxlen=100)
 
     @property
     def model_n_ctx(self) -> int:
@@ -173,7 +175,5 @@ class ModelProvider:
 
     def close(self) -> None:
         with self._lock:
-            for item in self._loaded.values():
-                item.engine.close()
-                item.model.close()
-            self._loaded.clear()
+            for mid in list(self._loaded):
+                self._unload(mid)
