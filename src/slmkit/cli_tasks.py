@@ -464,7 +464,7 @@ def eval_(
 )
 @click.option(
     "--keep-alive",
-    type=float,
+    type=click.FloatRange(min=0),
     default=300.0,
     show_default=True,
     help="Seconds an idle model stays loaded.",
