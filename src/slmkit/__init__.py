@@ -7,8 +7,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from slmkit.catalog.builtin import DEFAULT_MODEL
 from slmkit.catalog.entries import ModelEntry
@@ -19,17 +19,29 @@ from slmkit.errors import (
     ChecksumError,
     ContextOverflowError,
     EmptyPromptError,
+    InputError,
     InvalidOptionsError,
     ModelFormatError,
     ModelNotFoundError,
     ModelNotInstalledError,
+    RuntimeFailure,
+    ServerError,
     SlmkitError,
     SourceUnavailableError,
+    UnavailableError,
 )
-from slmkit.model import Completion, Model
+from slmkit.loading import load
+from slmkit.model import Completion, Message, Model
 from slmkit.options import GenerationOptions
 from slmkit.runtime.base import Chunk, GenerationStats, LogLikelihood
 from slmkit.settings import Settings
+
+if TYPE_CHECKING:
+    import numpy as np
+    from pydantic import BaseModel
+
+    from slmkit.tasks.classify import Prediction
+    from slmkit.tasks.summarize import SummaryResult
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -42,6 +54,7 @@ __all__ = [
     "EmptyPromptError",
     "GenerationOptions",
     "GenerationStats",
+    "InputError",
     "InvalidOptionsError",
     "LogLikelihood",
     "Model",
@@ -49,10 +62,13 @@ __all__ = [
     "ModelFormatError",
     "ModelNotFoundError",
     "ModelNotInstalledError",
+    "RuntimeFailure",
+    "ServerError",
     "Settings",
     "SlmkitError",
     "SourceUnavailableError",
     "Store",
+    "UnavailableError",
     "classify",
     "embed",
     "extract",
@@ -64,90 +80,55 @@ __all__ = [
 __version__ = "0.1.0"
 
 
-def load(
-    model: str | Path = DEFAULT_MODEL,
-    *,
-    n_ctx: int | None = None,
-    n_threads: int | None = None,
-    pull: bool = False,
-    store: Store | None = None,
-) -> Model:
-    """Load a model by catalog id or GGUF path and return a ready Model.
-
-    Nothing is downloaded unless `pull=True` (offline by design): a catalog model that is
-    not installed raises ModelNotInstalledError naming the `slm pull` command.
-    """
-    from slmkit.catalog.store import _entry_from_info
-    from slmkit.runtime import get_backend
-
-    store = store or Store()
-    settings = store.settings
-    if isinstance(model, Path) or (isinstance(model, str) and model.endswith(".gguf")):
-        from slmkit.catalog.gguf_info import read_gguf_info
-
-        path = Path(model).expanduser()
-        if not path.is_file():
-            raise ModelNotFoundError(f"no such model file: {path}")
-        entry = _entry_from_info(path.stem.lower(), path, read_gguf_info(path))
-    else:
-        entry = store.get(model)
-        found = store.path(model)
-        if found is None and pull:
-            found = store.pull(model)
-        if found is None:
-            entry, found = store.require(model)
-        path = found
-    ctx = n_ctx or min(settings.n_ctx, entry.context_length)
-    backend = get_backend(entry.backend).load(
-        path, entry, n_ctx=ctx, n_threads=n_threads or settings.n_threads
-    )
-    return Model(entry, backend, path)
+def _model(model: str | Model) -> Model:
+    return model if isinstance(model, Model) else load(model)
 
 
 def classify(
-    texts: str | list[str],
-    labels: list[str],
+    texts: str | Sequence[str],
+    labels: Sequence[str],
     *,
     model: str | Model = DEFAULT_MODEL,
     instruction: str = "Classify the text.",
     calibrate: bool = True,
-) -> list[Any]:
+) -> list[Prediction]:
     """Zero-shot classify one text or many; returns one Prediction (label, probs) per text.
 
     For trained heads and few-shot, use slmkit.tasks.classify directly.
     """
     from slmkit.tasks.classify import LikelihoodClassifier
 
-    m = model if isinstance(model, Model) else load(model)
     batch = [texts] if isinstance(texts, str) else list(texts)
-    clf = LikelihoodClassifier(m, labels, instruction=instruction, calibrate=calibrate)
+    clf = LikelihoodClassifier(_model(model), labels, instruction=instruction, calibrate=calibrate)
     return clf.predict(batch)
 
 
-def summarize(text: str, *, model: str | Model = DEFAULT_MODEL, max_words: int = 60) -> Any:
+def summarize(text: str, *, model: str | Model = DEFAULT_MODEL, max_words: int = 60) -> SummaryResult:
     """Summarize a document of any length; returns a SummaryResult (summary, coverage, ...)."""
     from slmkit.tasks.summarize import Summarizer
 
-    m = model if isinstance(model, Model) else load(model)
-    return Summarizer(m, max_words=max_words)(text)
+    return Summarizer(_model(model), max_words=max_words)(text)
 
 
-def extract(text: str, schema: Any, *, model: str | Model = DEFAULT_MODEL) -> dict[str, Any]:
+def extract(
+    text: str, schema: dict[str, Any] | type[BaseModel], *, model: str | Model = DEFAULT_MODEL
+) -> dict[str, Any]:
     """Extract an object matching a JSON Schema (dict) or pydantic model class from text."""
     from slmkit.tasks.extract import Extractor
 
-    m = model if isinstance(model, Model) else load(model)
-    return Extractor(m, schema)(text).data
+    return Extractor(_model(model), schema)(text).data
 
 
-def embed(texts: str | list[str], *, model: str = "minilm-int8") -> Any:
-    """Sentence embeddings (numpy array, one L2-normalised row per text)."""
+def embed(texts: str | Sequence[str], *, model: str = "minilm-int8") -> np.ndarray:
+    """Sentence embeddings: a float32 array with one L2-normalised row per text."""
     from slmkit.tasks.embed import embed as _embed
 
     return _embed(texts, model=model)
 
 
-def generate_many(model: Model, prompts: list[Any], **kw: Any) -> list[Completion]:
+def generate_many(
+    model: Model, prompts: Sequence[str | Sequence[Message]], **kw: Any
+) -> list[Completion]:
     """Batch generation on the continuous-batching engine (see slmkit.engine.generate_many)."""
     from slmkit.engine import generate_many as _generate_many
 

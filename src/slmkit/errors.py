@@ -1,4 +1,13 @@
-"""Typed exceptions. Every user-facing failure is one of these, with a one-line message."""
+"""Typed exceptions. Every user-facing failure is one of these, with a one-line message.
+
+Two families, so callers (the CLI, the HTTP server) can tell who is at fault:
+- `InputError`: the caller asked for something wrong or unknown (bad options, empty
+  prompt, unknown model, too long a prompt). The server answers 4xx.
+- `ServerError`: the request was fine but slmkit could not serve it (the runtime failed,
+  the engine is closed or overloaded). The server answers 5xx, or 429/503 with Retry-After
+  for the `UnavailableError` kinds.
+Errors of store operations (`pull`, `import`) that fit neither stay plain `SlmkitError`s.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +16,65 @@ class SlmkitError(Exception):
     """Base class for every error slmkit raises on purpose."""
 
 
-class ModelNotFoundError(SlmkitError, KeyError):
+# --- client errors ----------------------------------------------------------------------------
+class InputError(SlmkitError, ValueError):
+    """The request or input is invalid; fixing it is up to the caller."""
+
+
+class ModelNotFoundError(InputError, KeyError):
     """The model id is neither in the catalog nor in the store."""
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
 
 
-class ModelNotInstalledError(SlmkitError):
+class ModelNotInstalledError(InputError):
     """The model is known but its file is not in the store yet."""
 
 
+class ModelFormatError(InputError):
+    """The file is not a loadable model (not GGUF, truncated, corrupt)."""
+
+
+class ChatTemplateError(InputError):
+    """The model has no usable chat template (for example a base model)."""
+
+
+class InvalidOptionsError(InputError):
+    """Generation or task options failed validation."""
+
+
+class EmptyPromptError(InputError):
+    """The prompt or message list is empty."""
+
+
+class LabelError(InputError):
+    """The label set is unusable (fewer than two labels, duplicates, empty names)."""
+
+
+class DataError(InputError):
+    """An input data file could not be read as rows."""
+
+
+class SchemaError(InputError):
+    """The JSON Schema cannot be used for extraction."""
+
+
+class RequestTooLargeError(InputError):
+    """The request body is over the server's limit."""
+
+
+class ContextOverflowError(InputError):
+    """The prompt does not fit the context window and the overflow policy is 'error'."""
+
+    def __init__(self, message: str, *, prompt_tokens: int, n_ctx: int, max_tokens: int) -> None:
+        super().__init__(message)
+        self.prompt_tokens = prompt_tokens
+        self.n_ctx = n_ctx
+        self.max_tokens = max_tokens
+
+
+# --- store errors -----------------------------------------------------------------------------
 class SourceUnavailableError(SlmkitError):
     """No configured source could deliver the model file (offline hub, missing package...)."""
 
@@ -26,31 +83,38 @@ class ChecksumError(SlmkitError):
     """A downloaded or imported file does not match its pinned sha256."""
 
 
-class ModelFormatError(SlmkitError):
-    """The file is not a loadable model (not GGUF, truncated, corrupt)."""
+# --- server-side failures ---------------------------------------------------------------------
+class ServerError(SlmkitError):
+    """slmkit failed to serve a valid request."""
 
 
-class BackendUnavailableError(SlmkitError):
+class RuntimeFailure(ServerError):
+    """The runtime (llama.cpp) failed: a decode, a context or a sampler could not be made."""
+
+
+class BackendUnavailableError(ServerError):
     """The model needs a runtime backend that is not installed or not implemented."""
 
 
-class ChatTemplateError(SlmkitError):
-    """The model has no usable chat template (for example a base model)."""
+class ExtractionError(ServerError):
+    """The model produced no output that validates against the schema."""
 
 
-class InvalidOptionsError(SlmkitError, ValueError):
-    """Generation or task options failed validation."""
+class UnavailableError(ServerError):
+    """Temporarily unable to serve; retry after `retry_after` seconds."""
 
-
-class EmptyPromptError(SlmkitError, ValueError):
-    """The prompt or message list is empty."""
-
-
-class ContextOverflowError(SlmkitError):
-    """The prompt does not fit the context window and the overflow policy is 'error'."""
-
-    def __init__(self, message: str, *, prompt_tokens: int, n_ctx: int, max_tokens: int) -> None:
+    def __init__(self, message: str, retry_after: float = 1.0) -> None:
         super().__init__(message)
-        self.prompt_tokens = prompt_tokens
-        self.n_ctx = n_ctx
-        self.max_tokens = max_tokens
+        self.retry_after = retry_after
+
+
+class EngineClosedError(UnavailableError):
+    """The engine was closed (its model unloaded) while the request was submitted."""
+
+
+class EngineFullError(UnavailableError):
+    """The engine's waiting queue is full."""
+
+
+class OverBudgetError(UnavailableError):
+    """Loading this model would exceed the memory budget and no idle model can go."""

@@ -8,7 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from slmkit.catalog.entries import ModelEntry
-from slmkit.errors import ChatTemplateError, ContextOverflowError, EmptyPromptError, SlmkitError
+from slmkit.errors import (
+    ChatTemplateError,
+    ContextOverflowError,
+    EmptyPromptError,
+    InputError,
+    RuntimeFailure,
+)
 from slmkit.options import GenerationOptions, make_options
 from slmkit.runtime.base import Backend, Chunk, GenerationStats, LogLikelihood
 
@@ -33,7 +39,7 @@ def join(chunks: Iterator[Chunk]) -> Completion:
         if c.finish_reason is not None:
             assert c.stats is not None
             return Completion("".join(parts), c.finish_reason, c.stats)
-    raise SlmkitError("generation ended without a final chunk")
+    raise RuntimeFailure("generation ended without a final chunk")
 
 
 class Model:
@@ -96,7 +102,7 @@ class Model:
             self._formatter = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
         return self._formatter
 
-    def _fit(self, tokens: list[int], o: GenerationOptions) -> tuple[list[int], int]:
+    def fit(self, tokens: list[int], o: GenerationOptions) -> tuple[list[int], int]:
         """Apply the overflow policy: return (tokens to run, tokens dropped)."""
         need = len(tokens) + o.max_tokens
         if need <= self.n_ctx:
@@ -136,7 +142,7 @@ class Model:
     def _stream_text(self, prompt: str, o: GenerationOptions) -> Iterator[Chunk]:
         if not prompt.strip():
             raise EmptyPromptError("the prompt is empty")
-        tokens, dropped = self._fit(self.backend.tokenize(prompt), o)
+        tokens, dropped = self.fit(self.backend.tokenize(prompt), o)
         return self._run(tokens, dropped, o)
 
     def _stream_chat(
@@ -155,7 +161,7 @@ class Model:
             dropped += len(tokens) - len(shorter)
             tokens = shorter
         if len(tokens) + o.max_tokens > self.n_ctx:
-            self._fit(tokens, o.model_copy(update={"overflow": "error"}))
+            self.fit(tokens, o.model_copy(update={"overflow": "error"}))
         return self._run(tokens, dropped, o)
 
     def complete(
@@ -190,7 +196,7 @@ class Model:
             n -= 1
         n = min(n, len(whole) - 1)
         if n < 1:
-            raise SlmkitError("context tokenizes to nothing; give a longer context")
+            raise InputError("context tokenizes to nothing; give a longer context")
         return whole[:n], whole[n:]
 
     def loglikelihood(self, context: str, continuation: str) -> LogLikelihood:
@@ -216,7 +222,7 @@ def _check_messages(messages: Sequence[Message]) -> list[dict[str, str]]:
     for i, m in enumerate(messages):
         role, content = m.get("role"), m.get("content")
         if role not in _ROLES or not isinstance(content, str):
-            raise SlmkitError(
+            raise InputError(
                 f"message {i} must have role in {sorted(_ROLES)} and string content, got {m!r}"
             )
         out.append({"role": role, "content": content})

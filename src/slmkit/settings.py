@@ -38,3 +38,53 @@ class Settings(BaseSettings):
         from platformdirs import user_data_dir
 
         return Path(user_data_dir("slmkit", appauthor=False))
+
+
+class ServerSettings(BaseSettings):
+    """`slm serve` settings. Every field maps to SLMKIT_SERVE_<NAME> and to a flag of
+    `slm serve` (generated from these fields, so the two cannot disagree); a flag given on
+    the command line wins over the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="SLMKIT_SERVE_", extra="forbid")
+
+    host: str = Field(default="127.0.0.1", description="Bind address (loopback by default).")
+    port: int = Field(default=8000, ge=0, le=65535, description="Port to listen on.")
+    models: tuple[str, ...] = Field(
+        default=(),
+        description="Serve only these ids (default: all installed).",
+        json_schema_extra={"flag": "model"},
+    )
+    api_keys: tuple[str, ...] = Field(
+        default=(),
+        description="Require `Authorization: Bearer KEY`.",
+        json_schema_extra={"flag": "api-key"},
+    )
+    keys_file: Path | None = Field(default=None, description="File with one API key per line.")
+    parallel: int = Field(default=16, ge=1, le=64, description="Sequences decoded together per model.")
+    n_ctx: int = Field(default=8192, ge=512, description="Cache cells shared by those sequences.")
+    max_waiting: int = Field(
+        default=64, ge=0, description="Queued requests beyond the running ones; more get 429."
+    )
+    keep_alive: float = Field(default=300.0, ge=0, description="Seconds an idle model stays loaded.")
+    memory_budget_mb: int | None = Field(
+        default=None,
+        ge=64,
+        description="Unload least recently used idle models to keep estimated RAM under this.",
+    )
+    max_body_bytes: int = Field(default=1_000_000, ge=1024, description="Largest request body.")
+    default_max_tokens: int = Field(
+        default=256, ge=1, description="max_tokens when a request gives none."
+    )
+    log_prompts: bool = Field(default=False, description="Log prompts and texts (off by default).")
+
+    def all_keys(self) -> tuple[str, ...]:
+        """--api-key values plus the keys in --keys-file."""
+        if self.keys_file is None:
+            return self.api_keys
+        try:
+            lines = self.keys_file.read_text(encoding="utf-8").splitlines()
+        except OSError as e:
+            from slmkit.errors import InputError
+
+            raise InputError(f"cannot read {self.keys_file}: {e.strerror}") from e
+        return self.api_keys + tuple(k.strip() for k in lines if k.strip())

@@ -21,7 +21,7 @@ from slmkit.errors import (
     ChecksumError,
     ModelNotFoundError,
     ModelNotInstalledError,
-    SlmkitError,
+    InputError,
     SourceUnavailableError,
 )
 from slmkit.settings import Settings
@@ -183,17 +183,17 @@ class Store:
 
         path = Path(path).expanduser().resolve()
         if not path.is_file():
-            raise SlmkitError(f"no such file: {path}")
+            raise InputError(f"no such file: {path}")
         info = read_gguf_info(path)
         match = catalog_match(path)
         model_id = model_id or (match.id if match else _slug(path.stem))
         if not _ID_RE.match(model_id):
-            raise SlmkitError(f"invalid model id {model_id!r}: use a-z, 0-9, '.', '_', '-'")
+            raise InputError(f"invalid model id {model_id!r}: use a-z, 0-9, '.', '_', '-'")
         if any(e.id == model_id for e in BUILTIN):
             builtin = self.get(model_id)
             entry = builtin  # importing a file for a catalog model: it must match the pin
         else:
-            entry = _entry_from_info(model_id, path, info)
+            entry = entry_from_info(model_id, path, info)
         size = path.stat().st_size
         if entry.size_bytes is not None and size != entry.size_bytes:
             self._verify(entry, "", size)  # fail before copying a file that cannot match
@@ -234,7 +234,7 @@ def catalog_match(path: Path) -> ModelEntry | None:
     return None
 
 
-def _entry_from_info(model_id: str, path: Path, info: Any) -> ModelEntry:
+def entry_from_info(model_id: str, path: Path, info: Any) -> ModelEntry:
     match = catalog_match(path)
     arch = None
     if info.n_layer and info.n_head_kv and info.head_dim and info.n_embd:

@@ -23,16 +23,13 @@ def generate_many(
     """Generate for every prompt (a str is completed raw, a message list is chatted), up to
     n_seq at a time in shared decode steps; results in prompt order."""
     from slmkit.engine.core import Engine
-    from slmkit.runtime.llamacpp import LlamaCppBackend
 
-    if not isinstance(model.backend, LlamaCppBackend):
-        raise TypeError("generate_many needs a llama.cpp model")
     opts = make_options(**options)
     token_lists = []
     for p in prompts:
         text = p if isinstance(p, str) else model.format_chat(p, system=system)
         tokens = model.backend.tokenize(text)
-        model._fit(tokens, opts.model_copy(update={"overflow": "error"}))
+        model.fit(tokens, opts.model_copy(update={"overflow": "error"}))
         token_lists.append(tokens)
     n_ctx = max(2048, min(len(token_lists), n_seq) * model.n_ctx)
     engine = Engine(model.backend, n_seq=n_seq, n_ctx=n_ctx, max_waiting=len(token_lists))

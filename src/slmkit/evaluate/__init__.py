@@ -13,10 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from slmkit.errors import SlmkitError
+from slmkit.errors import InputError
 
 Progress = Callable[[int], None]
-METHODS = ("zeroshot", "zeroshot-uncalibrated", "fewshot", "head")
 
 
 def peak_rss_mb() -> float:
@@ -128,7 +127,7 @@ def field_matches(pred: dict[str, Any], gold: dict[str, Any]) -> dict[str, bool]
 
 def ensure_positive(name: str, value: int | None) -> None:
     if value is not None and value < 1:
-        raise SlmkitError(f"{name} must be at least 1")
+        raise InputError(f"{name} must be at least 1")
 
 
 def model_path_or_id(model: str) -> str | Path:

@@ -7,9 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from slmkit.errors import SlmkitError
+from slmkit.errors import InputError
 from slmkit.evaluate import (
-    METHODS,
     SMS_SCHEMA,
     Progress,
     Timer,
@@ -30,9 +29,9 @@ from slmkit.tasks.data import (
 
 
 def load_model(model_id: str, n_ctx: int | None) -> Any:
-    import slmkit
+    from slmkit.loading import load
 
-    return slmkit.load(model_id, n_ctx=n_ctx, pull=False)
+    return load(model_id, n_ctx=n_ctx, pull=False)
 
 
 def _user_task(path: Path) -> ClassificationTask | SummarizationTask:
@@ -89,7 +88,7 @@ def evaluate(
 
 def _need(model: str | None) -> str:
     if not model:
-        raise SlmkitError("this task needs --model")
+        raise InputError("this task needs --model")
     return model
 
 
@@ -104,15 +103,15 @@ def _eval_classify(
     k: int,
     progress: Progress | None,
 ) -> dict[str, Any]:
-    from slmkit.tasks.classify import FewShotClassifier, HeadClassifier, LikelihoodClassifier
+    from slmkit.tasks.classify import METHODS, HeadClassifier, make_classifier
     from slmkit.tasks.embed import load_embedder
 
     if method not in METHODS:
-        raise SlmkitError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+        raise InputError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     texts, gold = spec.load("test", limit)
     out: dict[str, Any] = {"method": method, "n": len(texts)}
     timer = Timer()
-    if method == "head":
+    if method == "head":  # trained here on the task's train split (not read from a file)
         emb = load_embedder(embedder_name)
         tx, ty = spec.load("train", train_limit)
         t = time.perf_counter()
@@ -121,17 +120,19 @@ def _eval_classify(
         preds = timer.run(head.predict, texts, 64, progress)
     else:
         model = load_model(_need(model_id), n_ctx)
-        base = LikelihoodClassifier(
-            model,
-            spec.labels,
-            instruction=spec.instruction,
-            calibrate=method != "zeroshot-uncalibrated",
-        )
-        clf: Any = base
+        examples = None
         if method == "fewshot":
-            tx, ty = spec.load("train", min(train_limit or 2000, 2000))
-            clf = FewShotClassifier(base, tx, ty, load_embedder(embedder_name), k=k)
-            out.update(shots=k, example_pool=len(tx))
+            examples = spec.load("train", min(train_limit or 2000, 2000))
+            out.update(shots=k, example_pool=len(examples[0]))
+        clf = make_classifier(
+            method,
+            labels=spec.labels,
+            model=model,
+            examples=examples,
+            embedder=embedder_name,
+            instruction=spec.instruction,
+            k=k,
+        )
         out["model"] = model.id
         preds = timer.run(clf.predict, texts, 16, progress)
     out.update(classification_metrics(gold, [p.label for p in preds], spec.labels))

@@ -6,9 +6,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
+
+import numpy as np
 
 from slmkit.catalog.entries import ModelEntry
+from slmkit.errors import BackendUnavailableError
 from slmkit.options import GenerationOptions
 
 FinishReason = Literal["stop", "length", "cancelled", "error"]
@@ -64,6 +67,72 @@ class LogLikelihood:
     token_logprobs: tuple[float, ...] = field(default=())
 
 
+# One batch entry: (token, position, sequence ids it belongs to, whether to keep its logits).
+Entry = tuple[int, int, tuple[int, ...], bool]
+
+
+class BatchRunner(ABC):
+    """A context of one loaded model holding up to `n_seq` sequences in `n_ctx` cache cells.
+
+    The one place a backend exposes its token-level machinery: batch decoding, samplers,
+    token text, logits and cache edits. The single-stream loop, the engine and batched
+    scoring are written against this interface only. `idx` arguments index the entries of
+    the last `decode` that asked for logits (-1: the last of them).
+    """
+
+    n_ctx: int
+    n_seq: int
+    n_batch: int
+    n_vocab: int
+
+    @abstractmethod
+    def decode(self, entries: Sequence[Entry]) -> None:
+        """Decode at most n_batch entries in one forward pass; RuntimeFailure on failure."""
+
+    @abstractmethod
+    def new_sampler(self, options: GenerationOptions) -> Any:
+        """A sampler for one sequence (free it with `free_sampler`)."""
+
+    @abstractmethod
+    def free_sampler(self, sampler: Any) -> None:
+        """Release a sampler."""
+
+    @abstractmethod
+    def sample(self, sampler: Any, idx: int) -> int:
+        """Sample a token from the logits of output `idx` of the last decode."""
+
+    @abstractmethod
+    def logits(self, idx: int) -> np.ndarray:
+        """Raw logits (n_vocab floats) of output `idx` of the last decode."""
+
+    @abstractmethod
+    def logit_rows(self, n: int) -> np.ndarray:
+        """The last decode's first `n` outputs' logits, shape (n, n_vocab)."""
+
+    @abstractmethod
+    def piece(self, tok: int) -> bytes:
+        """A token's text as bytes (a multi-byte character may span several tokens)."""
+
+    @abstractmethod
+    def is_eog(self, tok: int) -> bool:
+        """Whether the token ends generation (EOS, end of turn)."""
+
+    @abstractmethod
+    def forget(self, seq: int, start: int = 0) -> bool:
+        """Drop sequence `seq`'s cache cells from position `start` on; False if it can't."""
+
+    @abstractmethod
+    def copy_seq(self, src: int, dst: int) -> None:
+        """Make sequence `dst` share all of `src`'s cells."""
+
+    @abstractmethod
+    def clear(self) -> None:
+        """Empty the cache."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release the context (a runner over a borrowed context releases nothing)."""
+
+
 class Backend(ABC):
     """A loaded model. One module per backend implements this; see runtime/llamacpp.py."""
 
@@ -112,6 +181,10 @@ class Backend(ABC):
     @abstractmethod
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         """One L2-normalised vector per text."""
+
+    def batch_runner(self, *, n_ctx: int, n_seq: int, n_batch: int = 512) -> BatchRunner:
+        """A new multi-sequence context over the loaded weights (the engine runs on one)."""
+        raise BackendUnavailableError(f"the {self.name} backend has no batched runner")
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release native resources."""

@@ -11,19 +11,25 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from slmkit.catalog.store import Store, estimate_ram_bytes
-from slmkit.errors import ModelNotFoundError, ModelNotInstalledError, SlmkitError
+from slmkit.engine import Engine
+from slmkit.errors import ModelNotFoundError, ModelNotInstalledError, OverBudgetError
+from slmkit.loading import load
+from slmkit.model import Model
+from slmkit.settings import ServerSettings
+from slmkit.tasks.embed import Embedder
+
+__all__ = ["Loaded", "ModelProvider", "OverBudgetError"]
 
 _GRACE_S = 2.0
-
-
-class OverBudgetError(SlmkitError):
-    """Loading this model would exceed the memory budget and no idle model can go."""
+Loader = Callable[..., Model]  # load(model_id, store=..., n_ctx=...)
 
 
 @dataclass
 class Loaded:
-    model: Any
-    engine: Any
+    """A served model: the model (for tokenizing and task endpoints) and its engine."""
+
+    model: Model
+    engine: Engine
     last_used: float
     est_bytes: int = 0
     # Task endpoints (classify, summarize) use the model's own context, one at a time.
@@ -49,8 +55,10 @@ class ModelProvider:
         keep_alive_s: float = 300.0,
         allowed: tuple[str, ...] = (),
         memory_budget_bytes: int | None = None,
+        loader: Loader = load,
     ) -> None:
         self.store = store or Store()
+        self.loader = loader
         self.n_seq, self.n_ctx, self.max_waiting = n_seq, n_ctx, max_waiting
         self.keep_alive_s = keep_alive_s
         self.allowed = allowed
@@ -58,9 +66,26 @@ class ModelProvider:
         self.on_step: Callable[[int], None] | None = None  # engine batch sizes (metrics)
         self._loaded: dict[str, Loaded] = {}
         self._lock = threading.Lock()
-        self._embedder: Any = None
+        self._embedder: Embedder | None = None
         # ids unloaded for the budget, oldest first (the last 100)
         self.evicted: collections.deque[str] = collections.deque(maxlen=100)
+
+    @classmethod
+    def from_settings(
+        cls, settings: ServerSettings, store: Store | None = None, loader: Loader = load
+    ) -> ModelProvider:
+        """A provider configured by `slm serve`'s settings."""
+        budget = settings.memory_budget_mb
+        return cls(
+            store,
+            n_seq=settings.parallel,
+            n_ctx=settings.n_ctx,
+            max_waiting=settings.max_waiting,
+            keep_alive_s=settings.keep_alive,
+            allowed=settings.models,
+            memory_budget_bytes=budget * 2**20 if budget else None,
+            loader=loader,
+        )
 
     @property
     def model_n_ctx(self) -> int:
@@ -107,51 +132,45 @@ class ModelProvider:
 
     def available(self) -> list[str]:
         """Installed decoder models this server may serve."""
-        ids = [
-            e.id
-            for e in self.store.entries()
-            if e.kind == "decoder" and e.backend == "llamacpp" and self.store.path(e.id)
-        ]
+        ids = [e.id for e in self.store.entries() if e.kind == "decoder" and self.store.path(e.id)]
         return [i for i in ids if not self.allowed or i in self.allowed]
 
     def get(self, model_id: str) -> Loaded:
         """The loaded model, loading it (and its engine) on first use."""
-        import slmkit
-        from slmkit.engine import Engine
-        from slmkit.runtime.llamacpp import LlamaCppBackend
-
         with self._lock:
             item = self._loaded.get(model_id)
             if item is None:
-                if self.allowed and model_id not in self.allowed:
-                    raise ModelNotFoundError(f"model {model_id!r} is not served here")
-                if self.store.path(model_id) is None:
-                    self.store.get(model_id)  # unknown id -> ModelNotFoundError
-                    raise ModelNotInstalledError(f"model {model_id!r} is not installed")
-                need = self.estimate_bytes(model_id)
-                self._make_room(need)
-                model = slmkit.load(model_id, store=self.store, n_ctx=self.model_n_ctx)
-                backend = model.backend
-                if not isinstance(backend, LlamaCppBackend):
-                    model.close()
-                    raise SlmkitError(f"{model_id}: the server needs a llama.cpp model")
-                engine = Engine(
-                    backend,
-                    n_seq=self.n_seq,
-                    n_ctx=self.n_ctx,
-                    max_waiting=self.max_waiting,
-                    on_step=self._observe_step,
-                )
-                item = Loaded(model, engine, time.monotonic(), need)
-                self._loaded[model_id] = item
+                item = self._loaded[model_id] = self._load(model_id)
             item.last_used = time.monotonic()
             return item
+
+    def _load(self, model_id: str) -> Loaded:
+        if self.allowed and model_id not in self.allowed:
+            raise ModelNotFoundError(f"model {model_id!r} is not served here")
+        if self.store.path(model_id) is None:
+            self.store.get(model_id)  # unknown id -> ModelNotFoundError
+            raise ModelNotInstalledError(f"model {model_id!r} is not installed")
+        need = self.estimate_bytes(model_id)
+        self._make_room(need)
+        model = self.loader(model_id, store=self.store, n_ctx=self.model_n_ctx)
+        try:
+            engine = Engine(
+                model.backend,
+                n_seq=self.n_seq,
+                n_ctx=self.n_ctx,
+                max_waiting=self.max_waiting,
+                on_step=self._observe_step,
+            )
+        except Exception:
+            model.close()
+            raise
+        return Loaded(model, engine, time.monotonic(), need)
 
     def _observe_step(self, n: int) -> None:
         if self.on_step is not None:
             self.on_step(n)
 
-    def embedder(self) -> Any:
+    def embedder(self) -> Embedder:
         from slmkit.tasks.embed import load_embedder
 
         with self._lock:

@@ -7,20 +7,16 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from slmkit.errors import ChatTemplateError, SlmkitError
+from slmkit.errors import ChatTemplateError, InputError, LabelError
 from slmkit.model import Model
 from slmkit.tasks.data import check_texts
 
 CONTENT_FREE = ("N/A", "[MASK]", "")  # contextual calibration inputs (Zhao et al., 2021)
 HEAD_FORMAT = "slmkit-head/1"
-
-
-class LabelError(SlmkitError, ValueError):
-    """The label set is unusable (fewer than two labels, duplicates, empty names)."""
 
 
 @dataclass(frozen=True)
@@ -89,7 +85,7 @@ class LikelihoodClassifier:
         self.words = check_labels(words)
         self.instruction = instruction
         if template is not None and "{text}" not in template:
-            raise SlmkitError("a prompt template must contain {text} (and may use {labels})")
+            raise InputError("a prompt template must contain {text} (and may use {labels})")
         self.template = template
         self.calibrate, self.normalize, self.batched = calibrate, normalize, batched
         self._chat = model.backend.chat_template() is not None
@@ -153,9 +149,9 @@ class FewShotClassifier:
         k: int = 4,
     ) -> None:
         if k < 1:
-            raise SlmkitError("k must be at least 1")
+            raise InputError("k must be at least 1")
         if len(train_texts) != len(train_labels) or not train_texts:
-            raise SlmkitError("few-shot needs labelled examples (texts and labels of equal length)")
+            raise InputError("few-shot needs labelled examples (texts and labels of equal length)")
         unknown = sorted(set(train_labels) - set(base.labels))
         if unknown:
             raise LabelError(f"example labels not in the label set: {', '.join(unknown[:5])}")
@@ -241,9 +237,9 @@ class HeadClassifier:
         try:
             data = json.loads(Path(path).read_text())
         except (OSError, ValueError) as e:
-            raise SlmkitError(f"cannot read classifier head {path}: {e}") from e
+            raise InputError(f"cannot read classifier head {path}: {e}") from e
         if not isinstance(data, dict) or data.get("format") != HEAD_FORMAT:
-            raise SlmkitError(f"{path} is not a slmkit classifier head")
+            raise InputError(f"{path} is not a slmkit classifier head")
         return cls(
             embedder_loader(data["embedder"]),
             data["labels"],
@@ -263,3 +259,54 @@ def embed_all(
         if progress:
             progress(len(part))
     return np.concatenate(parts)
+
+
+Method = Literal["zeroshot", "zeroshot-uncalibrated", "fewshot", "head"]
+METHODS: tuple[str, ...] = ("zeroshot", "zeroshot-uncalibrated", "fewshot", "head")
+
+
+class Classifier(Protocol):
+    """What every classifier offers: one Prediction per text."""
+
+    def predict(self, texts: Sequence[str]) -> list[Prediction]: ...
+
+
+def make_classifier(
+    method: str,
+    *,
+    labels: Sequence[str] | None = None,
+    model: Model | None = None,
+    head: str | Path | None = None,
+    examples: tuple[Sequence[str], Sequence[str]] | None = None,
+    embedder: Any = "minilm-int8",
+    instruction: str = "Classify the text.",
+    template: str | None = None,
+    k: int = 4,
+) -> Classifier:
+    """The one place a classifier is built from a method name (the CLI, `slm eval` and the
+    server all call it). `embedder` is a name for load_embedder or an embedder object."""
+    from slmkit.tasks.embed import load_embedder
+
+    if method not in METHODS:
+        raise InputError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    emb = (lambda: load_embedder(embedder)) if isinstance(embedder, str) else (lambda: embedder)
+    if method == "head":
+        if head is None:
+            raise InputError("method head needs a head file (from `slm train-classifier`)")
+        return HeadClassifier.load(head, load_embedder)
+    if not labels:
+        raise InputError("zero-/few-shot needs labels")
+    if model is None:
+        raise InputError(f"method {method} needs a model")
+    base = LikelihoodClassifier(
+        model,
+        labels,
+        instruction=instruction,
+        template=template,
+        calibrate=method != "zeroshot-uncalibrated",
+    )
+    if method != "fewshot":
+        return base
+    if examples is None:
+        raise InputError("few-shot needs labelled examples (texts and label_text)")
+    return FewShotClassifier(base, examples[0], examples[1], emb(), k=k)

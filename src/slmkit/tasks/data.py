@@ -9,13 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from slmkit.errors import EmptyPromptError, SlmkitError
+from slmkit.errors import DataError, EmptyPromptError
 
 OnError = Literal["skip", "fail"]
-
-
-class DataError(SlmkitError):
-    """A data file is unreadable, or lacks a required column."""
 
 
 @dataclass

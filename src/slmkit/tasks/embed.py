@@ -9,7 +9,7 @@ import numpy as np
 
 from slmkit.catalog.assets import MINILM_FP32, MINILM_INT8, asset_dir
 from slmkit.catalog.store import Store
-from slmkit.errors import BackendUnavailableError
+from slmkit.errors import BackendUnavailableError, InputError
 from slmkit.tasks.data import check_texts
 
 MAX_TOKENS = 256  # all-MiniLM-L6-v2 was trained with max_seq_length 256
@@ -118,9 +118,9 @@ class SlmEmbedder:
     """Mean-pooled hidden states of a GGUF language model (llama.cpp embedding mode)."""
 
     def __init__(self, model_id: str, store: Store) -> None:
-        import slmkit
+        from slmkit.loading import load
 
-        self.model = slmkit.load(model_id, store=store, n_ctx=512)
+        self.model = load(model_id, store=store, n_ctx=512)
         self.name = f"slm:{model_id}"
         self.dim = 0
 
@@ -135,7 +135,7 @@ EmbedderName = Literal["minilm-int8", "minilm-fp32"]
 
 def load_embedder(
     name: str = "minilm-int8", *, store: Store | None = None, pull: bool = False
-) -> Any:
+) -> Embedder:
     """Load an embedder by name: 'minilm-int8' (default), 'minilm-fp32', or 'slm:MODEL_ID'
     (a catalog language model's own mean-pooled hidden states)."""
     store = store or Store()
@@ -145,7 +145,7 @@ def load_embedder(
         return OnnxMiniLM(store, pull=pull)
     if name == "minilm-fp32":
         return TorchMiniLM(store, pull=pull)
-    raise BackendUnavailableError(
+    raise InputError(
         f"unknown embedder {name!r}: use minilm-int8, minilm-fp32 or slm:MODEL_ID"
     )
 

@@ -9,16 +9,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from slmkit.errors import EmptyPromptError, SlmkitError
+from slmkit.errors import EmptyPromptError, ExtractionError, SchemaError
 from slmkit.model import Model
-
-
-class SchemaError(SlmkitError, ValueError):
-    """The schema is not valid JSON Schema, or cannot be turned into a grammar."""
-
-
-class ExtractionError(SlmkitError):
-    """The model's output did not complete (e.g. it ran out of max_tokens)."""
 
 
 @dataclass(frozen=True)

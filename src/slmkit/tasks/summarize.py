@@ -7,7 +7,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from slmkit.errors import EmptyPromptError, SlmkitError
+from slmkit.errors import EmptyPromptError, InputError
 from slmkit.model import Model
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
@@ -85,13 +85,13 @@ class Summarizer:
         temperature: float = 0.0,
     ) -> None:
         if max_words < 5:
-            raise SlmkitError("max_words must be at least 5")
+            raise InputError("max_words must be at least 5")
         self.model = model
         self.max_words = max_words
         self.max_tokens = int(max_words * 2) + 16
         budget = model.n_ctx - self.max_tokens - PROMPT_RESERVE
         if budget < 64:
-            raise SlmkitError(
+            raise InputError(
                 f"context {model.n_ctx} is too small to summarize into {max_words} words"
             )
         self.chunk_tokens = min(chunk_tokens or budget, budget)

@@ -1,4 +1,4 @@
-"""Batched log-likelihood scoring on a multi-sequence llama.cpp context.
+"""Batched log-likelihood scoring on a multi-sequence runner (any backend's `BatchRunner`).
 
 Many (context, continuation) requests are scored in few forward passes:
 - the prefix all contexts share (an instruction template) is decoded once into sequence 0
@@ -6,21 +6,21 @@ Many (context, continuation) requests are scored in few forward passes:
 - each distinct context is decoded once, its tokens tagged with one sequence id per
   continuation that follows it (llama.cpp stores shared cells once in a unified cache);
 - then every continuation's tokens are decoded, all in the same batches.
-The single-sequence path in llamacpp.py re-reads a context per call; this one is what
-classification and evaluation use for throughput.
+The single-sequence path (runtime/generate.py) re-reads a context per call; this one is
+what classification and evaluation use for throughput.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
-from slmkit.errors import SlmkitError
-from slmkit.runtime.base import LogLikelihood
+from slmkit.errors import InputError, RuntimeFailure
+from slmkit.runtime.base import BatchRunner, Entry, LogLikelihood
+from slmkit.runtime.decoding import log_softmax
+from slmkit.runtime.generate import score_rows
 
 Request = tuple[Sequence[int], Sequence[int]]
 
@@ -42,67 +42,38 @@ def _lcp(seqs: list[tuple[int, ...]]) -> int:
 
 
 class ScoringContext:
-    """A second context over the same loaded weights, with many sequences."""
+    """Scores on a runner with many sequences (a second context over the same weights)."""
 
-    def __init__(
-        self,
-        backend: Any,
-        *,
-        n_ctx: int,
-        n_seq: int = 64,
-        n_batch: int = 512,
-        chunk_cells: int = 512,
-        flash: int = -1,
-    ) -> None:
-        lc = self.lc = backend._lc
-        self.ctx = backend.new_context(n_ctx=n_ctx, n_seq=n_seq, n_batch=n_batch, flash=flash)
-        self.mem = lc.llama_get_memory(self.ctx)
-        self.n_ctx, self.n_seq, self.n_batch = n_ctx, n_seq, n_batch
+    def __init__(self, runner: BatchRunner, *, chunk_cells: int = 512) -> None:
+        self.runner = runner
+        self.n_ctx, self.n_seq, self.n_batch = runner.n_ctx, runner.n_seq, runner.n_batch
         # Every token attends to every cell of the unified cache (masked), so small chunks
         # keep attention cheap; measured fastest around one batch of tokens per chunk.
         self.chunk_cells = chunk_cells
-        self.n_vocab = backend._n_vocab
-        self.batch = lc.llama_batch_init(n_batch, 0, n_seq)
         self.prefix: tuple[int, ...] = ()
 
     def close(self) -> None:
-        if self.ctx:
-            self.lc.llama_batch_free(self.batch)
-            self.lc.llama_free(self.ctx)
-            self.ctx = None
+        self.runner.close()
 
     # --- low level --------------------------------------------------------------------------
-    def _decode(self, entries: list[tuple[int, int, tuple[int, ...], bool]]) -> np.ndarray:
-        """Decode (token, pos, seq_ids, want_logits) entries in n_batch pieces; return the
-        log-softmax rows of the entries that asked for logits, in order."""
+    def _decode(self, entries: list[Entry]) -> np.ndarray:
+        """Decode entries in n_batch pieces; return the log-softmax rows of the entries
+        that asked for logits, in order."""
         rows: list[np.ndarray] = []
-        b = self.batch
         for start in range(0, len(entries), self.n_batch):
             piece = entries[start : start + self.n_batch]
-            n_out = 0
-            for j, (tok, pos, seqs, want) in enumerate(piece):
-                b.token[j] = tok
-                b.pos[j] = pos
-                b.n_seq_id[j] = len(seqs)
-                for k, s in enumerate(seqs):
-                    b.seq_id[j][k] = s
-                b.logits[j] = want
-                n_out += want
-            b.n_tokens = len(piece)
-            rc = self.lc.llama_decode(self.ctx, b)
-            if rc != 0:
+            n_out = sum(1 for e in piece if e[3])
+            try:
+                self.runner.decode(piece)
+            except RuntimeFailure:
                 self.reset()
-                raise SlmkitError(
-                    f"llama_decode failed while scoring (code {rc}); lower the batch size"
-                )
+                raise
             if n_out:
-                ptr = self.lc.llama_get_logits(self.ctx)
-                logits = np.ctypeslib.as_array(ptr, shape=(n_out, self.n_vocab))
-                rows.append(_log_softmax(logits))
-        return np.concatenate(rows) if rows else np.zeros((0, self.n_vocab))
+                rows.append(log_softmax(self.runner.logit_rows(n_out)))
+        return np.concatenate(rows) if rows else np.zeros((0, self.runner.n_vocab))
 
     def reset(self) -> None:
-        self.lc.llama_memory_clear(self.mem, True)
+        self.runner.clear()
         self.prefix = ()
 
     def _set_prefix(self, prefix: tuple[int, ...]) -> None:
@@ -119,7 +90,7 @@ class ScoringContext:
         reqs = [(tuple(c), tuple(x)) for c, x in requests]
         for c, x in reqs:
             if not c or not x:
-                raise SlmkitError("every request needs a non-empty context and continuation")
+                raise InputError("every request needs a non-empty context and continuation")
         # The shared prefix must leave at least one context token to read logits from.
         plen = min(_lcp([c for c, _ in reqs]), min(len(c) for c, _ in reqs) - 1)
         self._set_prefix(reqs[0][0][:plen])
@@ -144,7 +115,7 @@ class ScoringContext:
         for ctx, items in groups:
             need_cells = len(ctx) - plen + sum(len(reqs[i][1]) for i in items)
             if len(items) + 1 > self.n_seq or plen + need_cells > self.n_ctx:
-                raise SlmkitError(
+                raise InputError(
                     f"one text with {len(items)} labels needs {len(items) + 1} sequences and "
                     f"{plen + need_cells} cache cells (have {self.n_seq}, {self.n_ctx})"
                 )
@@ -168,7 +139,7 @@ class ScoringContext:
     ) -> None:
         for g in chunk:
             for s in g.seqs:
-                self.lc.llama_memory_seq_cp(self.mem, 0, s, -1, -1)
+                self.runner.copy_seq(0, s)
         # Phase A: each distinct context once, logits only at its last token.
         entries = []
         for g in chunk:
@@ -190,17 +161,8 @@ class ScoringContext:
                 cont = reqs[i][1]
                 rows = np.vstack([first_rows[gi : gi + 1], rest_rows[r : r + len(cont) - 1]])
                 r += len(cont) - 1
-                lps = rows[np.arange(len(cont)), np.asarray(cont)]
-                greedy = bool((rows.argmax(axis=1) == np.asarray(cont)).all())
-                vals = tuple(float(v) for v in lps)
-                results[i] = LogLikelihood(math.fsum(vals), len(vals), greedy, vals)
+                results[i] = score_rows(rows, cont)
         for g in chunk:
             for s in g.seqs:
-                self.lc.llama_memory_seq_rm(self.mem, s, -1, -1)
+                self.runner.forget(s)
 
-
-def _log_softmax(logits: np.ndarray) -> np.ndarray:
-    x = logits.astype(np.float64)
-    mx = x.max(axis=1, keepdims=True)
-    out: np.ndarray = x - (mx + np.log(np.exp(x - mx).sum(axis=1, keepdims=True)))
-    return out

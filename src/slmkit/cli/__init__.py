@@ -1,0 +1,12 @@
+"""The `slm` command line: one click group; each command module registers its commands on
+import, grouped as users think of them."""
+
+from slmkit.cli import evaluate, generate, models, serve, tasks
+from slmkit.cli.base import cli
+
+__all__ = ["cli", "evaluate", "generate", "main", "models", "serve", "tasks"]
+
+
+def main() -> None:
+    """Entry point for the `slm` script."""
+    cli()

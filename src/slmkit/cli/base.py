@@ -1,0 +1,158 @@
+"""The `slm` command group and what its command modules share (error handling, progress
+bars, input reading). Heavy imports (llama_cpp, rich, gguf) happen inside commands."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import resource
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from slmkit.errors import InputError, SlmkitError
+
+if TYPE_CHECKING:
+    from slmkit.catalog.store import Store
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def fail_cleanly(fn: F) -> F:
+    """Turn slmkit errors into one 'error:' line and exit status 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except SlmkitError as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            click.echo("\ninterrupted", err=True)
+            sys.exit(130)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process in MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+@contextlib.contextmanager
+def pull_progress(label: str) -> Iterator[Callable[[int], Callable[[int], None]]]:
+    """A rich progress bar on stderr; yields a factory: total bytes -> advance(n)."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    )
+    console = Console(stderr=True)
+    with Progress(*columns, console=console, disable=not console.is_terminal) as bar:
+
+        def start(total: int) -> Callable[[int], None]:
+            task = bar.add_task(label, total=total or None)
+            return lambda n: bar.advance(task, n)
+
+        yield start
+
+
+def open_store() -> Store:
+    from slmkit.catalog.store import Store
+
+    return Store()
+
+
+def human(n: int | None) -> str:
+    if n is None:
+        return "?"
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n = n / 1000  # type: ignore[assignment]
+    return str(n)
+
+
+@click.group()
+@click.version_option(package_name="slmkit")
+def cli() -> None:
+    """slmkit: pick, run and measure small language models on a CPU, offline."""
+
+
+@contextlib.contextmanager
+def item_progress(label: str, total: int) -> Iterator[Callable[[int], None]]:
+    """A rich progress bar over items on stderr (hidden when stderr is not a terminal)."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    console = Console(stderr=True)
+    columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, disable=not console.is_terminal) as bar:
+        task = bar.add_task(label, total=total or None)
+        yield lambda n: bar.advance(task, n)
+
+
+def inputs(texts: tuple[str, ...], file: Path | None, field: str, on_error: str) -> list[str]:
+    """Texts from arguments, a JSONL/CSV file, or stdin lines; bad rows reported by line."""
+    from slmkit.tasks.data import read_rows
+
+    if file is not None:
+        res = read_rows(file, required=(field,), on_error=on_error)  # type: ignore[arg-type]
+        for lineno, problem in res.errors:
+            click.echo(f"warning: {file}:{lineno}: {problem} (skipped)", err=True)
+        return [str(r[field]) for r in res.rows]
+    if texts:
+        return list(texts)
+    if sys.stdin.isatty():
+        raise click.UsageError("give TEXT arguments, --file, or lines on stdin")
+    return [ln for ln in sys.stdin.read().splitlines() if ln.strip()]
+
+
+def file_opts(fn: Any) -> Any:
+    fn = click.option(
+        "--on-error",
+        type=click.Choice(["skip", "fail"]),
+        default="skip",
+        help="Bad rows in --file: report and skip them, or stop and write nothing.",
+    )(fn)
+    fn = click.option("--text-field", default="text", show_default=True)(fn)
+    fn = click.option(
+        "--file",
+        "file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="JSONL or CSV input.",
+    )(fn)
+    return fn
+
+
+def read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise InputError(f"cannot read {path}: {e.strerror}") from e
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path} is not UTF-8 text") from e
+
+

@@ -1,0 +1,79 @@
+"""`slm eval`: quality, latency, items/s and memory of a model on a task."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from slmkit.cli.base import cli, fail_cleanly, item_progress
+
+
+@cli.command(name="eval")
+@click.argument("task")
+@click.option("--model", "model_id", default=None, help="Model id (not needed for --method head).")
+@click.option(
+    "--method",
+    default="zeroshot",
+    show_default=True,
+    type=click.Choice(["zeroshot", "zeroshot-uncalibrated", "fewshot", "head"]),
+)
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=None, help="Evaluate the first N items."
+)
+@click.option(
+    "--train-limit",
+    type=click.IntRange(min=1),
+    default=20000,
+    show_default=True,
+    help="Training rows for head / example pool for few-shot.",
+)
+@click.option(
+    "--embedder",
+    default="minilm-int8",
+    show_default=True,
+    help="minilm-int8, minilm-fp32, or slm:MODEL_ID (a language model's own hidden states).",
+)
+@click.option("--n-ctx", type=click.IntRange(min=256), default=None)
+@click.option("--max-words", type=click.IntRange(min=5), default=60, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
+@fail_cleanly
+def eval_(
+    task: str,
+    model_id: str | None,
+    method: str,
+    limit: int | None,
+    train_limit: int,
+    embedder: str,
+    n_ctx: int | None,
+    max_words: int,
+    as_json: bool,
+) -> None:
+    """Evaluate TASK (sst2, sms_spam, banking77, cnn_dailymail, qmsum, extract_sms, or a JSONL
+    file of the same shape): quality, latency p50/p95, items/s and peak RSS."""
+    from slmkit.evaluate.runner import evaluate
+
+    with item_progress(f"eval {task}", limit or 0) as advance:
+        result = evaluate(
+            task,
+            model=model_id,
+            method=method,
+            limit=limit,
+            train_limit=train_limit,
+            n_ctx=n_ctx,
+            max_words=max_words,
+            embedder=embedder,
+            progress=advance,
+        )
+    if as_json:
+        click.echo(json.dumps(result))
+        return
+    for key, value in result.items():
+        if key == "confusion_matrix":
+            click.echo("confusion_matrix (rows: gold, columns: predicted, order of labels):")
+            for row in value:
+                click.echo("  " + " ".join(f"{v:5d}" for v in row))
+        else:
+            click.echo(f"{key:22} {value}")
+
+

@@ -1,0 +1,186 @@
+"""Generation commands: run, chat and the demo tour."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import click
+
+from slmkit.cli.base import F, cli, fail_cleanly, peak_rss_mb, open_store, pull_progress
+from slmkit.catalog.builtin import DEFAULT_MODEL
+from slmkit.errors import EmptyPromptError, RuntimeFailure
+from slmkit.options import GenerationOptions
+from slmkit.runtime.base import Chunk, GenerationStats
+
+
+def generation_options(fn: F) -> F:
+    """The sampling flags shared by `run` and `chat` (validated by GenerationOptions)."""
+    opts = [
+        click.option("--temperature", type=float, default=None, help="0 = greedy."),
+        click.option("--top-p", type=float, default=None),
+        click.option("--top-k", type=int, default=None),
+        click.option("--max-tokens", type=int, default=None),
+        click.option("--seed", type=int, default=None),
+        click.option("--stop", multiple=True, help="Stop string (repeatable)."),
+        click.option("--system", default=None, help='System prompt ("" for none).'),
+        click.option("--n-ctx", type=int, default=None, help="Context window to load with."),
+    ]
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
+
+
+def _options(kw: dict[str, Any], **extra: Any) -> GenerationOptions:
+    from slmkit.options import make_options
+
+    picked = {
+        k: kw[k]
+        for k in ("temperature", "top_p", "top_k", "max_tokens", "seed")
+        if kw.get(k) is not None
+    }
+    if kw.get("stop"):
+        picked["stop"] = list(kw["stop"])
+    return make_options(**picked, **extra)
+
+
+@cli.command()
+@click.argument("model_id")
+@click.argument("prompt", required=False)
+@generation_options
+@click.option("--raw", is_flag=True, help="Complete the text as-is (no chat template).")
+@click.option("--overflow", type=click.Choice(["error", "truncate"]), default="error")
+@click.option("--stats/--no-stats", default=False, help="Print tokens/s and memory to stderr.")
+@fail_cleanly
+def run(
+    model_id: str, prompt: str | None, raw: bool, overflow: str, stats: bool, **kw: Any
+) -> None:
+    """Stream a reply to PROMPT (read from stdin when omitted)."""
+    from slmkit.loading import load
+
+    if prompt is None:
+        if sys.stdin.isatty():
+            raise click.UsageError("give a PROMPT argument or pipe text on stdin")
+        prompt = sys.stdin.read()
+    opts = _options(kw, overflow=overflow)
+    if not prompt.strip():
+        raise EmptyPromptError("the prompt is empty")
+    model = load(model_id, n_ctx=kw.get("n_ctx"), pull=False)
+    if raw:
+        chunks = model.stream(prompt, options=opts)
+    else:
+        chunks = model.stream(
+            [{"role": "user", "content": prompt}], system=kw["system"], options=opts
+        )
+    final = _echo_stream(chunks)
+    if final.dropped_tokens:
+        click.echo(
+            f"note: dropped {final.dropped_tokens} prompt tokens to fit the context", err=True
+        )
+    if stats:
+        _echo_stats(final)
+
+
+def _echo_stream(chunks: Iterator[Chunk]) -> GenerationStats:
+    out = sys.stdout
+    for c in chunks:
+        if c.text:
+            out.write(c.text)
+            out.flush()
+        if c.stats is not None:
+            out.write("\n")
+            return c.stats
+    raise RuntimeFailure("generation ended without a final chunk")
+
+
+def _echo_stats(s: GenerationStats) -> None:
+    click.echo(
+        f"[{s.prompt_tokens} prompt tokens in {s.prompt_s:.2f}s, {s.completion_tokens} tokens "
+        f"at {s.tokens_per_s:.1f} tok/s, first token {s.ttft_s * 1000:.0f} ms, "
+        f"peak RSS {peak_rss_mb():.0f} MB]",
+        err=True,
+    )
+
+
+@cli.command()
+@click.argument("model_id")
+@generation_options
+@fail_cleanly
+def chat(model_id: str, **kw: Any) -> None:
+    """Interactive multi-turn chat. Commands: /reset, /system TEXT, /exit."""
+    from slmkit.loading import load
+
+    opts = _options(kw, overflow="truncate")
+    model = load(model_id, n_ctx=kw.get("n_ctx"), pull=False)
+    system: str | None = kw["system"]
+    history: list[dict[str, str]] = []
+    click.echo(
+        f"chatting with {model.id} (context {model.n_ctx}); /reset, /system TEXT, /exit", err=True
+    )
+    while True:
+        try:
+            line = input(">>> ")
+        except EOFError:
+            click.echo("", err=True)
+            return
+        cmd = line.strip()
+        if not cmd:
+            continue
+        if cmd in ("/exit", "/quit"):
+            return
+        if cmd == "/reset":
+            history = []
+            click.echo("(history cleared)", err=True)
+            continue
+        if cmd.startswith("/system"):
+            system = cmd.removeprefix("/system").strip()
+            history = []
+            click.echo(f"(system prompt set to {system!r}; history cleared)", err=True)
+            continue
+        history.append({"role": "user", "content": line})
+        reply: list[str] = []
+        stats = _echo_stream(_tee(model.stream(history, system=system, options=opts), reply))
+        history.append({"role": "assistant", "content": "".join(reply)})
+        if stats is not None and stats.dropped_tokens:
+            click.echo(f"(dropped {stats.dropped_tokens} tokens of old turns to fit)", err=True)
+
+
+def _tee(chunks: Iterator[Chunk], sink: list[str]) -> Iterator[Chunk]:
+    for c in chunks:
+        sink.append(c.text)
+        yield c
+
+
+@cli.command()
+@click.option("--model", "model_id", default=None, help="Model to tour (default model if omitted).")
+@fail_cleanly
+def demo(model_id: str | None) -> None:
+    """A short tour: pull the default model, answer a question, stream a reply, show speed."""
+    from slmkit.loading import load
+
+    model_id = model_id or DEFAULT_MODEL
+    store = open_store()
+    if store.path(model_id) is None:
+        with pull_progress(f"pull {model_id}") as progress:
+            store.pull(model_id, progress=progress)
+    model = load(model_id, pull=False)
+    question = "What is the capital of France?"
+    click.echo(f"Q: {question}")
+    answer = model.chat(question, temperature=0, max_tokens=64)
+    click.echo(f"A: {answer.text.strip()}\n")
+    click.echo("Streaming: write a short poem about the sea.")
+    s = _echo_stream(
+        model.stream(
+            [{"role": "user", "content": "Write a short poem about the sea."}],
+            temperature=0.7,
+            seed=1,
+            max_tokens=160,
+        )
+    )
+    click.echo(
+        f"\n{model.id}: {s.completion_tokens} tokens at {s.tokens_per_s:.1f} tokens/s, "
+        f"first token after {s.ttft_s * 1000:.0f} ms, peak memory {peak_rss_mb():.0f} MB"
+    )
+
+

@@ -1,0 +1,163 @@
+"""Model commands: list, pull, import, inspect and remove models in the store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from slmkit.cli.base import cli, fail_cleanly, human, open_store, pull_progress
+from slmkit.errors import InputError
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
+@fail_cleanly
+def models(as_json: bool) -> None:
+    """List catalog models and what is installed, with sizes."""
+    store = open_store()
+    rows = []
+    for e in store.entries():
+        m = store.manifest(e.id)
+        rows.append(
+            {
+                "id": e.id,
+                "family": e.family,
+                "params": e.params,
+                "quantization": e.quantization,
+                "format": e.format,
+                "license": e.license,
+                "size_bytes": m["size_bytes"] if m else e.size_bytes,
+                "installed": m is not None,
+                "sources": [s.kind for s in e.sources],
+            }
+        )
+    if as_json:
+        click.echo(json.dumps({"store": str(store.root), "models": rows}))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"models (store: {store.root})")
+    for col in ("id", "params", "quant", "size", "license", "sources", "installed"):
+        table.add_column(col, no_wrap=True)
+    for r in rows:
+        table.add_row(
+            r["id"],
+            f"{r['params'] / 1e6:.0f}M",
+            r["quantization"],
+            human(r["size_bytes"]),
+            r["license"],
+            ",".join(r["sources"]),
+            "yes" if r["installed"] else "-",
+        )
+    Console().print(table)
+
+
+@cli.command()
+@click.argument("model_id")
+@click.option("--force", is_flag=True, help="Download again even if installed.")
+@fail_cleanly
+def pull(model_id: str, force: bool) -> None:
+    """Download a catalog model (or an embedder asset) into the store, verifying sha256."""
+    from slmkit.catalog.assets import ASSETS, asset_dir
+
+    store = open_store()
+    if model_id in ASSETS:
+        click.echo(f"installed {model_id} at {asset_dir(store, ASSETS[model_id], pull=True)}")
+        return
+    store.get(model_id)
+    if store.path(model_id) is not None and not force:
+        click.echo(f"{model_id} is already installed at {store.path(model_id)}")
+        return
+    with pull_progress(f"pull {model_id}") as progress:
+        path = store.pull(model_id, force=force, progress=progress)
+    click.echo(f"installed {model_id} at {path}")
+
+
+@cli.command(name="import")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--id", "model_id", help="Model id to use (default: from the file name).")
+@fail_cleanly
+def import_(path: Path, model_id: str | None) -> None:
+    """Add a local GGUF file to the store, reading its metadata."""
+    store = open_store()
+    with pull_progress(f"import {path.name}") as progress:
+        entry = store.import_file(path, model_id=model_id, progress=progress)
+    click.echo(
+        f"imported {entry.id}: {entry.family}, {entry.params / 1e6:.0f}M params, "
+        f"{entry.quantization}, context {entry.context_length}, "
+        f"chat template: {'yes' if entry.chat_template == 'gguf' else 'no'}"
+    )
+
+
+@cli.command()
+@click.argument("model_id")
+@click.option(
+    "--n-ctx", type=click.IntRange(min=64), default=None, help="Context for the RAM estimate."
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
+@fail_cleanly
+def info(model_id: str, n_ctx: int | None, as_json: bool) -> None:
+    """Show a model's metadata and the RAM it needs at a given context."""
+    from slmkit.catalog.store import estimate_ram_bytes
+
+    store = open_store()
+    entry = store.get(model_id)
+    ctx = n_ctx or min(store.settings.n_ctx, entry.context_length)
+    m = store.manifest(model_id)
+    data = entry.model_dump(mode="json", exclude={"imported"})
+    data.update(
+        installed=m is not None,
+        path=str(store.path(model_id)) if m else None,
+        n_ctx=ctx,
+        ram_estimate_bytes=estimate_ram_bytes(entry, ctx),
+    )
+    if as_json:
+        click.echo(json.dumps(data))
+        return
+    for key in (
+        "id",
+        "family",
+        "params",
+        "context_length",
+        "license",
+        "format",
+        "quantization",
+        "backend",
+        "chat_template",
+        "filename",
+        "size_bytes",
+        "sha256",
+        "default_system_prompt",
+        "installed",
+        "path",
+        "description",
+    ):
+        click.echo(f"{key:22} {data[key]}")
+    click.echo(f"{'sources':22} " + "; ".join(_source_text(s) for s in entry.sources))
+    click.echo(f"{'ram estimate':22} {human(data['ram_estimate_bytes'])} at n_ctx={ctx}")
+
+
+def _source_text(s: Any) -> str:
+    if s.kind == "pypi":
+        return f"pypi {s.parts[0].package}" + (
+            f" (+{len(s.parts) - 1} parts)" if len(s.parts) > 1 else ""
+        )
+    if s.kind == "hf":
+        return f"hf {s.repo}/{s.filename}"
+    return f"local {s.path}"
+
+
+@cli.command()
+@click.argument("model_id")
+@fail_cleanly
+def rm(model_id: str) -> None:
+    """Remove an installed model from the store."""
+    if not open_store().remove(model_id):
+        raise InputError(f"{model_id!r} is not installed")
+    click.echo(f"removed {model_id}")
+
+

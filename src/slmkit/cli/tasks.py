@@ -1,0 +1,290 @@
+"""Task commands: classify, train-classifier, summarize, extract, embed."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from slmkit.cli.base import cli, fail_cleanly, file_opts, inputs, item_progress, read_text
+from slmkit.errors import InputError
+
+
+@cli.command()
+@click.argument("texts", nargs=-1)
+@file_opts
+@click.option(
+    "--method",
+    type=click.Choice(["zeroshot", "zeroshot-uncalibrated", "fewshot", "head"]),
+    default="zeroshot",
+    show_default=True,
+)
+@click.option("--labels", help="Comma-separated labels (zero-/few-shot).")
+@click.option("--model", "model_id", default="smollm2-135m-instruct", show_default=True)
+@click.option(
+    "--head",
+    "head_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Classifier head written by `slm train-classifier` (method head).",
+)
+@click.option(
+    "--examples",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Labelled JSONL (text, label_text) for few-shot.",
+)
+@click.option("--instruction", default="Classify the text.", show_default=True)
+@click.option(
+    "--template",
+    default=None,
+    help="Prompt template with {text} (and optionally {labels}); overrides --instruction.",
+)
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "table"]), default="jsonl")
+@fail_cleanly
+def classify(
+    texts: tuple[str, ...],
+    file: Path | None,
+    text_field: str,
+    on_error: str,
+    method: str,
+    labels: str | None,
+    model_id: str,
+    head_path: Path | None,
+    examples: Path | None,
+    instruction: str,
+    template: str | None,
+    fmt: str,
+) -> None:
+    """Classify texts; prints one JSON line (label + probability per label) per text."""
+    batch = inputs(texts, file, text_field, on_error)
+    clf = _classifier(method, labels, model_id, head_path, examples, instruction, template)
+    preds: list[Any] = []
+    with item_progress("classify", len(batch)) as advance:
+        for start in range(0, len(batch), 16):
+            preds.extend(clf.predict(batch[start : start + 16]))
+            advance(min(16, len(batch) - start))
+    if fmt == "table":
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table("text", "label", "p")
+        for t, p in zip(batch, preds, strict=True):
+            table.add_row(t[:70], p.label, f"{p.probs[p.label]:.3f}")
+        Console().print(table)
+        return
+    for t, p in zip(batch, preds, strict=True):
+        click.echo(json.dumps({"text": t, "label": p.label, "probs": p.probs}))
+
+
+def _classifier(
+    method: str,
+    labels: str | None,
+    model_id: str,
+    head_path: Path | None,
+    examples: Path | None,
+    instruction: str,
+    template: str | None = None,
+) -> Any:
+    from slmkit.tasks.classify import make_classifier
+
+    if method == "head":
+        if head_path is None:
+            raise InputError("method head needs --head PATH (from `slm train-classifier`)")
+        return make_classifier("head", head=head_path)
+    if not labels:
+        raise InputError("zero-/few-shot needs --labels a,b,...")
+    shots = None
+    if method == "fewshot":
+        if examples is None:
+            raise InputError("few-shot needs --examples FILE (JSONL with text and label_text)")
+        from slmkit.tasks.data import read_rows
+
+        rows = read_rows(examples, required=("text", "label_text"), on_error="fail").rows
+        shots = ([r["text"] for r in rows], [r["label_text"] for r in rows])
+    from slmkit.loading import load
+
+    return make_classifier(
+        method,
+        labels=[x.strip() for x in labels.split(",")],
+        model=load(model_id),
+        examples=shots,
+        instruction=instruction,
+        template=template,
+    )
+
+
+@cli.command(name="train-classifier")
+@click.argument("data", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Where to write the head (JSON).",
+)
+@click.option("--text-field", default="text", show_default=True)
+@click.option("--label-field", default="label_text", show_default=True)
+@click.option(
+    "--embedder",
+    default="minilm-int8",
+    show_default=True,
+    help="minilm-int8, minilm-fp32, or slm:MODEL_ID (a language model's own hidden states).",
+)
+@click.option("--test-size", type=click.FloatRange(0.05, 0.5), default=0.2, show_default=True)
+@click.option("--on-error", type=click.Choice(["skip", "fail"]), default="skip")
+@click.option("--json", "as_json", is_flag=True)
+@fail_cleanly
+def train_classifier(
+    data: Path,
+    out: Path,
+    text_field: str,
+    label_field: str,
+    embedder: str,
+    test_size: float,
+    on_error: str,
+    as_json: bool,
+) -> None:
+    """Train an embeddings + logistic-regression head; print held-out accuracy."""
+    from sklearn.model_selection import train_test_split
+
+    from slmkit.tasks.classify import HeadClassifier, check_labels
+    from slmkit.tasks.data import read_rows
+    from slmkit.tasks.embed import load_embedder
+
+    res = read_rows(data, required=(text_field, label_field), on_error=on_error)  # type: ignore[arg-type]
+    for lineno, problem in res.errors:
+        click.echo(f"warning: {data}:{lineno}: {problem} (skipped)", err=True)
+    texts = [str(r[text_field]) for r in res.rows]
+    labels = [str(r[label_field]) for r in res.rows]
+    check_labels(sorted(set(labels)))
+    stratify = labels if min(labels.count(lb) for lb in set(labels)) >= 2 else None
+    tx, ex, ty, ey = train_test_split(
+        texts, labels, test_size=test_size, random_state=0, stratify=stratify
+    )
+    emb = load_embedder(embedder)
+    with item_progress("embed", len(tx)) as advance:
+        head = HeadClassifier.fit(emb, tx, ty, progress=advance)
+    preds = head.predict(ex)
+    acc = sum(p.label == g for p, g in zip(preds, ey, strict=True)) / len(ey)
+    final = HeadClassifier.fit(emb, texts, labels)  # the saved head uses every row
+    final.save(out)
+    report = {
+        "accuracy_heldout": round(acc, 4),
+        "train_n": len(tx),
+        "heldout_n": len(ex),
+        "labels": list(final.labels),
+        "embedder": embedder,
+        "out": str(out),
+        "skipped_rows": len(res.errors),
+    }
+    click.echo(
+        json.dumps(report)
+        if as_json
+        else f"held-out accuracy {acc:.4f} on {len(ex)} rows ({len(tx)} trained); "
+        f"head trained on all {len(texts)} rows written to {out}"
+    )
+
+
+@cli.command()
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path))
+@click.option("--model", "model_id", default="smollm2-135m-instruct", show_default=True)
+@click.option("--max-words", type=click.IntRange(min=5), default=60, show_default=True)
+@click.option("--n-ctx", type=click.IntRange(min=256), default=None)
+@click.option("--json", "as_json", is_flag=True)
+@fail_cleanly
+def summarize(file: Path, model_id: str, max_words: int, n_ctx: int | None, as_json: bool) -> None:
+    """Summarize a text file of any length (map-reduce when it exceeds the context)."""
+    from slmkit.loading import load
+    from slmkit.tasks.summarize import Summarizer
+
+    text = sys.stdin.read() if str(file) == "-" else read_text(file)
+    model = load(model_id, n_ctx=n_ctx)
+    summarizer = Summarizer(model, max_words=max_words)
+    tick = None
+    if sys.stderr.isatty():
+        tick = lambda i, n: click.echo(f"\rchunk {i}/{n}", err=True, nl=i == n)  # noqa: E731
+    res = summarizer(text, progress=tick)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "summary": res.summary,
+                    "document_tokens": res.document_tokens,
+                    "tokens_read": res.tokens_read,
+                    "coverage": res.coverage,
+                    "chunks": res.chunks,
+                    "levels": res.levels,
+                }
+            )
+        )
+        return
+    click.echo(res.summary)
+    click.echo(
+        f"[read {res.tokens_read}/{res.document_tokens} tokens in {res.chunks} chunk(s), "
+        f"{res.levels} level(s)]",
+        err=True,
+    )
+
+
+@cli.command()
+@click.argument("texts", nargs=-1)
+@file_opts
+@click.option(
+    "--schema",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="JSON Schema file (top-level object).",
+)
+@click.option("--model", "model_id", default="qwen2.5-coder-0.5b-instruct", show_default=True)
+@fail_cleanly
+def extract(
+    texts: tuple[str, ...],
+    file: Path | None,
+    text_field: str,
+    on_error: str,
+    schema: Path,
+    model_id: str,
+) -> None:
+    """Extract JSON matching --schema from each text (one JSON line per text)."""
+    from slmkit.loading import load
+    from slmkit.tasks.extract import Extractor
+
+    try:
+        schema_obj = json.loads(read_text(schema))
+    except json.JSONDecodeError as e:
+        raise InputError(f"{schema} is not JSON: {e.msg} (line {e.lineno})") from e
+    from slmkit.tasks.extract import schema_of
+
+    schema_of(schema_obj)  # fail before loading a model
+    batch = inputs(texts, file, text_field, on_error)
+    ex = Extractor(load(model_id), schema_obj)
+    with item_progress("extract", len(batch)) as advance:
+        for t in batch:
+            click.echo(json.dumps(ex(t).data))
+            advance(1)
+
+
+@cli.command()
+@click.argument("texts", nargs=-1)
+@file_opts
+@click.option(
+    "--model",
+    "model_id",
+    default="minilm-int8",
+    show_default=True,
+    type=click.Choice(["minilm-int8", "minilm-fp32"]),
+)
+@fail_cleanly
+def embed(
+    texts: tuple[str, ...], file: Path | None, text_field: str, on_error: str, model_id: str
+) -> None:
+    """Print one JSON line {"text", "embedding"} per text (384-d, L2-normalised)."""
+    from slmkit.tasks.embed import load_embedder
+
+    batch = inputs(texts, file, text_field, on_error)
+    vecs = load_embedder(model_id).embed(batch)
+    for t, v in zip(batch, vecs, strict=True):
+        click.echo(json.dumps({"text": t, "embedding": [round(float(x), 6) for x in v]}))
+
+

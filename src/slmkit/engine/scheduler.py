@@ -1,0 +1,220 @@
+"""The engine's decisions as plain Python (no llama.cpp): admission, slot choice, kept
+prefixes, cache accounting and batch composition.
+
+Shaped like vLLM's scheduler: `schedule()` says what the next forward pass holds and
+which cache cells to drop first; `update_from_output()` takes what was sampled and
+releases the sequences that finished. The engine calls both under its one lock and runs
+the plan on a `BatchRunner` between them, so this module is tested without a model.
+
+Admission reserves prompt + max_tokens cache cells per sequence, so a decode never runs
+out of cache. Prefix reuse: a finished sequence's slot keeps its prompt's cells (at most
+`keep_prefix`); a new request takes the free slot whose kept prompt shares the longest
+prefix with its own and prefills only the rest. Kept cells count against the cache and
+the least recently kept give way first when room is needed.
+"""
+
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass, field
+from typing import Any
+
+from slmkit.errors import ContextOverflowError, EngineFullError, InputError
+from slmkit.runtime.base import Entry, FinishReason
+
+Forget = tuple[int, int]  # (slot, first position to drop)
+
+
+@dataclass(eq=False)
+class Request:
+    """One generation as the scheduler sees it. `state` belongs to the engine."""
+
+    tokens: list[int]
+    max_tokens: int
+    state: Any = None
+    cancelled: bool = False
+    slot: int = -1
+    n_prefilled: int = 0
+    n_past: int = 0
+    last: int = -1
+
+    @property
+    def reserve(self) -> int:
+        return len(self.tokens) + self.max_tokens
+
+
+@dataclass
+class Plan:
+    """One step: cache cells to drop, then the batch to decode and who samples where."""
+
+    forget: list[Forget] = field(default_factory=list)
+    entries: list[Entry] = field(default_factory=list)
+    outputs: list[tuple[Request, int]] = field(default_factory=list)  # (request, batch index)
+    admitted: list[Request] = field(default_factory=list)
+    finished: list[tuple[Request, FinishReason]] = field(default_factory=list)
+
+
+class Scheduler:
+    """n_seq slots sharing n_ctx cache cells; at most n_batch tokens per step."""
+
+    def __init__(
+        self,
+        *,
+        n_seq: int,
+        n_ctx: int,
+        n_batch: int = 512,
+        max_waiting: int = 64,
+        keep_prefix: int = 1024,
+    ) -> None:
+        self.n_seq, self.n_ctx, self.n_batch = n_seq, n_ctx, n_batch
+        self.max_waiting, self.keep_prefix = max_waiting, keep_prefix
+        self.waiting: collections.deque[Request] = collections.deque()
+        self.running: list[Request] = []
+        self.free = list(range(n_seq))
+        self.reserved = 0
+        self.kept: dict[int, list[int]] = {}  # slot -> tokens its cells hold, oldest first
+        self.reused_tokens = 0
+
+    # --- intake -----------------------------------------------------------------------------
+    def add(self, req: Request) -> None:
+        """Queue a request; ContextOverflowError if it could never fit, EngineFullError
+        when the waiting queue is full."""
+        if not req.tokens:
+            raise InputError("cannot generate from an empty token list")
+        if req.reserve > self.n_ctx:
+            raise ContextOverflowError(
+                f"prompt {len(req.tokens)} + max_tokens {req.max_tokens} > engine context "
+                f"{self.n_ctx}",
+                prompt_tokens=len(req.tokens),
+                n_ctx=self.n_ctx,
+                max_tokens=req.max_tokens,
+            )
+        if len(self.waiting) >= self.max_waiting + len(self.free):
+            raise EngineFullError(f"{len(self.waiting)} requests already waiting")
+        self.waiting.append(req)
+
+    @property
+    def has_work(self) -> bool:
+        return bool(self.waiting or self.running)
+
+    @property
+    def used_cells(self) -> int:
+        return self.reserved + sum(len(v) for v in self.kept.values())
+
+    # --- one step ---------------------------------------------------------------------------
+    def schedule(self) -> Plan:
+        """Drop cancelled requests, admit waiting ones, and compose the next batch: one
+        next token per sequence past its prompt, then prompt chunks in the room left."""
+        plan = Plan()
+        for req in [r for r in self.running if r.cancelled]:
+            plan.forget += self._release(req, "cancelled")
+            plan.finished.append((req, "cancelled"))
+        self._admit(plan)
+        for req in self.running:
+            if req.n_prefilled == len(req.tokens) and req.last >= 0:
+                plan.outputs.append((req, len(plan.entries)))
+                plan.entries.append((req.last, req.n_past, (req.slot,), True))
+                req.n_past += 1
+        for req in self.running:
+            room = self.n_batch - len(plan.entries)
+            if req.n_prefilled < len(req.tokens) and room > 0:
+                self._prefill_chunk(req, room, plan)
+        return plan
+
+    def _prefill_chunk(self, req: Request, room: int, plan: Plan) -> None:
+        take = min(room, len(req.tokens) - req.n_prefilled)
+        end = len(req.tokens) - 1
+        for idx in range(req.n_prefilled, req.n_prefilled + take):
+            if idx == end:
+                plan.outputs.append((req, len(plan.entries)))
+            plan.entries.append((req.tokens[idx], idx, (req.slot,), idx == end))
+        req.n_prefilled += take
+        req.n_past = req.n_prefilled
+
+    def _admit(self, plan: Plan) -> None:
+        while self.waiting and self.free:
+            req = self.waiting[0]
+            if req.cancelled:
+                self.waiting.popleft()
+                plan.finished.append((req, "cancelled"))
+                continue
+            slot, common = self.best_slot(req.tokens)
+            if not self._make_room(req.reserve, slot, plan):
+                break  # wait for running sequences to free cache cells
+            self.waiting.popleft()
+            self.free.remove(slot)
+            if len(self.kept.pop(slot, ())) > common:
+                plan.forget.append((slot, common))
+            req.slot = slot
+            req.n_prefilled = req.n_past = common
+            self.reused_tokens += common
+            self.reserved += req.reserve
+            self.running.append(req)
+            plan.admitted.append(req)
+
+    def best_slot(self, tokens: list[int]) -> tuple[int, int]:
+        """The free slot keeping the longest prefix of `tokens` (at most all but the last
+        token, which must be decoded for logits), else the one keeping the least."""
+        best, best_len = -1, -1
+        for slot in self.free:
+            kept = self.kept.get(slot, ())
+            n = 0
+            limit = min(len(kept), len(tokens) - 1)
+            while n < limit and kept[n] == tokens[n]:
+                n += 1
+            if n > best_len or (n == best_len and len(kept) < len(self.kept.get(best, ()))):
+                best, best_len = slot, n
+        return best, max(best_len, 0)
+
+    def _make_room(self, need: int, slot: int, plan: Plan) -> bool:
+        """Drop other free slots' kept prefixes, oldest first, until `need` cells fit."""
+
+        def used() -> int:
+            return self.reserved + sum(len(v) for k, v in self.kept.items() if k != slot)
+
+        for other in [k for k in self.kept if k != slot]:
+            if used() + need <= self.n_ctx:
+                break
+            plan.forget.append((other, 0))
+            del self.kept[other]
+        return used() + need <= self.n_ctx
+
+    # --- results ----------------------------------------------------------------------------
+    def update_from_output(
+        self, results: list[tuple[Request, int, FinishReason | None]]
+    ) -> list[Forget]:
+        """Record each sampled token; release the sequences that finished. Returns the
+        cache cells to drop."""
+        forget: list[Forget] = []
+        for req, tok, reason in results:
+            if reason is None:
+                req.last = tok
+            else:
+                forget += self._release(req, reason)
+        return forget
+
+    def fail_running(self) -> tuple[list[Request], list[Forget]]:
+        """A decode failed: every running sequence ends with an error (its cells dropped)."""
+        failed = list(self.running)
+        forget = [op for req in failed for op in self._release(req, "error")]
+        return failed, forget
+
+    def drain(self) -> list[Request]:
+        """Shutdown: everything running or waiting is cancelled."""
+        out = [*self.running, *self.waiting]
+        for req in list(self.running):
+            self._release(req, "cancelled")
+        self.waiting.clear()
+        return out
+
+    def _release(self, req: Request, reason: FinishReason) -> list[Forget]:
+        """Free a running request's slot; keep its prompt's cells unless it failed."""
+        if req not in self.running:
+            return []
+        self.running.remove(req)
+        keep = min(req.n_prefilled, self.keep_prefix) if reason != "error" else 0
+        if keep:
+            self.kept[req.slot] = req.tokens[:keep]
+        self.free.append(req.slot)
+        self.reserved -= req.reserve
+        return [(req.slot, keep)]

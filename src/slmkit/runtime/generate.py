@@ -1,0 +1,134 @@
+"""The single-stream loop and single-sequence scoring, written once over a `BatchRunner`.
+
+`PromptCache` remembers which tokens sequence 0 of a runner holds, so a new prompt that
+shares a prefix with the last one (the earlier turns of a chat) decodes only the rest.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+from slmkit.errors import InputError, RuntimeFailure
+from slmkit.options import GenerationOptions
+from slmkit.runtime.base import BatchRunner, Chunk, FinishReason, LogLikelihood
+from slmkit.runtime.decoding import SequenceOutput, log_softmax, top_logprobs
+
+
+class PromptCache:
+    """Sequence 0 of a runner and the tokens whose cells it holds."""
+
+    def __init__(self, runner: BatchRunner) -> None:
+        self.runner = runner
+        self.tokens: list[int] = []
+
+    def reset(self) -> None:
+        """Forget everything (the next prompt is decoded whole)."""
+        self.runner.clear()
+        self.tokens = []
+
+    def prefill(self, tokens: Sequence[int], *, all_logits: bool = False) -> int:
+        """Make the cache hold `tokens`, reusing the common prefix; return the reused count.
+
+        The last token is always (re)decoded so its logits are fresh; with `all_logits`
+        every newly decoded token keeps its logits (the caller reads them at once).
+        """
+        keep = 0
+        limit = min(len(self.tokens), len(tokens) - 1)
+        while keep < limit and self.tokens[keep] == tokens[keep]:
+            keep += 1
+        if not self.runner.forget(0, keep):
+            self.reset()
+            keep = 0
+        self.tokens = list(tokens[:keep])
+        self.extend(tokens[keep:], all_logits=all_logits)
+        return keep
+
+    def extend(self, tokens: Sequence[int], *, all_logits: bool = False) -> None:
+        """Decode more tokens into sequence 0 (logits for the last one, or for all)."""
+        n_batch = self.runner.n_batch
+        last = len(tokens) - 1
+        for start in range(0, len(tokens), n_batch):
+            base = len(self.tokens)
+            piece = tokens[start : start + n_batch]
+            entries = [
+                (t, base + j, (0,), all_logits or start + j == last) for j, t in enumerate(piece)
+            ]
+            try:
+                self.runner.decode(entries)
+            except RuntimeFailure:
+                self.reset()
+                raise
+            self.tokens.extend(piece)
+
+
+def stream(cache: PromptCache, tokens: Sequence[int], options: GenerationOptions) -> Iterator[Chunk]:
+    """Prefill `tokens`, then sample one token at a time until a stop condition; the last
+    chunk carries the stats."""
+    if not tokens:
+        raise InputError("cannot generate from an empty token list")
+    runner = cache.runner
+    out = SequenceOutput(options, len(tokens))
+    out.stats.cached_tokens = cache.prefill(tokens)
+    out.prefilled()
+    budget = min(options.max_tokens, runner.n_ctx - len(cache.tokens))
+    k = options.logprobs
+    sample, piece, is_eog = runner.sample, runner.piece, runner.is_eog
+    text = _Text(runner)
+    sampler = runner.new_sampler(options)
+    reason: FinishReason = "length"
+    try:
+        for i in range(budget):
+            tok = sample(sampler, -1)
+            lps = top_logprobs(runner.logits(-1), tok, k, text) if k is not None else ()
+            chunk, done = out.token(tok, piece(tok), is_eog(tok), lps)
+            if chunk is not None:
+                yield chunk
+            if done is not None:
+                reason = done
+                break
+            if i + 1 < budget:
+                cache.extend((tok,))
+    finally:
+        runner.free_sampler(sampler)
+    yield out.finish(reason)
+
+
+class _Text:
+    """Renders a token id as text for logprob reports."""
+
+    def __init__(self, runner: BatchRunner) -> None:
+        self.runner = runner
+
+    def __call__(self, tok: int) -> str:
+        return self.runner.piece(tok).decode("utf-8", errors="replace")
+
+
+def loglikelihood(
+    cache: PromptCache, context: Sequence[int], continuation: Sequence[int]
+) -> LogLikelihood:
+    """log P(continuation | context) on sequence 0, reusing the cached prefix and keeping
+    logits only where continuation tokens are scored."""
+    if not context or not continuation:
+        raise InputError("loglikelihood needs a non-empty context and continuation")
+    n = len(context) + len(continuation)
+    if n > cache.runner.n_ctx:
+        raise InputError(f"context+continuation is {n} tokens > n_ctx {cache.runner.n_ctx}")
+    cache.prefill(context)
+    rows = [cache.runner.logits(-1)]  # the last context token predicts continuation[0]
+    rest = list(continuation[:-1])
+    for start in range(0, len(rest), cache.runner.n_batch):
+        piece = rest[start : start + cache.runner.n_batch]
+        cache.extend(piece, all_logits=True)
+        rows.extend(cache.runner.logit_rows(len(piece)))
+    return score_rows(log_softmax(np.stack(rows)), continuation)
+
+
+def score_rows(lp: np.ndarray, continuation: Sequence[int]) -> LogLikelihood:
+    """A LogLikelihood from log-softmax rows, row i predicting continuation[i]."""
+    target = np.asarray(continuation)
+    vals = tuple(float(v) for v in lp[np.arange(len(target)), target])
+    greedy = bool((lp.argmax(axis=1) == target).all())
+    return LogLikelihood(math.fsum(vals), len(vals), greedy, vals)

@@ -1,0 +1,118 @@
+"""The blocking work behind the routes (run in worker threads): prompt preparation and
+the task adapters. They call the same task code as the CLI."""
+
+from __future__ import annotations
+
+import logging
+
+from slmkit.errors import ContextOverflowError, InputError
+from slmkit.options import GenerationOptions, make_options
+from slmkit.serve.provider import Loaded, ModelProvider
+from slmkit.serve.schemas import (
+    ChatRequest,
+    ClassifyRequest,
+    CompletionRequest,
+    ResponseFormat,
+    SummarizeRequest,
+)
+from slmkit.settings import ServerSettings
+from slmkit.tasks.classify import Classifier, Prediction, make_classifier
+from slmkit.tasks.summarize import Summarizer, SummaryResult
+
+log = logging.getLogger("slmkit.serve")
+EMBEDDERS = ("all-minilm-l6-v2", "minilm", "minilm-int8", "text-embedding-minilm")
+MAX_CLASSIFIERS = 32  # calibrated classifiers kept per model
+
+
+def prepare(
+    provider: ModelProvider, settings: ServerSettings, body: ChatRequest | CompletionRequest
+) -> tuple[Loaded, list[int], GenerationOptions]:
+    """Validate, template and tokenize (this can load a model)."""
+    item = provider.get(body.model)
+    model = item.model
+    max_tokens = body.max_tokens or settings.default_max_tokens
+    if isinstance(body, ChatRequest):
+        max_tokens = body.max_completion_tokens or max_tokens
+        grammar = grammar_for_format(body.response_format)
+        n_lp = (body.top_logprobs or 0) if body.logprobs else None
+        msgs = [{"role": m.role, "content": m.content} for m in body.messages]
+        tokens = model.backend.tokenize(model.format_chat(msgs))
+        shown: object = body.messages
+    else:
+        grammar, n_lp = None, body.logprobs
+        tokens = model.backend.tokenize(body.prompt)
+        shown = body.prompt
+    options = make_options(
+        logprobs=n_lp,
+        max_tokens=max_tokens,
+        temperature=body.temperature,
+        top_p=body.top_p,
+        top_k=0,
+        min_p=0.0,
+        seed=body.seed,
+        stop=body.stop,
+        grammar=grammar,
+    )
+    if settings.log_prompts:
+        log.info("%s prompt: %r", body.model, shown)
+    limit = min(item.engine.n_ctx, model.n_ctx)
+    if len(tokens) + max_tokens > limit:
+        raise ContextOverflowError(
+            f"prompt is {len(tokens)} tokens + max_tokens {max_tokens} > context {limit}",
+            prompt_tokens=len(tokens),
+            n_ctx=limit,
+            max_tokens=max_tokens,
+        )
+    return item, tokens, options
+
+
+def grammar_for_format(fmt: ResponseFormat | None) -> str | None:
+    """A GBNF grammar for `response_format` (json_object or json_schema), else None."""
+    from slmkit.tasks.extract import grammar_for, schema_of
+
+    if fmt is None or fmt.type == "text":
+        return None
+    if fmt.type == "json_object":
+        return grammar_for({"type": "object"})
+    if fmt.json_schema is None:
+        raise InputError("response_format json_schema needs a json_schema object")
+    return grammar_for(schema_of(fmt.json_schema.schema_))
+
+
+def embed(provider: ModelProvider, model_id: str, texts: list[str]) -> list[list[float]]:
+    """MiniLM for its names, else the language model's own embeddings."""
+    if model_id in EMBEDDERS:
+        return [list(map(float, v)) for v in provider.embedder().embed(texts)]
+    return provider.get(model_id).model.embed(texts)
+
+
+def classify(
+    provider: ModelProvider, settings: ServerSettings, body: ClassifyRequest, texts: list[str]
+) -> list[Prediction]:
+    """Zero-shot classification; the classifier is calibrated once per label set and kept."""
+    item = provider.get(body.model)
+    if settings.log_prompts:
+        log.info("classify %s labels=%s texts=%r", body.model, body.labels, texts)
+    key = (tuple(body.labels), body.instruction, body.calibrate)
+    with item.task_lock:
+        clf: Classifier | None = item.classifiers.get(key)
+        if clf is None:
+            method = "zeroshot" if body.calibrate else "zeroshot-uncalibrated"
+            clf = make_classifier(
+                method, labels=body.labels, model=item.model, instruction=body.instruction
+            )
+            if len(item.classifiers) >= MAX_CLASSIFIERS:
+                item.classifiers.pop(next(iter(item.classifiers)))
+            item.classifiers[key] = clf
+        return clf.predict(texts)
+
+
+def summarize(
+    provider: ModelProvider, settings: ServerSettings, body: SummarizeRequest
+) -> SummaryResult:
+    """Map-reduce summary on the model's own context (one task at a time per model)."""
+    item = provider.get(body.model)
+    if settings.log_prompts:
+        log.info("summarize %s document=%r", body.model, body.input)
+    with item.task_lock:
+        return Summarizer(item.model, max_words=body.max_words)(body.input)
