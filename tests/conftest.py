@@ -15,6 +15,34 @@ from slmkit.catalog.store import Store
 from slmkit.settings import Settings
 
 
+REAL_FIXTURES = {"real_store", "smollm", "smollm_path", "wheelhouse", "offline_pip", "int8"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that uses a real-model fixture is a real-model test, wherever it lives."""
+    for item in items:
+        if REAL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.real_model)
+
+
+@pytest.fixture
+def fake_store(tmp_path: Path) -> Store:
+    """An empty store in a temp dir holding two fake models (a chat and a base one)."""
+    from tests.fakes import fake_entry, install_fake
+
+    store = Store(tmp_path / "store", Settings(home=tmp_path / "store"))
+    install_fake(store, fake_entry("fake-chat"))
+    install_fake(store, fake_entry("fake-base", chat=False))
+    return store
+
+
+@pytest.fixture
+def fake_model(fake_store: Store) -> Iterator[slmkit.Model]:
+    model = slmkit.load("fake-chat", store=fake_store)
+    yield model
+    model.close()
+
+
 @pytest.fixture(scope="session")
 def real_store() -> Store:
     """The store real-model tests share: $SLMKIT_HOME or the platform data dir."""

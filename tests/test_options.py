@@ -4,7 +4,7 @@ import pytest
 
 from slmkit.errors import InvalidOptionsError
 from slmkit.options import GenerationOptions, make_options
-from slmkit.runtime.llamacpp import StopMatcher
+from slmkit.runtime.decoding import StopMatcher
 
 
 def test_defaults_are_valid() -> None:

@@ -1,0 +1,248 @@
+"""A fake backend for the model-free test tier: deterministic tokens, scripted
+log-likelihoods and embeddings, no weights.
+
+Tokens are bytes (id = byte value, EOS = 256). The fake language model answers a prompt
+with `reply(prompt_text)` and then EOS; each next token is computed from what the
+sequence's cache holds, so a scheduler that corrupts a cache (wrong positions, a kept
+prefix that is not the prompt's) produces wrong text or fails the contiguity check.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from slmkit.catalog.entries import LocalSource, ModelEntry
+from slmkit.catalog.store import Store
+from slmkit.errors import RuntimeFailure
+from slmkit.options import GenerationOptions
+from slmkit.runtime import generate, register_backend
+from slmkit.runtime.base import Backend, BatchRunner, Chunk, Entry, LogLikelihood
+
+EOS = 256
+N_VOCAB = 257
+TEMPLATE = (
+    "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+
+
+def default_reply(prompt: str) -> str:
+    """'You said: <last user message>' for chats; raw text gets its words reversed."""
+    users = re.findall(r"<\|user\|>(.*?)\n", prompt)
+    if users:
+        return f"You said: {users[-1].strip()} (café)"
+    return " " + " ".join(reversed(prompt.split()))
+
+
+def default_score(context: str, continuation: str) -> float:
+    """Per-token log-probability: a label word found in the text to classify is likely."""
+    text = context.rsplit("Text:", 1)[-1].lower()
+    return -0.2 if continuation.strip().lower() in text else -2.0
+
+
+class FakeRunner(BatchRunner):
+    """Per-sequence caches as token lists; logits from the fake model's next token."""
+
+    def __init__(
+        self, reply: Callable[[str], str], *, n_ctx: int, n_seq: int, n_batch: int = 512
+    ) -> None:
+        self.reply = reply
+        self.n_ctx, self.n_seq, self.n_batch, self.n_vocab = n_ctx, n_seq, n_batch, N_VOCAB
+        self.cache: dict[int, list[int]] = {s: [] for s in range(n_seq)}
+        self.prompt_end: dict[int, int | None] = {s: None for s in range(n_seq)}
+        self.out: dict[int, tuple[int, int]] = {}  # batch index -> (seq, cache length)
+        self.last_out = -1
+        self.decodes = 0
+        self.fail_next = 0  # decodes to fail (tests of failure handling)
+        self.delay_s = 0.0  # time one decode takes (tests of concurrency)
+        self.closed = False
+
+    def decode(self, entries: Sequence[Entry]) -> None:
+        if self.fail_next:
+            self.fail_next -= 1
+            raise RuntimeFailure("fake decode failure")
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        assert 0 < len(entries) <= self.n_batch, "batch size out of range"
+        self.out = {}
+        for j, (tok, pos, seqs, want) in enumerate(entries):
+            for s in seqs:
+                assert pos == len(self.cache[s]), f"seq {s}: pos {pos} != {len(self.cache[s])}"
+                self.cache[s].append(tok)
+            if want:
+                s = seqs[0]
+                if self.prompt_end[s] is None:
+                    self.prompt_end[s] = pos + 1
+                self.out[j] = (s, pos + 1)
+                self.last_out = j
+        assert sum(map(len, self.cache.values())) <= self.n_ctx * self.n_seq
+        self.decodes += 1
+
+    def _next(self, seq: int, upto: int) -> int:
+        hist = self.cache[seq][:upto]
+        end = self.prompt_end[seq] or upto
+        prompt = bytes(t for t in hist[:end] if t < 256).decode("utf-8", errors="replace")
+        target = self.reply(prompt).encode()
+        n = upto - end
+        return target[n] if n < len(target) else EOS
+
+    def logits(self, idx: int) -> np.ndarray:
+        seq, upto = self.out[self.last_out if idx == -1 else idx]
+        row = np.zeros(N_VOCAB, dtype=np.float32)
+        row[self._next(seq, upto)] = 8.0
+        return row
+
+    def logit_rows(self, n: int) -> np.ndarray:
+        return np.stack([self.logits(j) for j in sorted(self.out)[:n]])
+
+    def new_sampler(self, options: GenerationOptions) -> Any:
+        return np.random.default_rng(options.seed) if options.temperature > 0 else None
+
+    def free_sampler(self, sampler: Any) -> None:
+        return None
+
+    def sample(self, sampler: Any, idx: int) -> int:
+        row = self.logits(idx)
+        if sampler is None:
+            return int(row.argmax())
+        p = np.exp(row - row.max())
+        return int(sampler.choice(N_VOCAB, p=p / p.sum()))
+
+    def piece(self, tok: int) -> bytes:
+        return bytes([tok]) if tok < 256 else b""
+
+    def is_eog(self, tok: int) -> bool:
+        return tok == EOS
+
+    def forget(self, seq: int, start: int = 0) -> bool:
+        self.cache[seq] = self.cache[seq][:start]
+        end = self.prompt_end[seq]
+        if end is not None and start <= end:
+            self.prompt_end[seq] = None
+        return True
+
+    def copy_seq(self, src: int, dst: int) -> None:
+        self.cache[dst] = list(self.cache[src])
+
+    def clear(self) -> None:
+        for s in self.cache:
+            self.forget(s)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class FakeBackend(Backend):
+    name = "fake"
+    reply: Callable[[str], str] = staticmethod(default_reply)
+    score: Callable[[str, str], float] = staticmethod(default_score)
+
+    def __init__(self, entry: ModelEntry, path: Path, n_ctx: int = 2048) -> None:
+        self.entry, self.path, self._n_ctx = entry, path, n_ctx
+        self.runner = FakeRunner(self.reply, n_ctx=n_ctx, n_seq=1)
+        self._cache = generate.PromptCache(self.runner)
+        self.runners: list[FakeRunner] = []
+        self.closed = False
+
+    @classmethod
+    def load(cls, path: Path, entry: ModelEntry, *, n_ctx: int, n_threads: int) -> Backend:
+        return cls(entry, path, n_ctx)
+
+    @property
+    def n_ctx(self) -> int:
+        return self._n_ctx
+
+    def tokenize(self, text: str, *, add_special: bool = True) -> list[int]:
+        return list(text.encode())
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        return bytes(t for t in tokens if t < 256).decode("utf-8", errors="replace")
+
+    def chat_template(self) -> str | None:
+        return TEMPLATE if self.entry.chat_template != "none" else None
+
+    def special_tokens(self) -> tuple[str, str]:
+        return "", ""
+
+    def stream_tokens(self, tokens: Sequence[int], options: GenerationOptions) -> Iterator[Chunk]:
+        return generate.stream(self._cache, tokens, options)
+
+    def loglikelihood(self, context: Sequence[int], continuation: Sequence[int]) -> LogLikelihood:
+        per = self.score(self.detokenize(context), self.detokenize(continuation))
+        vals = (per,) * len(continuation)
+        return LogLikelihood(sum(vals), len(vals), per > -1.0, vals)
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        return [list(map(float, hashed_vector(t))) for t in texts]
+
+    def batch_runner(self, *, n_ctx: int, n_seq: int, n_batch: int = 512) -> BatchRunner:
+        runner = FakeRunner(self.reply, n_ctx=n_ctx, n_seq=n_seq, n_batch=n_batch)
+        self.runners.append(runner)
+        return runner
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def hashed_vector(text: str, dim: int = 64) -> np.ndarray:
+    """Bag of hashed lower-case words, L2-normalised: shared words mean similar vectors."""
+    v = np.zeros(dim)
+    for w in re.findall(r"\w+", text.lower()):
+        v[int(hashlib.sha256(w.encode()).hexdigest(), 16) % dim] += 1.0
+    n = np.linalg.norm(v)
+    return v / n if n else v
+
+
+class FakeEmbedder:
+    """Stands in for MiniLM (same interface as tasks.embed's embedders)."""
+
+    name, dim = "fake-embedder", 64
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        return np.stack([hashed_vector(t) for t in texts]).astype(np.float32)
+
+
+register_backend("fake", FakeBackend)
+
+
+def fake_entry(model_id: str = "fake-chat", *, chat: bool = True, n_ctx: int = 2048) -> ModelEntry:
+    return ModelEntry(
+        id=model_id,
+        family="fake",
+        params=1000,
+        context_length=n_ctx,
+        license="apache-2.0",
+        format="gguf",
+        quantization="F32",
+        backend="fake",
+        chat_template="gguf" if chat else "none",
+        filename="fake.bin",
+        size_bytes=4,
+        sources=(LocalSource(path="/nonexistent/fake.bin"),),
+        imported=True,
+    )
+
+
+def install_fake(store: Store, entry: ModelEntry) -> Path:
+    """Put a fake model in a store the way a pull leaves one: the file and its manifest."""
+    d = store.model_dir(entry.id)
+    d.mkdir(parents=True, exist_ok=True)
+    (d / entry.filename).write_bytes(b"fake")
+    manifest = {
+        "id": entry.id,
+        "filename": entry.filename,
+        "size_bytes": 4,
+        "sha256": hashlib.sha256(b"fake").hexdigest(),
+        "origin": "test",
+        "entry": entry.model_dump(mode="json"),
+    }
+    (d / "manifest.json").write_text(json.dumps(manifest))
+    return d / entry.filename

@@ -1,0 +1,138 @@
+"""The engine (scheduler + runner + output handling) on the fake backend."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+import slmkit
+from slmkit.engine import Engine, generate_many
+from slmkit.errors import EngineClosedError, EngineFullError
+from slmkit.options import make_options
+from slmkit.runtime.base import Chunk
+from tests.fakes import FakeRunner
+
+
+def text(chunks: list[Chunk]) -> str:
+    return "".join(c.text for c in chunks)
+
+
+def prompt(model: slmkit.Model, q: str) -> list[int]:
+    return model.backend.tokenize(model.format_chat([{"role": "user", "content": q}]))
+
+
+def test_engine_text_equals_the_single_stream_text(fake_model: slmkit.Model) -> None:
+    opts = make_options(temperature=0, max_tokens=64)
+    engine = Engine(fake_model.backend, n_seq=2, n_ctx=2048)
+    try:
+        out = engine.generate(prompt(fake_model, "hello"), opts, timeout=10)
+    finally:
+        engine.close()
+    single = fake_model.chat("hello", temperature=0, max_tokens=64)
+    assert text(out) == single.text == "You said: hello (café)"
+    assert out[-1].finish_reason == "stop" and out[-1].stats.completion_tokens == 23
+
+
+def test_concurrent_requests_share_steps_and_get_their_own_text(fake_model: slmkit.Model) -> None:
+    engine = Engine(fake_model.backend, n_seq=4, n_ctx=4096)
+    engine.runner.delay_s = 0.002  # type: ignore[attr-defined]  # a decode takes time
+    opts = make_options(temperature=0, max_tokens=64)
+    results: list[list[Chunk]] = [[] for _ in range(4)]
+    try:
+        for i in range(4):
+            engine.submit(prompt(fake_model, f"question {i}"), opts, results[i].append)
+        deadline = time.monotonic() + 10
+        while not all(r and r[-1].finish_reason for r in results):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert max(engine.batch_sizes) >= 2  # sequences were decoded together
+    finally:
+        engine.close()
+    assert [text(r) for r in results] == [f"You said: question {i} (café)" for i in range(4)]
+
+
+def test_prefix_reuse_keeps_text_identical(fake_model: slmkit.Model) -> None:
+    system = "Be brief. " * 10
+    msgs = [[{"role": "system", "content": system}, {"role": "user", "content": q}] for q in "ab"]
+    toks = [fake_model.backend.tokenize(fake_model.format_chat(m)) for m in msgs]
+    opts = make_options(temperature=0, max_tokens=32)
+    out: dict[int, list[str]] = {}
+    for keep in (0, 1024):
+        engine = Engine(fake_model.backend, n_seq=1, n_ctx=1024, keep_prefix=keep)
+        try:
+            out[keep] = [text(engine.generate(t, opts, timeout=10)) for t in toks]
+            reused = engine.reused_tokens
+        finally:
+            engine.close()
+        assert (reused > 100) == bool(keep)
+    assert out[0] == out[1024] == ["You said: a (café)", "You said: b (café)"]
+
+
+def test_a_failed_decode_fails_its_requests_not_the_engine(fake_model: slmkit.Model) -> None:
+    engine = Engine(fake_model.backend, n_seq=2, n_ctx=2048)
+    runner = engine.runner
+    assert isinstance(runner, FakeRunner)
+    try:
+        opts = make_options(temperature=0, max_tokens=8)
+        runner.fail_next = 1
+        chunks = engine.generate(prompt(fake_model, "x"), opts, timeout=10)
+        assert [c.finish_reason for c in chunks] == ["error"]  # reported once, as an error
+        assert text(engine.generate(prompt(fake_model, "x"), opts, timeout=10)) == "You said"
+    finally:
+        engine.close()
+
+
+def test_an_emit_that_raises_cancels_only_its_request(fake_model: slmkit.Model) -> None:
+    engine = Engine(fake_model.backend, n_seq=2, n_ctx=2048)
+    try:
+        def bad(c: Chunk) -> None:
+            raise RuntimeError("client went away")
+
+        engine.submit(prompt(fake_model, "first"), make_options(temperature=0), bad)
+        out = engine.generate(prompt(fake_model, "second"), make_options(temperature=0), 10)
+        assert text(out) == "You said: second (café)"
+        deadline = time.monotonic() + 5
+        while engine.running and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert engine.running == 0 and engine._thread.is_alive()
+    finally:
+        engine.close()
+
+
+def test_cancel_frees_the_slot_and_queue_limit_refuses(fake_model: slmkit.Model) -> None:
+    engine = Engine(fake_model.backend, n_seq=1, n_ctx=4096, max_waiting=0)
+    try:
+        seen: list[Chunk] = []
+        h = engine.submit(prompt(fake_model, "long " * 50), make_options(max_tokens=500), seen.append)
+        with pytest.raises(EngineFullError):
+            engine.submit(prompt(fake_model, "more"), make_options(), seen.append)
+        h.cancel()
+        deadline = time.monotonic() + 5
+        while not (seen and seen[-1].finish_reason) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert seen[-1].finish_reason in ("cancelled", "stop")
+        assert engine.running == 0 and engine.queue_depth == 0
+    finally:
+        engine.close()
+    with pytest.raises(EngineClosedError):
+        engine.submit([1, 2], make_options(), seen.append)
+
+
+def test_generate_many_keeps_prompt_order(fake_model: slmkit.Model) -> None:
+    prompts = [[{"role": "user", "content": f"n{i}"}] for i in range(5)] + ["one two three"]
+    done: list[int] = []
+    out = generate_many(fake_model, prompts, n_seq=3, temperature=0, progress=done.append)
+    assert [c.text for c in out[:5]] == [f"You said: n{i} (café)" for i in range(5)]
+    assert out[5].text == " three two one" and len(done) == 6
+
+
+def test_stop_strings_and_max_tokens_in_the_engine(fake_model: slmkit.Model) -> None:
+    engine = Engine(fake_model.backend, n_seq=2, n_ctx=2048)
+    try:
+        out = engine.generate(prompt(fake_model, "abc"), make_options(temperature=0, stop=["abc"]), 10)
+        assert text(out) == "You said: " and out[-1].finish_reason == "stop"
+        out = engine.generate(prompt(fake_model, "abc"), make_options(temperature=0, max_tokens=3), 10)
+        assert text(out) == "You" and out[-1].finish_reason == "length"
+    finally:
+        engine.close()

@@ -1,0 +1,165 @@
+"""The scheduler alone: plain Python, no model, no runner."""
+
+from __future__ import annotations
+
+import pytest
+
+from slmkit.engine.scheduler import Request, Scheduler
+from slmkit.errors import ContextOverflowError, EngineFullError, InputError
+
+
+def req(tokens: list[int], max_tokens: int = 4) -> Request:
+    return Request(list(tokens), max_tokens)
+
+
+def run_prompt(s: Scheduler, r: Request) -> None:
+    """Schedule until r's prompt is prefilled and its first token sampled."""
+    while r.last < 0:
+        plan = s.schedule()
+        s.update_from_output([(q, 1, None) for q, _ in plan.outputs])
+
+
+def test_admission_reserves_prompt_plus_max_tokens() -> None:
+    s = Scheduler(n_seq=4, n_ctx=100)
+    a, b = req([1] * 30, 20), req([2] * 30, 30)
+    s.add(a)
+    s.add(b)
+    plan = s.schedule()
+    assert plan.admitted == [a] and s.reserved == 50  # b needs 60 more cells: waits
+    assert list(s.waiting) == [b]
+    assert len(plan.entries) == 30 and plan.outputs == [(a, 29)]
+
+
+def test_waiting_request_is_admitted_when_cells_free_up() -> None:
+    s = Scheduler(n_seq=4, n_ctx=100, keep_prefix=0)
+    a, b = req([1] * 30, 20), req([2] * 30, 30)
+    s.add(a)
+    s.add(b)
+    s.schedule()
+    forget = s.update_from_output([(a, 7, "stop")])
+    assert forget == [(a.slot, 0)] and s.reserved == 0
+    plan = s.schedule()
+    assert plan.admitted == [b] and s.reserved == 60
+
+
+def test_decode_tokens_come_first_then_prefill_chunks_fill_the_batch() -> None:
+    s = Scheduler(n_seq=4, n_ctx=4096, n_batch=16)
+    a = req([1, 2, 3])
+    s.add(a)
+    run_prompt(s, a)
+    b = req(list(range(10, 40)))
+    s.add(b)
+    plan = s.schedule()
+    assert plan.entries[0] == (1, 3, (a.slot,), True)  # a's next token at position 3
+    assert len(plan.entries) == 16  # then 15 of b's 30 prompt tokens
+    assert [e[0] for e in plan.entries[1:]] == list(range(10, 25))
+    assert all(not e[3] for e in plan.entries[1:])  # no logits until b's last prompt token
+    plan = s.schedule()
+    assert plan.outputs[-1] == (b, len(plan.entries) - 1)
+
+
+def test_best_prefix_slot_is_chosen_and_only_the_rest_prefilled() -> None:
+    s = Scheduler(n_seq=3, n_ctx=4096)
+    system = list(range(100, 140))
+    a = req(system + [1, 2, 3])
+    s.add(a)
+    run_prompt(s, a)
+    s.update_from_output([(a, 5, "stop")])
+    assert s.kept[a.slot] == a.tokens  # the prompt's cells stay
+    b = req(system + [7, 8])
+    s.add(b)
+    plan = s.schedule()
+    assert b.slot == a.slot and s.reused_tokens == 40
+    assert (a.slot, 40) in plan.forget  # a's own turn is dropped, the system prompt kept
+    assert [e[1] for e in plan.entries] == [40, 41]  # prefill starts after the shared part
+
+
+def test_a_prompt_equal_to_the_kept_prefix_still_decodes_its_last_token() -> None:
+    s = Scheduler(n_seq=1, n_ctx=4096)
+    a = req([5, 6, 7])
+    s.add(a)
+    run_prompt(s, a)
+    s.update_from_output([(a, 1, "stop")])
+    b = req([5, 6, 7])
+    s.add(b)
+    plan = s.schedule()
+    assert [e[:2] for e in plan.entries] == [(7, 2)] and plan.outputs == [(b, 0)]
+
+
+def test_kept_prefixes_are_dropped_oldest_first_when_room_is_needed() -> None:
+    s = Scheduler(n_seq=4, n_ctx=300, keep_prefix=1000)
+    done = []
+    for word in (1, 2, 3):
+        r = req([word] * 80, 4)
+        s.add(r)
+        run_prompt(s, r)
+        s.update_from_output([(r, 0, "stop")])
+        done.append(r)
+    assert s.used_cells == 240
+    big = req([9] * 120, 10)
+    s.add(big)
+    plan = s.schedule()
+    assert plan.admitted == [big]
+    dropped = [slot for slot, start in plan.forget if start == 0]
+    assert dropped == [done[0].slot]  # the oldest kept prefix gave way, only it
+    assert s.used_cells <= 300
+
+
+def test_keep_prefix_bounds_what_a_slot_keeps() -> None:
+    s = Scheduler(n_seq=2, n_ctx=4096, keep_prefix=10)
+    r = req(list(range(50)))
+    s.add(r)
+    run_prompt(s, r)
+    assert s.update_from_output([(r, 0, "length")]) == [(r.slot, 10)]
+    assert s.kept[r.slot] == list(range(10))
+
+
+def test_a_failed_request_keeps_nothing() -> None:
+    s = Scheduler(n_seq=2, n_ctx=4096)
+    r = req([1, 2, 3])
+    s.add(r)
+    s.schedule()
+    failed, forget = s.fail_running()
+    assert failed == [r] and forget == [(r.slot, 0)] and not s.kept and s.reserved == 0
+
+
+def test_cancellation_of_running_and_waiting_requests() -> None:
+    s = Scheduler(n_seq=1, n_ctx=4096)
+    a, b = req([1, 2]), req([3, 4])
+    s.add(a)
+    s.add(b)
+    s.schedule()
+    a.cancelled = b.cancelled = True
+    plan = s.schedule()
+    assert (a, "cancelled") in plan.finished and (b, "cancelled") in plan.finished
+    assert not s.running and not s.waiting and s.free == [0] and s.reserved == 0
+
+
+def test_queue_limit_counts_free_slots() -> None:
+    s = Scheduler(n_seq=2, n_ctx=4096, max_waiting=1)
+    for _ in range(3):
+        s.add(req([1, 2]))
+    with pytest.raises(EngineFullError):
+        s.add(req([1, 2]))
+
+
+def test_requests_that_can_never_fit_are_refused_at_once() -> None:
+    s = Scheduler(n_seq=2, n_ctx=100)
+    with pytest.raises(ContextOverflowError) as e:
+        s.add(req([1] * 90, 20))
+    assert e.value.n_ctx == 100 and e.value.prompt_tokens == 90
+    with pytest.raises(InputError):
+        s.add(req([]))
+
+
+def test_sequences_share_a_step_and_leave_when_done() -> None:
+    s = Scheduler(n_seq=3, n_ctx=4096)
+    rs = [req([i, i + 1]) for i in range(3)]
+    for r in rs:
+        s.add(r)
+    plan = s.schedule()
+    assert len(plan.outputs) == 3 and {r.slot for r in rs} == {0, 1, 2}
+    s.update_from_output([(rs[0], 9, "stop"), (rs[1], 9, None), (rs[2], 9, None)])
+    plan = s.schedule()
+    assert [q for q, _ in plan.outputs] == [rs[1], rs[2]]
+    assert [e[1] for e in plan.entries] == [2, 2]  # each at its own next position
