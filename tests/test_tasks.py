@@ -24,7 +24,7 @@ from slmkit.tasks.embed import load_embedder
 from slmkit.tasks.extract import Extractor, SchemaError
 from slmkit.tasks.summarize import Summarizer, split_text
 
-pytestmark = pytest.mark.real_model
+
 
 
 def task(name: str) -> ClassificationTask:

@@ -3,6 +3,7 @@ SLMKIT_SERVE_* variable always mean the same thing; a flag given wins over the v
 
 from __future__ import annotations
 
+import json
 import logging
 import types
 import typing
@@ -68,7 +69,9 @@ def serve(show_settings: bool, **given: Any) -> None:
     """Serve an OpenAI-compatible API (and a chat page at /) with continuous batching."""
     settings = settings_from(given)
     if show_settings:
-        click.echo(settings.model_dump_json())
+        shown = settings.model_dump(mode="json")
+        shown["api_keys"] = ["***" for _ in settings.api_keys]  # never print secrets
+        click.echo(json.dumps(shown))
         return
     _run(settings, click.echo)
 

@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from starlette.requests import Request
+
 from slmkit.serve.metrics import Metrics
 from slmkit.serve.provider import ModelProvider
 from slmkit.serve.streaming import StreamHub
@@ -23,7 +25,7 @@ class ServerState:
     hub: StreamHub = field(default_factory=StreamHub)
 
 
-def server(request: Any) -> ServerState:
+def server(request: Request) -> ServerState:
     """FastAPI dependency: the state of the app serving this request."""
     state: ServerState = request.app.state.server
     return state

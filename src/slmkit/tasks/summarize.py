@@ -7,7 +7,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from slmkit.errors import EmptyPromptError, InputError
+from slmkit.errors import ChatTemplateError, EmptyPromptError, InputError
 from slmkit.model import Model
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
@@ -89,7 +89,7 @@ class Summarizer:
         self.model = model
         self.max_words = max_words
         self.max_tokens = int(max_words * 2) + 16
-        budget = model.n_ctx - self.max_tokens - PROMPT_RESERVE
+        budget = model.n_ctx - self.max_tokens - self._overhead(model, max_words)
         if budget < 64:
             raise InputError(
                 f"context {model.n_ctx} is too small to summarize into {max_words} words"
@@ -97,12 +97,26 @@ class Summarizer:
         self.chunk_tokens = min(chunk_tokens or budget, budget)
         self.temperature = temperature
 
-    def _ask(self, text: str, words: int, part: bool) -> str:
+    @staticmethod
+    def _prompt(text: str, words: int, part: bool) -> str:
         what = "this part of a longer document" if part else "this document"
-        prompt = (
+        return (
             f"Summarize {what} in at most {words} words. Keep names, numbers and "
             f"decisions.\n\n{text}"
         )
+
+    @classmethod
+    def _overhead(cls, model: Model, words: int) -> int:
+        """Tokens the instruction and chat template add around a chunk (at least the
+        PROMPT_RESERVE that was measured on the catalog's models)."""
+        try:
+            wrapped = model.format_chat([{"role": "user", "content": cls._prompt("", words, True)}])
+        except ChatTemplateError:
+            return PROMPT_RESERVE
+        return max(PROMPT_RESERVE, model.count_tokens(wrapped) + 16)
+
+    def _ask(self, text: str, words: int, part: bool) -> str:
+        prompt = self._prompt(text, words, part)
         out = self.model.chat(prompt, temperature=self.temperature, max_tokens=self.max_tokens)
         return out.text.strip()
 

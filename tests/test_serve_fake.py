@@ -1,0 +1,215 @@
+"""The server's routes, streaming and error mapping on the fake backend, in-process."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from slmkit.catalog.store import Store
+from slmkit.errors import (
+    EngineClosedError,
+    InputError,
+    ModelNotFoundError,
+    OverBudgetError,
+    RequestTooLargeError,
+    RuntimeFailure,
+    SchemaError,
+)
+from slmkit.serve import ModelProvider, ServerSettings, create_app
+from slmkit.serve.errors import classify_error
+from tests.fakes import FakeRunner
+
+KEY = "k-123"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+HI = [{"role": "user", "content": "hi"}]
+
+
+@pytest.fixture
+def provider(fake_store: Store) -> Iterator[ModelProvider]:
+    p = ModelProvider(fake_store, n_seq=2, n_ctx=2048, max_waiting=1)
+    yield p
+    p.close()
+
+
+@pytest.fixture
+def client(provider: ModelProvider) -> Iterator[TestClient]:
+    app = create_app(ServerSettings(api_keys=(KEY,), max_body_bytes=4096), provider)
+    with TestClient(app, headers=AUTH) as c:
+        yield c
+
+
+def chat(client: TestClient, **kw: Any) -> Any:
+    return client.post("/v1/chat/completions", json={"model": "fake-chat", "messages": HI, **kw})
+
+
+def test_models_health_page_and_metrics(client: TestClient, provider: ModelProvider) -> None:
+    ids = [m["id"] for m in client.get("/v1/models").json()["data"]]
+    assert ids == ["fake-base", "fake-chat"]
+    assert client.get("/health").json() == {"status": "ok", "loaded": []}
+    assert "<html" in client.get("/").text.lower()
+    chat(client, temperature=0)
+    metrics = client.get("/metrics").text
+    assert 'slmkit_requests_total{status="200"}' in metrics
+    steps = provider.get("fake-chat").engine.steps
+    assert steps == 21  # 20 tokens (é is two) and the end-of-generation token
+    assert f"slmkit_batch_size_count {steps}.0" in metrics  # one observation per step
+
+
+def test_chat_completion(client: TestClient) -> None:
+    r = chat(client, temperature=0, max_tokens=64)
+    body = r.json()
+    assert r.status_code == 200 and body["object"] == "chat.completion"
+    assert body["choices"][0]["message"]["content"] == "You said: hi (café)"
+    assert body["choices"][0]["finish_reason"] == "stop"
+    assert body["usage"]["completion_tokens"] == 20  # byte tokens: é is two
+
+
+def test_chat_streaming_with_usage(client: TestClient) -> None:
+    with client.stream(
+        "POST",
+        "/v1/chat/completions",
+        json={"model": "fake-chat", "messages": HI, "stream": True, "temperature": 0,
+              "stream_options": {"include_usage": True}},
+    ) as r:
+        lines = [ln for ln in r.iter_lines() if ln.startswith("data: ")]
+    assert lines[-1] == "data: [DONE]"
+    events = [json.loads(ln[6:]) for ln in lines[:-1]]
+    text = "".join(e["choices"][0]["delta"].get("content", "") for e in events if e["choices"])
+    assert text == "You said: hi (café)"
+    assert events[0]["choices"][0]["delta"]["role"] == "assistant"
+    assert events[-1]["usage"]["completion_tokens"] == 20
+
+
+def test_completions_with_n_and_logprobs(client: TestClient) -> None:
+    r = client.post(
+        "/v1/completions",
+        json={"model": "fake-base", "prompt": "a b c", "n": 2, "temperature": 0, "logprobs": 1},
+    )
+    choices = r.json()["choices"]
+    assert [c["text"] for c in choices] == [" c b a", " c b a"]
+    assert choices[0]["logprobs"]["tokens"][:2] == [" ", "c"]
+
+
+def test_embeddings_in_both_encodings(client: TestClient) -> None:
+    r = client.post("/v1/embeddings", json={"model": "fake-chat", "input": ["a cat", "a cat"]})
+    data = r.json()["data"]
+    assert data[0]["embedding"] == data[1]["embedding"] and len(data[0]["embedding"]) == 64
+    r = client.post(
+        "/v1/embeddings",
+        json={"model": "fake-chat", "input": "x", "encoding_format": "base64"},
+    )
+    assert isinstance(r.json()["data"][0]["embedding"], str)
+
+
+def test_classify_and_summarize_endpoints(client: TestClient) -> None:
+    r = client.post(
+        "/v1/classify",
+        json={"model": "fake-chat", "input": ["this is spam", "a ham sandwich"],
+              "labels": ["ham", "spam"]},
+    )
+    assert [d["label"] for d in r.json()["data"]] == ["spam", "ham"]
+    r = client.post("/v1/summarize", json={"model": "fake-chat", "input": "word " * 50})
+    assert r.status_code == 200 and r.json()["coverage"] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "fragment"),
+    [
+        ("/v1/chat/completions", {"model": "nope", "messages": HI}, 404, "unknown model"),
+        ("/v1/chat/completions", {"model": "fake-chat", "messages": []}, 400, "messages"),
+        ("/v1/chat/completions", {"model": "fake-chat", "messages": HI, "bogus": 1}, 400, "bogus"),
+        ("/v1/chat/completions", {"model": "fake-chat", "messages": HI, "max_tokens": 4000},
+         400, "context"),
+        ("/v1/chat/completions", {"model": "smollm2-135m-instruct", "messages": HI}, 404,
+         "not installed"),
+        ("/v1/chat/completions", {"model": "fake-base", "messages": HI}, 400, "chat template"),
+        ("/v1/embeddings", {"model": "fake-chat", "input": [" "]}, 400, "non-empty"),
+        ("/v1/classify", {"model": "fake-chat", "input": "x", "labels": ["a", "a"]}, 400,
+         "duplicate"),
+        ("/v1/chat/completions", {"model": "fake-chat", "messages": HI,
+         "response_format": {"type": "json_schema", "json_schema": {"schema": {"type": 3}}}},
+         422, "schema"),
+    ],
+)
+def test_client_errors_are_4xx_in_openai_shape(
+    client: TestClient, path: str, body: dict[str, Any], status: int, fragment: str
+) -> None:
+    r = client.post(path, json=body)
+    assert r.status_code == status, r.text
+    err = r.json()["error"]
+    assert err["type"] == "invalid_request_error" and fragment in err["message"].lower()
+
+
+def test_keys_and_body_limit_are_checked_first(client: TestClient) -> None:
+    r = client.post("/v1/chat/completions", json={}, headers={"Authorization": "Bearer wrong"})
+    assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
+    assert client.get("/health", headers={"Authorization": ""}).status_code == 200
+    big = {"model": "fake-chat", "messages": [{"role": "user", "content": "x" * 5000}]}
+    assert chat(client, **big).status_code == 413
+
+
+def test_queue_full_is_429_with_retry_after(client: TestClient, provider: ModelProvider) -> None:
+    item = provider.get("fake-chat")
+    runner = item.engine.runner
+    assert isinstance(runner, FakeRunner)
+    runner.delay_s = 0.05
+    toks = item.model.backend.tokenize("x")
+    from slmkit.options import make_options
+
+    handles = [item.engine.submit(toks, make_options(max_tokens=200), lambda c: None)
+               for _ in range(3)]  # 2 running + 1 waiting
+    try:
+        r = chat(client)
+        assert r.status_code == 429 and r.headers["retry-after"] == "1"
+        assert r.json()["error"]["code"] == "queue_full"
+    finally:
+        for h in handles:
+            h.cancel()
+
+
+def test_a_runtime_failure_is_a_500_not_a_client_error(
+    client: TestClient, provider: ModelProvider
+) -> None:
+    runner = provider.get("fake-chat").engine.runner
+    assert isinstance(runner, FakeRunner)
+    runner.fail_next = 1
+    r = chat(client, temperature=0)
+    assert r.status_code == 500 and r.json()["error"]["type"] == "server_error"
+    assert chat(client, temperature=0).status_code == 200  # the engine lives on
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "retry"),
+    [
+        (InputError("bad"), 400, None),
+        (ModelNotFoundError("gone"), 404, None),
+        (RequestTooLargeError("big"), 413, None),
+        (SchemaError("bad schema"), 422, None),
+        (RuntimeFailure("llama_decode failed"), 500, None),
+        (EngineClosedError("closed; retry"), 503, "1"),
+        (OverBudgetError("too big", retry_after=5), 503, "5"),
+        (ValueError("a bug"), 500, None),
+    ],
+)
+def test_errors_map_to_status_by_class(error: Exception, status: int, retry: str | None) -> None:
+    got, body, headers = classify_error(error)
+    assert got == status and headers.get("Retry-After") == retry
+    assert body["error"]["type"] == ("invalid_request_error" if status < 500 else "server_error")
+    if isinstance(error, ValueError) and not isinstance(error, InputError):
+        assert body["error"]["message"] == "internal error"  # internals are not leaked
+
+
+def test_apps_share_no_state(provider: ModelProvider, fake_store: Store) -> None:
+    a = create_app(ServerSettings(), provider)
+    other = ModelProvider(fake_store)
+    b = create_app(ServerSettings(api_keys=("x",)), other)
+    assert a.state.server is not b.state.server
+    assert a.state.server.hub is not b.state.server.hub
+    with TestClient(b) as c:
+        assert c.get("/v1/models").status_code == 401
+    with TestClient(a) as c:
+        assert c.get("/v1/models").status_code == 200
