@@ -20,9 +20,11 @@ $(TEST_STAMP): $(RUN_STAMP)
 demo: $(RUN_STAMP)
 	$(BIN)/slm demo
 
+# ruff's C901/PLR0915 bound function size; import-linter checks the layers (pyproject.toml).
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/lint-imports
 
 typecheck: $(TEST_STAMP)
 	$(BIN)/mypy
@@ -33,8 +35,10 @@ browser:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
+# Model-free tier first (fake backend, seconds), then the real-model tier.
 unit: $(TEST_STAMP) browser
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not real_model and not benchmark"
+	$(BIN)/python -m pytest -m "real_model and not benchmark"
 
 test: lint typecheck unit
 

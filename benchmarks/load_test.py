@@ -19,7 +19,7 @@ import httpx
 from _servers import free_port, stop, wait_ready
 
 import slmkit
-from slmkit.serve.loadgen import LoadResult, run_load
+from loadgen import LoadResult, run_load
 
 
 def report(url: str, res: LoadResult, duration: float) -> None:

@@ -14,7 +14,6 @@ from slmkit.catalog.entries import ModelEntry, PyPISource, WheelMember
 from slmkit.catalog.store import Store
 from slmkit.settings import Settings
 
-
 REAL_FIXTURES = {"real_store", "smollm", "smollm_path", "wheelhouse", "offline_pip", "int8"}
 
 

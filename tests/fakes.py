@@ -59,6 +59,8 @@ class FakeRunner(BatchRunner):
         self.cache: dict[int, list[int]] = {s: [] for s in range(n_seq)}
         self.prompt_end: dict[int, int | None] = {s: None for s in range(n_seq)}
         self.out: dict[int, tuple[int, int]] = {}  # batch index -> (seq, cache length)
+        # Like llama.cpp, logits live in one buffer that the next decode overwrites.
+        self._rows = np.zeros((n_batch, N_VOCAB), dtype=np.float32)
         self.last_out = -1
         self.decodes = 0
         self.fail_next = 0  # decodes to fail (tests of failure handling)
@@ -78,11 +80,14 @@ class FakeRunner(BatchRunner):
                 assert pos == len(self.cache[s]), f"seq {s}: pos {pos} != {len(self.cache[s])}"
                 self.cache[s].append(tok)
             if want:
-                s = seqs[0]
-                if self.prompt_end[s] is None:
-                    self.prompt_end[s] = pos + 1
-                self.out[j] = (s, pos + 1)
+                for s in seqs:
+                    if self.prompt_end[s] is None:
+                        self.prompt_end[s] = pos + 1
+                self.out[j] = (seqs[0], pos + 1)
                 self.last_out = j
+        for j, (s, upto) in self.out.items():
+            self._rows[j] = 0.0
+            self._rows[j, self._next(s, upto)] = 8.0
         assert sum(map(len, self.cache.values())) <= self.n_ctx * self.n_seq
         self.decodes += 1
 
@@ -95,13 +100,13 @@ class FakeRunner(BatchRunner):
         return target[n] if n < len(target) else EOS
 
     def logits(self, idx: int) -> np.ndarray:
-        seq, upto = self.out[self.last_out if idx == -1 else idx]
-        row = np.zeros(N_VOCAB, dtype=np.float32)
-        row[self._next(seq, upto)] = 8.0
-        return row
+        return self._rows[self.last_out if idx == -1 else idx]
 
     def logit_rows(self, n: int) -> np.ndarray:
-        return np.stack([self.logits(j) for j in sorted(self.out)[:n]])
+        # llama.cpp returns output rows in batch order, packed: copy them together here.
+        packed = self._rows[sorted(self.out)[:n]]
+        self._rows[:n] = packed
+        return self._rows[:n]
 
     def new_sampler(self, options: GenerationOptions) -> Any:
         return np.random.default_rng(options.seed) if options.temperature > 0 else None

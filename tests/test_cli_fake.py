@@ -28,8 +28,21 @@ def test_importing_the_package_yields_every_command() -> None:
     from slmkit.cli import cli
 
     assert set(cli.commands) == {
-        "models", "pull", "import", "info", "rm", "run", "chat", "demo", "classify",
-        "train-classifier", "summarize", "extract", "embed", "eval", "serve",
+        "models",
+        "pull",
+        "import",
+        "info",
+        "rm",
+        "run",
+        "chat",
+        "demo",
+        "classify",
+        "train-classifier",
+        "summarize",
+        "extract",
+        "embed",
+        "eval",
+        "serve",
     }
 
 
@@ -74,12 +87,18 @@ def test_classify_zero_shot_from_a_file(run, tmp_path: Path) -> None:  # type: i
 
 
 def test_serve_flags_and_environment_agree(run) -> None:  # type: ignore[no-untyped-def]
-    env = {"SLMKIT_SERVE_PARALLEL": "3", "SLMKIT_SERVE_PORT": "9001",
-           "SLMKIT_SERVE_LOG_PROMPTS": "true"}
+    env = {
+        "SLMKIT_SERVE_PARALLEL": "3",
+        "SLMKIT_SERVE_PORT": "9001",
+        "SLMKIT_SERVE_LOG_PROMPTS": "true",
+    }
     shown = json.loads(run("serve", "--show-settings", env=env).output)
     assert (shown["parallel"], shown["port"], shown["log_prompts"]) == (3, 9001, True)
-    shown = json.loads(run("serve", "--show-settings", "--parallel", "5", "--model", "a",
-                           "--model", "b", env=env).output)
+    shown = json.loads(
+        run(
+            "serve", "--show-settings", "--parallel", "5", "--model", "a", "--model", "b", env=env
+        ).output
+    )
     assert (shown["parallel"], shown["port"], shown["models"]) == (5, 9001, ["a", "b"])
     assert json.loads(run("serve", "--show-settings").output)["parallel"] == 16
 

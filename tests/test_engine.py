@@ -9,7 +9,7 @@ import pytest
 
 import slmkit
 from slmkit.engine import Engine, EngineFullError
-from slmkit.errors import ContextOverflowError
+from slmkit.errors import ContextOverflowError, RuntimeFailure
 from slmkit.options import make_options
 
 pytestmark = pytest.mark.real_model
@@ -31,7 +31,7 @@ def test_generate_many_matches_prompts(smollm: slmkit.Model) -> None:
 
 
 def test_sequences_share_steps_and_leave_when_done(smollm: slmkit.Model) -> None:
-    engine = Engine(smollm.backend, n_seq=4, n_ctx=4096, max_waiting=0)  # type: ignore[arg-type]
+    engine = Engine(smollm.backend, n_seq=4, n_ctx=4096, max_waiting=0)
     try:
         toks = smollm.backend.tokenize(
             smollm.format_chat([{"role": "user", "content": "Tell a story."}])
@@ -71,24 +71,23 @@ def test_sequences_share_steps_and_leave_when_done(smollm: slmkit.Model) -> None
 
 
 def test_a_failed_decode_fails_its_requests_not_the_engine(smollm: slmkit.Model) -> None:
-    import llama_cpp
-
-    class FailingDecode:
-        def __getattr__(self, name: str) -> object:
-            return getattr(llama_cpp, name)
-
-        @staticmethod
-        def llama_decode(ctx: object, batch: object) -> int:
-            return -1
-
-    engine = Engine(smollm.backend, n_seq=2, n_ctx=2048)  # type: ignore[arg-type]
+    # The runner is the engine's only access to llama.cpp; its decode raises RuntimeFailure
+    # when llama_decode returns non-zero (before the runner existed this test patched the
+    # engine's llama_cpp module instead).
+    engine = Engine(smollm.backend, n_seq=2, n_ctx=2048)
+    runner = engine.runner
+    real_decode = runner.decode
     try:
         toks = smollm.backend.tokenize("Hello there")
         opts = make_options(temperature=0, max_tokens=4)
-        engine.lc = FailingDecode()  # type: ignore[assignment]
+
+        def failing(entries: object) -> None:
+            raise RuntimeFailure("llama_decode failed (code -1)")
+
+        runner.decode = failing  # type: ignore[method-assign]
         chunks = engine.generate(toks, opts)
         assert [c.finish_reason for c in chunks] == ["error"]  # reported once, as an error
-        engine.lc = llama_cpp  # type: ignore[assignment]
+        runner.decode = real_decode  # type: ignore[method-assign]
         assert engine.generate(toks, opts)[-1].finish_reason in ("stop", "length")
     finally:
         engine.close()
@@ -131,11 +130,11 @@ def test_kept_prefixes_give_way_when_the_cache_is_needed(smollm: slmkit.Model) -
         opts = make_options(temperature=0, max_tokens=8)
         for word in ("alpha", "bravo", "charlie"):  # three slots keep ~100 tokens each
             engine.generate(smollm.backend.tokenize(f"{word} " * 100), opts)
-        assert sum(len(v) for v in engine._kept.values()) >= 300
+        assert sum(len(v) for v in engine.scheduler.kept.values()) >= 300
         big = smollm.backend.tokenize("delta " * 400)  # needs the cells the others keep
         out = engine.generate(big, opts, timeout=60)  # admitted, not stuck waiting
         assert out[-1].finish_reason in ("stop", "length")
-        kept = sorted(len(v) for v in engine._kept.values())
+        kept = sorted(len(v) for v in engine.scheduler.kept.values())
         assert kept[-1] == len(big) and sum(kept) <= 512  # older prefixes were dropped
     finally:
         engine.close()

@@ -86,6 +86,7 @@ def test_a_failed_decode_fails_its_requests_not_the_engine(fake_model: slmkit.Mo
 def test_an_emit_that_raises_cancels_only_its_request(fake_model: slmkit.Model) -> None:
     engine = Engine(fake_model.backend, n_seq=2, n_ctx=2048)
     try:
+
         def bad(c: Chunk) -> None:
             raise RuntimeError("client went away")
 
@@ -104,7 +105,9 @@ def test_cancel_frees_the_slot_and_queue_limit_refuses(fake_model: slmkit.Model)
     engine = Engine(fake_model.backend, n_seq=1, n_ctx=4096, max_waiting=0)
     try:
         seen: list[Chunk] = []
-        h = engine.submit(prompt(fake_model, "long " * 50), make_options(max_tokens=500), seen.append)
+        h = engine.submit(
+            prompt(fake_model, "long " * 50), make_options(max_tokens=500), seen.append
+        )
         with pytest.raises(EngineFullError):
             engine.submit(prompt(fake_model, "more"), make_options(), seen.append)
         h.cancel()
@@ -130,9 +133,29 @@ def test_generate_many_keeps_prompt_order(fake_model: slmkit.Model) -> None:
 def test_stop_strings_and_max_tokens_in_the_engine(fake_model: slmkit.Model) -> None:
     engine = Engine(fake_model.backend, n_seq=2, n_ctx=2048)
     try:
-        out = engine.generate(prompt(fake_model, "abc"), make_options(temperature=0, stop=["abc"]), 10)
+        out = engine.generate(
+            prompt(fake_model, "abc"), make_options(temperature=0, stop=["abc"]), 10
+        )
         assert text(out) == "You said: " and out[-1].finish_reason == "stop"
-        out = engine.generate(prompt(fake_model, "abc"), make_options(temperature=0, max_tokens=3), 10)
+        out = engine.generate(
+            prompt(fake_model, "abc"), make_options(temperature=0, max_tokens=3), 10
+        )
         assert text(out) == "You" and out[-1].finish_reason == "length"
     finally:
         engine.close()
+
+
+def test_single_and_batched_scoring_agree_on_a_runner() -> None:
+    from slmkit.runtime.generate import PromptCache, loglikelihood
+    from slmkit.runtime.scoring import ScoringContext
+    from tests.fakes import default_reply
+
+    single = PromptCache(FakeRunner(default_reply, n_ctx=512, n_seq=1, n_batch=8))
+    batched = ScoringContext(FakeRunner(default_reply, n_ctx=512, n_seq=8, n_batch=8))
+    ctx = list(b"<|user|>abc\n<|assistant|>")
+    conts = [list(b"You said: abc"), list(b"You said: xyz"), list(b"No")]
+    one = [loglikelihood(single, ctx, c) for c in conts]
+    many = batched.score([(ctx, c) for c in conts])
+    assert [r.logprob for r in one] == pytest.approx([r.logprob for r in many])
+    assert [r.is_greedy for r in many] == [True, False, False]
+    assert many[0].logprob > many[1].logprob > many[2].logprob - 100

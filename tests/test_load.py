@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from slmkit.serve.loadgen import MIX, run_load
+from benchmarks.loadgen import MIX, run_load
 from tests.test_serve import KEY, MODEL, free_port, slm_assets
 
 pytestmark = pytest.mark.real_model

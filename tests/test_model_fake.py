@@ -16,8 +16,8 @@ from slmkit.errors import (
     ModelNotFoundError,
     ModelNotInstalledError,
 )
-from slmkit.runtime.decoding import SequenceOutput
 from slmkit.options import make_options
+from slmkit.runtime.decoding import SequenceOutput
 from tests.fakes import FakeRunner
 
 
@@ -67,7 +67,9 @@ def test_prompt_cache_reuses_the_common_prefix(fake_model: slmkit.Model) -> None
         {"role": "user", "content": "second"},
     ]
     final = list(fake_model.stream(history, temperature=0))[-1]
-    assert final.stats is not None and final.stats.cached_tokens == 36  # "<|user|>first question\n<|assistant|>"
+    assert (
+        final.stats is not None and final.stats.cached_tokens == 36
+    )  # "<|user|>first question\n<|assistant|>"
     runner = fake_model.backend.runner  # type: ignore[attr-defined]
     assert isinstance(runner, FakeRunner)
     assert bytes(runner.cache[0][: final.stats.prompt_tokens]).decode().endswith("<|assistant|>")

@@ -72,8 +72,13 @@ def test_chat_streaming_with_usage(client: TestClient) -> None:
     with client.stream(
         "POST",
         "/v1/chat/completions",
-        json={"model": "fake-chat", "messages": HI, "stream": True, "temperature": 0,
-              "stream_options": {"include_usage": True}},
+        json={
+            "model": "fake-chat",
+            "messages": HI,
+            "stream": True,
+            "temperature": 0,
+            "stream_options": {"include_usage": True},
+        },
     ) as r:
         lines = [ln for ln in r.iter_lines() if ln.startswith("data: ")]
     assert lines[-1] == "data: [DONE]"
@@ -108,8 +113,11 @@ def test_embeddings_in_both_encodings(client: TestClient) -> None:
 def test_classify_and_summarize_endpoints(client: TestClient) -> None:
     r = client.post(
         "/v1/classify",
-        json={"model": "fake-chat", "input": ["this is spam", "a ham sandwich"],
-              "labels": ["ham", "spam"]},
+        json={
+            "model": "fake-chat",
+            "input": ["this is spam", "a ham sandwich"],
+            "labels": ["ham", "spam"],
+        },
     )
     assert [d["label"] for d in r.json()["data"]] == ["spam", "ham"]
     r = client.post("/v1/summarize", json={"model": "fake-chat", "input": "word " * 50})
@@ -122,17 +130,36 @@ def test_classify_and_summarize_endpoints(client: TestClient) -> None:
         ("/v1/chat/completions", {"model": "nope", "messages": HI}, 404, "unknown model"),
         ("/v1/chat/completions", {"model": "fake-chat", "messages": []}, 400, "messages"),
         ("/v1/chat/completions", {"model": "fake-chat", "messages": HI, "bogus": 1}, 400, "bogus"),
-        ("/v1/chat/completions", {"model": "fake-chat", "messages": HI, "max_tokens": 4000},
-         400, "context"),
-        ("/v1/chat/completions", {"model": "smollm2-135m-instruct", "messages": HI}, 404,
-         "not installed"),
+        (
+            "/v1/chat/completions",
+            {"model": "fake-chat", "messages": HI, "max_tokens": 4000},
+            400,
+            "context",
+        ),
+        (
+            "/v1/chat/completions",
+            {"model": "smollm2-135m-instruct", "messages": HI},
+            404,
+            "not installed",
+        ),
         ("/v1/chat/completions", {"model": "fake-base", "messages": HI}, 400, "chat template"),
         ("/v1/embeddings", {"model": "fake-chat", "input": [" "]}, 400, "non-empty"),
-        ("/v1/classify", {"model": "fake-chat", "input": "x", "labels": ["a", "a"]}, 400,
-         "duplicate"),
-        ("/v1/chat/completions", {"model": "fake-chat", "messages": HI,
-         "response_format": {"type": "json_schema", "json_schema": {"schema": {"type": 3}}}},
-         422, "schema"),
+        (
+            "/v1/classify",
+            {"model": "fake-chat", "input": "x", "labels": ["a", "a"]},
+            400,
+            "duplicate",
+        ),
+        (
+            "/v1/chat/completions",
+            {
+                "model": "fake-chat",
+                "messages": HI,
+                "response_format": {"type": "json_schema", "json_schema": {"schema": {"type": 3}}},
+            },
+            400,
+            "schema",
+        ),
     ],
 )
 def test_client_errors_are_4xx_in_openai_shape(
@@ -160,8 +187,9 @@ def test_queue_full_is_429_with_retry_after(client: TestClient, provider: ModelP
     toks = item.model.backend.tokenize("x")
     from slmkit.options import make_options
 
-    handles = [item.engine.submit(toks, make_options(max_tokens=200), lambda c: None)
-               for _ in range(3)]  # 2 running + 1 waiting
+    handles = [
+        item.engine.submit(toks, make_options(max_tokens=200), lambda c: None) for _ in range(3)
+    ]  # 2 running + 1 waiting
     try:
         r = chat(client)
         assert r.status_code == 429 and r.headers["retry-after"] == "1"
@@ -188,7 +216,7 @@ def test_a_runtime_failure_is_a_500_not_a_client_error(
         (InputError("bad"), 400, None),
         (ModelNotFoundError("gone"), 404, None),
         (RequestTooLargeError("big"), 413, None),
-        (SchemaError("bad schema"), 422, None),
+        (SchemaError("bad schema"), 400, None),
         (RuntimeFailure("llama_decode failed"), 500, None),
         (EngineClosedError("closed; retry"), 503, "1"),
         (OverBudgetError("too big", retry_after=5), 503, "5"),

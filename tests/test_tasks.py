@@ -25,8 +25,6 @@ from slmkit.tasks.extract import Extractor, SchemaError
 from slmkit.tasks.summarize import Summarizer, split_text
 
 
-
-
 def task(name: str) -> ClassificationTask:
     spec = builtin_task(name)
     assert isinstance(spec, ClassificationTask)

@@ -60,8 +60,9 @@ def test_head_classifier_fits_saves_and_reloads(tmp_path: Path) -> None:
 
 
 def test_the_classifier_factory_checks_its_inputs(fake_model: slmkit.Model, tmp_path: Path) -> None:
-    assert isinstance(make_classifier("zeroshot", labels=["a", "b"], model=fake_model),
-                      LikelihoodClassifier)
+    assert isinstance(
+        make_classifier("zeroshot", labels=["a", "b"], model=fake_model), LikelihoodClassifier
+    )
     clf = make_classifier("zeroshot-uncalibrated", labels=["a", "b"], model=fake_model)
     assert isinstance(clf, LikelihoodClassifier) and not clf.calibrate
     with pytest.raises(InputError, match="unknown method"):

@@ -103,7 +103,9 @@ def classify(
     return clf.predict(batch)
 
 
-def summarize(text: str, *, model: str | Model = DEFAULT_MODEL, max_words: int = 60) -> SummaryResult:
+def summarize(
+    text: str, *, model: str | Model = DEFAULT_MODEL, max_words: int = 60
+) -> SummaryResult:
     """Summarize a document of any length; returns a SummaryResult (summary, coverage, ...)."""
     from slmkit.tasks.summarize import Summarizer
 

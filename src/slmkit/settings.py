@@ -60,12 +60,16 @@ class ServerSettings(BaseSettings):
         json_schema_extra={"flag": "api-key"},
     )
     keys_file: Path | None = Field(default=None, description="File with one API key per line.")
-    parallel: int = Field(default=16, ge=1, le=64, description="Sequences decoded together per model.")
+    parallel: int = Field(
+        default=16, ge=1, le=64, description="Sequences decoded together per model."
+    )
     n_ctx: int = Field(default=8192, ge=512, description="Cache cells shared by those sequences.")
     max_waiting: int = Field(
         default=64, ge=0, description="Queued requests beyond the running ones; more get 429."
     )
-    keep_alive: float = Field(default=300.0, ge=0, description="Seconds an idle model stays loaded.")
+    keep_alive: float = Field(
+        default=300.0, ge=0, description="Seconds an idle model stays loaded."
+    )
     memory_budget_mb: int | None = Field(
         default=None,
         ge=64,

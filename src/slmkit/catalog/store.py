@@ -19,9 +19,9 @@ from slmkit.catalog.entries import Architecture, LocalSource, ModelEntry
 from slmkit.catalog.sources import Advance, fetch, how_to_get
 from slmkit.errors import (
     ChecksumError,
+    InputError,
     ModelNotFoundError,
     ModelNotInstalledError,
-    InputError,
     SourceUnavailableError,
 )
 from slmkit.settings import Settings

@@ -154,5 +154,3 @@ def read_text(path: Path) -> str:
         raise InputError(f"cannot read {path}: {e.strerror}") from e
     except UnicodeDecodeError as e:
         raise InputError(f"{path} is not UTF-8 text") from e
-
-

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 
@@ -38,36 +39,20 @@ from slmkit.cli.base import cli, fail_cleanly, item_progress
 @click.option("--max-words", type=click.IntRange(min=5), default=60, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
 @fail_cleanly
-def eval_(
-    task: str,
-    model_id: str | None,
-    method: str,
-    limit: int | None,
-    train_limit: int,
-    embedder: str,
-    n_ctx: int | None,
-    max_words: int,
-    as_json: bool,
-) -> None:
+def eval_(task: str, model_id: str | None, limit: int | None, as_json: bool, **kw: Any) -> None:
     """Evaluate TASK (sst2, sms_spam, banking77, cnn_dailymail, qmsum, extract_sms, or a JSONL
     file of the same shape): quality, latency p50/p95, items/s and peak RSS."""
     from slmkit.evaluate.runner import evaluate
 
     with item_progress(f"eval {task}", limit or 0) as advance:
-        result = evaluate(
-            task,
-            model=model_id,
-            method=method,
-            limit=limit,
-            train_limit=train_limit,
-            n_ctx=n_ctx,
-            max_words=max_words,
-            embedder=embedder,
-            progress=advance,
-        )
+        result = evaluate(task, model=model_id, limit=limit, progress=advance, **kw)
     if as_json:
         click.echo(json.dumps(result))
-        return
+    else:
+        _print(result)
+
+
+def _print(result: dict[str, Any]) -> None:
     for key, value in result.items():
         if key == "confusion_matrix":
             click.echo("confusion_matrix (rows: gold, columns: predicted, order of labels):")
@@ -75,5 +60,3 @@ def eval_(
                 click.echo("  " + " ".join(f"{v:5d}" for v in row))
         else:
             click.echo(f"{key:22} {value}")
-
-

@@ -8,8 +8,8 @@ from typing import Any
 
 import click
 
-from slmkit.cli.base import F, cli, fail_cleanly, peak_rss_mb, open_store, pull_progress
 from slmkit.catalog.builtin import DEFAULT_MODEL
+from slmkit.cli.base import F, cli, fail_cleanly, open_store, peak_rss_mb, pull_progress
 from slmkit.errors import EmptyPromptError, RuntimeFailure
 from slmkit.options import GenerationOptions
 from slmkit.runtime.base import Chunk, GenerationStats
@@ -182,5 +182,3 @@ def demo(model_id: str | None) -> None:
         f"\n{model.id}: {s.completion_tokens} tokens at {s.tokens_per_s:.1f} tokens/s, "
         f"first token after {s.ttft_s * 1000:.0f} ms, peak memory {peak_rss_mb():.0f} MB"
     )
-
-

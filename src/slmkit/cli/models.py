@@ -18,7 +18,7 @@ from slmkit.errors import InputError
 def models(as_json: bool) -> None:
     """List catalog models and what is installed, with sizes."""
     store = open_store()
-    rows = []
+    rows: list[dict[str, Any]] = []
     for e in store.entries():
         m = store.manifest(e.id)
         rows.append(
@@ -159,5 +159,3 @@ def rm(model_id: str) -> None:
     if not open_store().remove(model_id):
         raise InputError(f"{model_id!r} is not installed")
     click.echo(f"removed {model_id}")
-
-

@@ -45,7 +45,9 @@ def settings_options(fn: F) -> F:
         if is_flag:
             fn = click.option(flag, name, is_flag=True, default=None, help=help_)(fn)
         else:
-            fn = click.option(flag, name, type=kind, multiple=multiple, default=None, help=help_)(fn)
+            fn = click.option(flag, name, type=kind, multiple=multiple, default=None, help=help_)(
+                fn
+            )
     return fn
 
 
@@ -63,7 +65,9 @@ def settings_from(given: dict[str, Any]) -> ServerSettings:
 
 @cli.command()
 @settings_options
-@click.option("--show-settings", is_flag=True, help="Print the settings in effect as JSON and exit.")
+@click.option(
+    "--show-settings", is_flag=True, help="Print the settings in effect as JSON and exit."
+)
 @fail_cleanly
 def serve(show_settings: bool, **given: Any) -> None:
     """Serve an OpenAI-compatible API (and a chat page at /) with continuous batching."""
@@ -88,5 +92,3 @@ def _run(settings: ServerSettings, say: Callable[..., Any]) -> None:
     models = ", ".join(provider.available())
     say(f"serving on http://{settings.host}:{settings.port} (models: {models})", err=True)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
-
-

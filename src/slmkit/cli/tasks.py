@@ -44,22 +44,11 @@ from slmkit.errors import InputError
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "table"]), default="jsonl")
 @fail_cleanly
 def classify(
-    texts: tuple[str, ...],
-    file: Path | None,
-    text_field: str,
-    on_error: str,
-    method: str,
-    labels: str | None,
-    model_id: str,
-    head_path: Path | None,
-    examples: Path | None,
-    instruction: str,
-    template: str | None,
-    fmt: str,
+    texts: tuple[str, ...], file: Path | None, text_field: str, on_error: str, fmt: str, **kw: Any
 ) -> None:
     """Classify texts; prints one JSON line (label + probability per label) per text."""
     batch = inputs(texts, file, text_field, on_error)
-    clf = _classifier(method, labels, model_id, head_path, examples, instruction, template)
+    clf = _classifier(**kw)
     preds: list[Any] = []
     with item_progress("classify", len(batch)) as advance:
         for start in range(0, len(batch), 16):
@@ -136,27 +125,35 @@ def _classifier(
 @click.option("--json", "as_json", is_flag=True)
 @fail_cleanly
 def train_classifier(
-    data: Path,
-    out: Path,
-    text_field: str,
-    label_field: str,
-    embedder: str,
-    test_size: float,
-    on_error: str,
-    as_json: bool,
+    data: Path, out: Path, text_field: str, label_field: str, on_error: str, **kw: Any
 ) -> None:
     """Train an embeddings + logistic-regression head; print held-out accuracy."""
-    from sklearn.model_selection import train_test_split
-
-    from slmkit.tasks.classify import HeadClassifier, check_labels
     from slmkit.tasks.data import read_rows
-    from slmkit.tasks.embed import load_embedder
 
     res = read_rows(data, required=(text_field, label_field), on_error=on_error)  # type: ignore[arg-type]
     for lineno, problem in res.errors:
         click.echo(f"warning: {data}:{lineno}: {problem} (skipped)", err=True)
     texts = [str(r[text_field]) for r in res.rows]
     labels = [str(r[label_field]) for r in res.rows]
+    report = _train_head(texts, labels, out, kw["embedder"], kw["test_size"])
+    report["skipped_rows"] = len(res.errors)
+    click.echo(
+        json.dumps(report)
+        if kw["as_json"]
+        else f"held-out accuracy {report['accuracy_heldout']:.4f} on {report['heldout_n']} rows "
+        f"({report['train_n']} trained); head trained on all {len(texts)} rows written to {out}"
+    )
+
+
+def _train_head(
+    texts: list[str], labels: list[str], out: Path, embedder: str, test_size: float
+) -> dict[str, Any]:
+    """Fit on a stratified split to measure, then on every row to save."""
+    from sklearn.model_selection import train_test_split
+
+    from slmkit.tasks.classify import HeadClassifier, check_labels
+    from slmkit.tasks.embed import load_embedder
+
     check_labels(sorted(set(labels)))
     stratify = labels if min(labels.count(lb) for lb in set(labels)) >= 2 else None
     tx, ex, ty, ey = train_test_split(
@@ -169,21 +166,14 @@ def train_classifier(
     acc = sum(p.label == g for p, g in zip(preds, ey, strict=True)) / len(ey)
     final = HeadClassifier.fit(emb, texts, labels)  # the saved head uses every row
     final.save(out)
-    report = {
+    return {
         "accuracy_heldout": round(acc, 4),
         "train_n": len(tx),
         "heldout_n": len(ex),
         "labels": list(final.labels),
         "embedder": embedder,
         "out": str(out),
-        "skipped_rows": len(res.errors),
     }
-    click.echo(
-        json.dumps(report)
-        if as_json
-        else f"held-out accuracy {acc:.4f} on {len(ex)} rows ({len(tx)} trained); "
-        f"head trained on all {len(texts)} rows written to {out}"
-    )
 
 
 @cli.command()
@@ -286,5 +276,3 @@ def embed(
     vecs = load_embedder(model_id).embed(batch)
     for t, v in zip(batch, vecs, strict=True):
         click.echo(json.dumps({"text": t, "embedding": [round(float(x), 6) for x in v]}))
-
-

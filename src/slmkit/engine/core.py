@@ -19,11 +19,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from slmkit.engine.scheduler import Forget, Plan, Request, Scheduler
 from slmkit.errors import EngineClosedError, EngineFullError
 from slmkit.options import GenerationOptions
 from slmkit.runtime.base import Backend, BatchRunner, Chunk, FinishReason, TokenLogprob
 from slmkit.runtime.decoding import SequenceOutput, top_logprobs
-from slmkit.engine.scheduler import Forget, Plan, Request, Scheduler
 
 __all__ = ["Engine", "EngineFullError", "Handle"]
 
@@ -73,7 +73,10 @@ class Engine:
     ) -> None:
         self.runner: BatchRunner = backend.batch_runner(n_ctx=n_ctx, n_seq=n_seq, n_batch=n_batch)
         self.scheduler = Scheduler(
-            n_seq=n_seq, n_ctx=n_ctx, n_batch=n_batch, max_waiting=max_waiting,
+            n_seq=n_seq,
+            n_ctx=n_ctx,
+            n_batch=n_batch,
+            max_waiting=max_waiting,
             keep_prefix=keep_prefix,
         )
         self.n_seq, self.n_ctx = n_seq, n_ctx
@@ -182,9 +185,9 @@ class Engine:
         with self._cv:
             forget = self.scheduler.update_from_output(results)
         self._forget(forget)
-        for req, _, reason in results:
-            if reason is not None:
-                self._end(req, reason)
+        for req, _, done in results:
+            if done is not None:
+                self._end(req, done)
 
     def _sample(self, req: Request, idx: int) -> tuple[int, FinishReason | None]:
         st: _Active = req.state

@@ -103,11 +103,12 @@ class BatchRunner(ABC):
 
     @abstractmethod
     def logits(self, idx: int) -> np.ndarray:
-        """Raw logits (n_vocab floats) of output `idx` of the last decode."""
+        """Raw logits (n_vocab floats) of output `idx` of the last decode; may be a view that
+        the next decode overwrites (copy to keep)."""
 
     @abstractmethod
     def logit_rows(self, n: int) -> np.ndarray:
-        """The last decode's first `n` outputs' logits, shape (n, n_vocab)."""
+        """The last decode's first `n` outputs' logits, shape (n, n_vocab); a view, as above."""
 
     @abstractmethod
     def piece(self, tok: int) -> bytes:

@@ -64,7 +64,9 @@ class PromptCache:
             self.tokens.extend(piece)
 
 
-def stream(cache: PromptCache, tokens: Sequence[int], options: GenerationOptions) -> Iterator[Chunk]:
+def stream(
+    cache: PromptCache, tokens: Sequence[int], options: GenerationOptions
+) -> Iterator[Chunk]:
     """Prefill `tokens`, then sample one token at a time until a stop condition; the last
     chunk carries the stats."""
     if not tokens:
@@ -117,12 +119,13 @@ def loglikelihood(
     if n > cache.runner.n_ctx:
         raise InputError(f"context+continuation is {n} tokens > n_ctx {cache.runner.n_ctx}")
     cache.prefill(context)
-    rows = [cache.runner.logits(-1)]  # the last context token predicts continuation[0]
+    # Copies: a runner's logits are views that the next decode overwrites.
+    rows = [cache.runner.logits(-1).copy()]  # the last context token predicts continuation[0]
     rest = list(continuation[:-1])
     for start in range(0, len(rest), cache.runner.n_batch):
         piece = rest[start : start + cache.runner.n_batch]
         cache.extend(piece, all_logits=True)
-        rows.extend(cache.runner.logit_rows(len(piece)))
+        rows.extend(cache.runner.logit_rows(len(piece)).copy())
     return score_rows(log_softmax(np.stack(rows)), continuation)
 
 

@@ -46,7 +46,12 @@ class LlamaCppBackend(Backend):
         self.path = path
         self._vocab = lc.llama_model_get_vocab(llm.model)
         self.runner = LlamaRunner(
-            llm.model, llm.ctx, n_ctx=int(llm.n_ctx()), n_seq=1, n_batch=int(llm.n_batch), owns=False
+            llm.model,
+            llm.ctx,
+            n_ctx=int(llm.n_ctx()),
+            n_seq=1,
+            n_batch=int(llm.n_batch),
+            owns=False,
         )
         self._cache = generate.PromptCache(self.runner)
         self._embedder: Any = None

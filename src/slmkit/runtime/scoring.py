@@ -141,20 +141,9 @@ class ScoringContext:
             for s in g.seqs:
                 self.runner.copy_seq(0, s)
         # Phase A: each distinct context once, logits only at its last token.
-        entries = []
-        for g in chunk:
-            tail = g.context[plen:]
-            for j, t in enumerate(tail):
-                entries.append((t, plen + j, tuple(g.seqs), j == len(tail) - 1))
-        first_rows = self._decode(entries)
+        first_rows = self._decode(_context_entries(chunk, plen))
         # Phase B: every continuation but its last token (whose logits nothing needs).
-        entries = []
-        for g in chunk:
-            for i, s in zip(g.items, g.seqs, strict=True):
-                cont = reqs[i][1]
-                for j, t in enumerate(cont[:-1]):
-                    entries.append((t, len(g.context) + j, (s,), True))
-        rest_rows = self._decode(entries)
+        rest_rows = self._decode(_continuation_entries(chunk, reqs))
         r = 0
         for gi, g in enumerate(chunk):
             for i in g.items:
@@ -166,3 +155,24 @@ class ScoringContext:
             for s in g.seqs:
                 self.runner.forget(s)
 
+
+def _context_entries(chunk: list[_Group], plen: int) -> list[Entry]:
+    """Each group's context after the shared prefix, tagged with all of its sequences."""
+    entries: list[Entry] = []
+    for g in chunk:
+        tail = g.context[plen:]
+        seqs = tuple(g.seqs)
+        entries += [(t, plen + j, seqs, j == len(tail) - 1) for j, t in enumerate(tail)]
+    return entries
+
+
+def _continuation_entries(
+    chunk: list[_Group], reqs: list[tuple[tuple[int, ...], tuple[int, ...]]]
+) -> list[Entry]:
+    """Every continuation but its last token, each in its own sequence."""
+    entries: list[Entry] = []
+    for g in chunk:
+        for i, s in zip(g.items, g.seqs, strict=True):
+            cont = reqs[i][1]
+            entries += [(t, len(g.context) + j, (s,), True) for j, t in enumerate(cont[:-1])]
+    return entries

@@ -36,7 +36,8 @@ STATUS: tuple[tuple[type[BaseException], int, str, str | None], ...] = (
     (ModelNotInstalledError, 404, "invalid_request_error", "model_not_found"),
     (ContextOverflowError, 400, "invalid_request_error", "context_length_exceeded"),
     (RequestTooLargeError, 413, "invalid_request_error", "request_too_large"),
-    (SchemaError, 422, "invalid_request_error", "invalid_schema"),
+    # OpenAI answers 400 for an unusable json_schema, and clients expect that.
+    (SchemaError, 400, "invalid_request_error", "invalid_schema"),
     (InputError, 400, "invalid_request_error", None),
     (ServerError, 500, "server_error", None),
 )

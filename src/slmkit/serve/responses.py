@@ -67,7 +67,9 @@ class Shape:
         """One streamed chunk as an SSE line."""
         choice: dict[str, Any] = {"index": i}
         if self.chat:
-            choice["delta"] = {"role": "assistant", "content": c.text} if role else {"content": c.text}
+            choice["delta"] = (
+                {"role": "assistant", "content": c.text} if role else {"content": c.text}
+            )
         else:
             choice["text"] = c.text
         choice["logprobs"] = self.logprobs(c.logprobs)

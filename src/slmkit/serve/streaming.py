@@ -12,8 +12,7 @@ import asyncio
 import collections
 import threading
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 
 from slmkit.engine import Engine
 from slmkit.errors import RuntimeFailure
@@ -160,5 +159,3 @@ async def _merged(
         for t in tasks:
             t.cancel()  # a pump's cancellation cancels its engine sequence
         await asyncio.gather(*tasks, return_exceptions=True)
-
-

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 
@@ -145,9 +145,7 @@ def load_embedder(
         return OnnxMiniLM(store, pull=pull)
     if name == "minilm-fp32":
         return TorchMiniLM(store, pull=pull)
-    raise InputError(
-        f"unknown embedder {name!r}: use minilm-int8, minilm-fp32 or slm:MODEL_ID"
-    )
+    raise InputError(f"unknown embedder {name!r}: use minilm-int8, minilm-fp32 or slm:MODEL_ID")
 
 
 def embed(
