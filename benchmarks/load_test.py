@@ -17,9 +17,9 @@ from pathlib import Path
 
 import httpx
 from _servers import free_port, stop, wait_ready
+from loadgen import LoadResult, run_load
 
 import slmkit
-from loadgen import LoadResult, run_load
 
 
 def report(url: str, res: LoadResult, duration: float) -> None:

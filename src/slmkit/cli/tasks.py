@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from slmkit.cli.base import cli, fail_cleanly, file_opts, inputs, item_progress, read_text
 from slmkit.errors import InputError
+
+if TYPE_CHECKING:
+    from slmkit.tasks.classify import Classifier
 
 
 @cli.command()
@@ -75,7 +78,7 @@ def _classifier(
     examples: Path | None,
     instruction: str,
     template: str | None = None,
-) -> Any:
+) -> Classifier:
     from slmkit.tasks.classify import make_classifier
 
     if method == "head":

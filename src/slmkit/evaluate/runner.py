@@ -19,6 +19,7 @@ from slmkit.evaluate import (
     rouge,
     sms_gold,
 )
+from slmkit.model import Model
 from slmkit.tasks.data import (
     ClassificationTask,
     DataError,
@@ -28,7 +29,7 @@ from slmkit.tasks.data import (
 )
 
 
-def load_model(model_id: str, n_ctx: int | None) -> Any:
+def load_model(model_id: str, n_ctx: int | None) -> Model:
     from slmkit.loading import load
 
     return load(model_id, n_ctx=n_ctx, pull=False)

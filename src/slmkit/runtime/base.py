@@ -91,7 +91,7 @@ class BatchRunner(ABC):
 
     @abstractmethod
     def new_sampler(self, options: GenerationOptions) -> Any:
-        """A sampler for one sequence (free it with `free_sampler`)."""
+        """An opaque sampler handle for one sequence (free it with `free_sampler`)."""
 
     @abstractmethod
     def free_sampler(self, sampler: Any) -> None:

@@ -87,7 +87,7 @@ class Shape:
         payload["usage"] = usage(self.n_prompt, finals)
         return f"data: {json.dumps(payload)}\n\n"
 
-    def logprobs(self, lps: Sequence[TokenLogprob]) -> Any:
+    def logprobs(self, lps: Sequence[TokenLogprob]) -> dict[str, Any] | None:
         """OpenAI's logprobs objects: chat `{"content": [...]}`, completions token arrays."""
         if not self.wants_logprobs:
             return None
@@ -123,7 +123,7 @@ def usage(prompt_tokens: int, finals: list[Chunk]) -> dict[str, int]:
     }
 
 
-def encode_embedding(vec: Any, fmt: str) -> Any:
+def encode_embedding(vec: Sequence[float], fmt: str) -> list[float] | str:
     """OpenAI's encodings: a float list, or base64 of little-endian float32."""
     import base64
 

@@ -14,6 +14,7 @@ import numpy as np
 from slmkit.errors import ChatTemplateError, InputError, LabelError
 from slmkit.model import Model
 from slmkit.tasks.data import check_texts
+from slmkit.tasks.embed import Embedder
 
 CONTENT_FREE = ("N/A", "[MASK]", "")  # contextual calibration inputs (Zhao et al., 2021)
 HEAD_FORMAT = "slmkit-head/1"
@@ -145,7 +146,7 @@ class FewShotClassifier:
         base: LikelihoodClassifier,
         train_texts: Sequence[str],
         train_labels: Sequence[str],
-        embedder: Any,
+        embedder: Embedder,
         k: int = 4,
     ) -> None:
         if k < 1:
@@ -175,7 +176,7 @@ class HeadClassifier:
     """Embeddings + logistic regression, saved as plain arrays (no pickle)."""
 
     def __init__(
-        self, embedder: Any, labels: Sequence[str], coef: np.ndarray, intercept: np.ndarray
+        self, embedder: Embedder, labels: Sequence[str], coef: np.ndarray, intercept: np.ndarray
     ) -> None:
         self.embedder = embedder
         self.labels = tuple(labels)
@@ -184,7 +185,7 @@ class HeadClassifier:
     @classmethod
     def fit(
         cls,
-        embedder: Any,
+        embedder: Embedder,
         texts: Sequence[str],
         labels: Sequence[str],
         *,
@@ -249,7 +250,10 @@ class HeadClassifier:
 
 
 def embed_all(
-    embedder: Any, texts: list[str], progress: Callable[[int], None] | None = None, chunk: int = 256
+    embedder: Embedder,
+    texts: list[str],
+    progress: Callable[[int], None] | None = None,
+    chunk: int = 256,
 ) -> np.ndarray:
     """Embed in chunks so a progress bar can advance."""
     parts = []
@@ -278,7 +282,7 @@ def make_classifier(
     model: Model | None = None,
     head: str | Path | None = None,
     examples: tuple[Sequence[str], Sequence[str]] | None = None,
-    embedder: Any = "minilm-int8",
+    embedder: str | Embedder = "minilm-int8",
     instruction: str = "Classify the text.",
     template: str | None = None,
     k: int = 4,
