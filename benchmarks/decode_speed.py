@@ -60,8 +60,8 @@ def main() -> None:
     llm = llama_cpp.Llama(
         model_path=str(model.path),
         n_ctx=2048,
-        n_threads=model.backend._llm.n_threads,  # type: ignore[attr-defined]
-        n_threads_batch=model.backend._llm.n_threads,  # type: ignore[attr-defined]
+        n_threads=model.backend.n_threads,  # type: ignore[attr-defined]
+        n_threads_batch=model.backend.n_threads,  # type: ignore[attr-defined]
         verbose=False,
     )
     ours, own, hl = [], [], []
@@ -79,7 +79,7 @@ def main() -> None:
     m_ours, m_own, m_hl = (statistics.median(x) for x in (ours, own, hl))
     print(
         f"\nmodel {model.id}, {platform.processor() or platform.machine()}, "
-        f"threads {model.backend._llm.n_threads}"
+        f"threads {model.backend.n_threads}"
     )  # type: ignore[attr-defined]
     print(f"median slmkit                   {m_ours:6.1f} tok/s")
     print(f"median llama.cpp own eval rate  {m_own:6.1f} tok/s  slmkit/own = {m_ours / m_own:.3f}")

@@ -14,7 +14,7 @@ from slmkit.catalog.entries import ModelEntry, PyPISource, WheelMember
 from slmkit.catalog.store import Store
 from slmkit.settings import Settings
 
-REAL_FIXTURES = {"real_store", "smollm", "smollm_path", "wheelhouse", "offline_pip", "int8"}
+REAL_FIXTURES = {"real_store", "smollm", "smollm_path", "int8"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -87,10 +87,13 @@ def make_wheel(dest: Path, package: str, version: str, files: dict[str, bytes]) 
 
 
 @pytest.fixture(scope="session")
-def wheelhouse(tmp_path_factory: pytest.TempPathFactory, smollm_path: Path) -> dict[str, object]:
-    """The default model split into two part-package wheels in a local index folder."""
+def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """A 3 MB file split into two part-package wheels in a local index folder (what a
+    pull does with them does not depend on the bytes being a model)."""
+    import numpy as np
+
     dest = tmp_path_factory.mktemp("wheelhouse")
-    data = smollm_path.read_bytes()
+    data = np.random.default_rng(0).bytes(3_000_001)
     half = len(data) // 2
     for i, chunk in enumerate((data[:half], data[half:]), 1):
         make_wheel(dest, f"slmkit-test-part{i}", "1.0", {f"slmkit_test_part{i}/data/p.bin": chunk})

@@ -96,7 +96,7 @@ def test_an_emit_that_raises_cancels_only_its_request(fake_model: slmkit.Model) 
         deadline = time.monotonic() + 5
         while engine.running and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert engine.running == 0 and engine._thread.is_alive()
+        assert engine.running == 0 and engine.alive
     finally:
         engine.close()
 

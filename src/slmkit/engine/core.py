@@ -132,6 +132,11 @@ class Engine:
         return len(self.scheduler.running)
 
     @property
+    def alive(self) -> bool:
+        """Whether the engine thread runs (it stops only at close())."""
+        return self._thread.is_alive()
+
+    @property
     def reused_tokens(self) -> int:
         return self.scheduler.reused_tokens
 

@@ -86,6 +86,11 @@ class LlamaCppBackend(Backend):
     def n_ctx(self) -> int:
         return int(self._llm.n_ctx())
 
+    @property
+    def n_threads(self) -> int:
+        """Threads llama.cpp decodes with."""
+        return int(self._llm.n_threads)
+
     def chat_template(self) -> str | None:
         tpl = self._llm.metadata.get("tokenizer.chat_template")
         return str(tpl) if tpl else None
