@@ -109,6 +109,8 @@ class FakeRunner(BatchRunner):
         return self._rows[:n]
 
     def new_sampler(self, options: GenerationOptions) -> Any:
+        if options.grammar == "reject":
+            raise RuntimeFailure("the fake rejects this grammar")
         return np.random.default_rng(options.seed) if options.temperature > 0 else None
 
     def free_sampler(self, sampler: Any) -> None:

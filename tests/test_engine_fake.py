@@ -159,3 +159,14 @@ def test_single_and_batched_scoring_agree_on_a_runner() -> None:
     assert [r.logprob for r in one] == pytest.approx([r.logprob for r in many])
     assert [r.is_greedy for r in many] == [True, False, False]
     assert many[0].logprob > many[1].logprob > many[2].logprob - 100
+
+
+def test_a_sampler_that_cannot_be_built_fails_only_its_request(fake_model: slmkit.Model) -> None:
+    engine = Engine(fake_model.backend, n_seq=2, n_ctx=2048)
+    try:
+        bad = engine.generate(prompt(fake_model, "a"), make_options(grammar="reject"), 10)
+        assert [c.finish_reason for c in bad] == ["error"]
+        good = engine.generate(prompt(fake_model, "b"), make_options(temperature=0), 10)
+        assert text(good) == "You said: b (café)" and engine.running == 0
+    finally:
+        engine.close()

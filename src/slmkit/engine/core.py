@@ -39,6 +39,7 @@ class _Active:
     emit: Emit
     out: SequenceOutput
     sampler: Any = None
+    ended: bool = False  # the final chunk was emitted
 
 
 class Handle:
@@ -169,7 +170,7 @@ class Engine:
         for req, reason in plan.finished:
             self._end(req, reason)
         for req in plan.admitted:
-            req.state.sampler = self.runner.new_sampler(req.state.options)
+            self._start(req)
         if not plan.entries:
             return
         try:
@@ -186,13 +187,25 @@ class Engine:
         self.batch_sizes[len(plan.outputs)] += 1
         if self.on_step is not None:
             self.on_step(len(plan.outputs))
-        results = [(req, *self._sample(req, idx)) for req, idx in plan.outputs]
+        results = [
+            (req, *self._sample(req, idx)) for req, idx in plan.outputs if not req.state.ended
+        ]
         with self._cv:
             forget = self.scheduler.update_from_output(results)
         self._forget(forget)
         for req, _, done in results:
             if done is not None:
                 self._end(req, done)
+
+    def _start(self, req: Request) -> None:
+        """Give an admitted request its sampler; one that cannot be built (a grammar
+        llama.cpp rejects) fails that request alone."""
+        try:
+            req.state.sampler = self.runner.new_sampler(req.state.options)
+        except Exception:
+            log.exception("could not build a sampler; failing that request")
+            self._end(req, "error")
+            req.cancelled = True  # the scheduler frees its slot at the next step
 
     def _sample(self, req: Request, idx: int) -> tuple[int, FinishReason | None]:
         st: _Active = req.state
@@ -216,6 +229,9 @@ class Engine:
 
     def _end(self, req: Request, reason: FinishReason) -> None:
         st: _Active = req.state
+        if st.ended:
+            return
+        st.ended = True
         if st.sampler is not None:
             self.runner.free_sampler(st.sampler)
             st.sampler = None
