@@ -32,8 +32,8 @@ def main() -> None:
     model = slmkit.load(args.model, n_ctx=4096)
     rules = " ".join(f"Rule {i}: be polite and precise." for i in range(args.system_words // 6))
     engines = {
-        "keep prefixes": Engine(model.backend, n_seq=4, n_ctx=4096),  # type: ignore[arg-type]
-        "no reuse": Engine(model.backend, n_seq=4, n_ctx=4096, keep_prefix=0),  # type: ignore[arg-type]
+        "keep prefixes": Engine(model.backend, n_seq=4, n_ctx=4096),
+        "no reuse": Engine(model.backend, n_seq=4, n_ctx=4096, keep_prefix=0),
     }
     opts = make_options(temperature=0, max_tokens=16)
     ttft: dict[str, list[float]] = {k: [] for k in engines}

@@ -116,3 +116,5 @@ def asset_dir(store: Store, asset: Asset, *, pull: bool = False) -> Path:
 
 
 ASSETS = {a.name: a for a in (MINILM_FP32, MINILM_INT8)}
+# The embedder names that `slm embed --model` and `load_embedder` take.
+ASSET_ALIASES = {"minilm": MINILM_INT8, "minilm-int8": MINILM_INT8, "minilm-fp32": MINILM_FP32}

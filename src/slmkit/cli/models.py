@@ -62,11 +62,12 @@ def models(as_json: bool) -> None:
 @fail_cleanly
 def pull(model_id: str, force: bool) -> None:
     """Download a catalog model (or an embedder asset) into the store, verifying sha256."""
-    from slmkit.catalog.assets import ASSETS, asset_dir
+    from slmkit.catalog.assets import ASSET_ALIASES, ASSETS, asset_dir
 
     store = open_store()
-    if model_id in ASSETS:
-        click.echo(f"installed {model_id} at {asset_dir(store, ASSETS[model_id], pull=True)}")
+    asset = ASSETS.get(model_id) or ASSET_ALIASES.get(model_id)
+    if asset is not None:
+        click.echo(f"installed {model_id} at {asset_dir(store, asset, pull=True)}")
         return
     store.get(model_id)
     if store.path(model_id) is not None and not force:
