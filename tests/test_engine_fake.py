@@ -170,3 +170,23 @@ def test_a_sampler_that_cannot_be_built_fails_only_its_request(fake_model: slmki
         assert text(good) == "You said: b (café)" and engine.running == 0
     finally:
         engine.close()
+
+
+def test_a_step_that_raises_after_decoding_fails_its_requests_not_the_engine(
+    fake_model: slmkit.Model,
+) -> None:
+    calls: list[int] = []
+
+    def on_step(n: int) -> None:
+        calls.append(n)
+        if len(calls) == 1:
+            raise RuntimeError("a metrics bug")
+
+    engine = Engine(fake_model.backend, n_seq=2, n_ctx=2048, on_step=on_step)
+    try:
+        out = engine.generate(prompt(fake_model, "a"), make_options(temperature=0), 10)
+        assert [c.finish_reason for c in out] == ["error"]
+        out = engine.generate(prompt(fake_model, "b"), make_options(temperature=0), 10)
+        assert text(out) == "You said: b (café)" and engine.alive
+    finally:
+        engine.close()

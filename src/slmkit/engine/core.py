@@ -175,7 +175,8 @@ class Engine:
             return
         try:
             self.runner.decode(plan.entries)
-        except Exception:  # a failed decode fails its requests, not the server
+            results = self._sample_all(plan)
+        except Exception:  # a failed step fails its requests, not the server
             log.exception("engine step failed")
             with self._cv:
                 failed, forget = self.scheduler.fail_running()
@@ -183,19 +184,19 @@ class Engine:
             for req in failed:
                 self._end(req, "error")
             return
-        self.steps += 1
-        self.batch_sizes[len(plan.outputs)] += 1
-        if self.on_step is not None:
-            self.on_step(len(plan.outputs))
-        results = [
-            (req, *self._sample(req, idx)) for req, idx in plan.outputs if not req.state.ended
-        ]
         with self._cv:
             forget = self.scheduler.update_from_output(results)
         self._forget(forget)
         for req, _, done in results:
             if done is not None:
                 self._end(req, done)
+
+    def _sample_all(self, plan: Plan) -> list[tuple[Request, int, FinishReason | None]]:
+        self.steps += 1
+        self.batch_sizes[len(plan.outputs)] += 1
+        if self.on_step is not None:
+            self.on_step(len(plan.outputs))
+        return [(req, *self._sample(req, idx)) for req, idx in plan.outputs if not req.state.ended]
 
     def _start(self, req: Request) -> None:
         """Give an admitted request its sampler; one that cannot be built (a grammar
