@@ -241,3 +241,19 @@ def test_apps_share_no_state(provider: ModelProvider, fake_store: Store) -> None
         assert c.get("/v1/models").status_code == 401
     with TestClient(a) as c:
         assert c.get("/v1/models").status_code == 200
+
+
+def test_a_client_leaving_mid_stream_frees_its_slot(
+    client: TestClient, provider: ModelProvider
+) -> None:
+    import time
+
+    item = provider.get("fake-chat")
+    item.engine.runner.delay_s = 0.02  # type: ignore[attr-defined]  # slow enough to leave
+    body = {"model": "fake-chat", "messages": HI, "stream": True, "max_tokens": 200}
+    with client.stream("POST", "/v1/chat/completions", json=body) as r:
+        next(r.iter_lines())  # the first event, then the client goes away
+    deadline = time.monotonic() + 5
+    while item.engine.running and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert item.engine.running == 0

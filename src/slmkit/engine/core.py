@@ -80,7 +80,6 @@ class Engine:
             max_waiting=max_waiting,
             keep_prefix=keep_prefix,
         )
-        self.n_seq, self.n_ctx = n_seq, n_ctx
         self.on_step = on_step
         self.steps = 0
         self.batch_sizes: collections.Counter[int] = collections.Counter()
@@ -123,6 +122,11 @@ class Engine:
             handle.cancel()
             raise TimeoutError(f"generation did not finish within {timeout} s")
         return chunks
+
+    @property
+    def n_ctx(self) -> int:
+        """Cache cells shared by all sequences."""
+        return self.scheduler.n_ctx
 
     @property
     def queue_depth(self) -> int:

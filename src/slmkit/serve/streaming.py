@@ -103,10 +103,15 @@ async def sse(
             finals.append(head)
     live = [i for i, h in enumerate(first) if h.finish_reason is None]
     relay = _direct(streams[0]) if live == [0] else _merged(streams, live)
-    async for i, chunk in relay:
-        if chunk.finish_reason is not None:
-            finals.append(chunk)
-        yield _event(shape, i, chunk)
+    try:
+        async for i, chunk in relay:
+            if chunk.finish_reason is not None:
+                finals.append(chunk)
+            yield _event(shape, i, chunk)
+    finally:
+        await (
+            relay.aclose()
+        )  # at once, not at garbage collection: a client that left frees its slot
     for line in _tail(shape, finals):
         yield line
 
@@ -124,7 +129,7 @@ def _tail(shape: Shape, finals: list[Chunk]) -> Iterator[str]:
     yield "data: [DONE]\n\n"
 
 
-async def _direct(stream: AsyncGenerator[Chunk, None]) -> AsyncIterator[tuple[int, Chunk]]:
+async def _direct(stream: AsyncGenerator[Chunk, None]) -> AsyncGenerator[tuple[int, Chunk], None]:
     """The usual case, one choice: read its stream directly, no relay task."""
     try:
         async for c in stream:
@@ -135,7 +140,7 @@ async def _direct(stream: AsyncGenerator[Chunk, None]) -> AsyncIterator[tuple[in
 
 async def _merged(
     streams: list[AsyncGenerator[Chunk, None]], live: list[int]
-) -> AsyncIterator[tuple[int, Chunk]]:
+) -> AsyncGenerator[tuple[int, Chunk], None]:
     """n > 1 choices: one pump task per stream into one queue, in arrival order."""
     queue: asyncio.Queue[tuple[int, Chunk | None]] = asyncio.Queue()
 

@@ -7,7 +7,7 @@ from typing import Literal, Protocol
 
 import numpy as np
 
-from slmkit.catalog.assets import MINILM_FP32, MINILM_INT8, asset_dir
+from slmkit.catalog.assets import ASSET_ALIASES, MINILM_FP32, MINILM_INT8, asset_dir
 from slmkit.catalog.store import Store
 from slmkit.errors import BackendUnavailableError, InputError
 from slmkit.tasks.data import check_texts
@@ -141,9 +141,10 @@ def load_embedder(
     store = store or Store()
     if name.startswith("slm:"):
         return SlmEmbedder(name.removeprefix("slm:"), store)
-    if name in ("minilm", "minilm-int8"):
+    asset = ASSET_ALIASES.get(name)
+    if asset is MINILM_INT8:
         return OnnxMiniLM(store, pull=pull)
-    if name == "minilm-fp32":
+    if asset is MINILM_FP32:
         return TorchMiniLM(store, pull=pull)
     raise InputError(f"unknown embedder {name!r}: use minilm-int8, minilm-fp32 or slm:MODEL_ID")
 
