@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
     from slmkit.tasks.classify import Prediction
     from slmkit.tasks.summarize import SummaryResult
+    from slmkit.train import FinetuneResult
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -72,6 +73,7 @@ __all__ = [
     "classify",
     "embed",
     "extract",
+    "finetune",
     "generate_many",
     "load",
     "summarize",
@@ -126,6 +128,20 @@ def embed(texts: str | Sequence[str], *, model: str = "minilm-int8") -> np.ndarr
     from slmkit.tasks.embed import embed as _embed
 
     return _embed(texts, model=model)
+
+
+def finetune(
+    data: str, *, out: str, base: str = "all-minilm-l6-v2", **options: Any
+) -> FinetuneResult:
+    """Fine-tune an encoder classifier on a built-in task or a labelled JSONL/CSV and register
+    it in the store as `out` (options: the fields of slmkit.train.FinetuneConfig, plus
+    resume, force, max_minutes); `slm classify --model OUT` and `slmkit.tasks.finetuned` use it.
+    """
+    from slmkit.train import FinetuneConfig
+    from slmkit.train import finetune as _finetune
+
+    run = {k: options.pop(k) for k in ("resume", "force", "max_minutes") if k in options}
+    return _finetune(FinetuneConfig(data=data, out=out, base=base, **options), **run)
 
 
 def generate_many(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -78,6 +78,10 @@ class ModelEntry(_Frozen):
     default_system_prompt: str | None = Field(
         default=None, description="Sent when the caller gives no system message."
     )
-    kind: Literal["decoder", "encoder"] = "decoder"
+    kind: Literal["decoder", "encoder", "classifier"] = "decoder"
     description: str = ""
     imported: bool = False
+    labels: tuple[str, ...] = Field(default=(), description="A classifier's label names.")
+    lineage: dict[str, Any] | None = Field(
+        default=None, description="How a model made here was made: base, data, method, metrics."
+    )

@@ -76,6 +76,8 @@ class Store:
         known = {e.id for e in out}
         models = self.root / "models"
         for d in sorted(models.iterdir()) if models.is_dir() else []:
+            if d.name.startswith("."):  # a model being built, or one being replaced
+                continue
             m = self.manifest(d.name)
             if m and d.name not in known and m.get("entry"):
                 out.append(ModelEntry.model_validate(m["entry"]))
@@ -206,6 +208,54 @@ class Store:
         self._write_manifest(entry, digest.hexdigest(), size, origin)
         return entry
 
+    def check_new_id(self, model_id: str, *, force: bool = False) -> None:
+        """Raise InputError unless model_id can name a new model made here."""
+        if not _ID_RE.match(model_id):
+            raise InputError(f"invalid model id {model_id!r}: use a-z, 0-9, '.', '_', '-'")
+        if any(e.id == model_id for e in BUILTIN):
+            raise InputError(f"{model_id!r} is a catalog model; choose another id")
+        if not force and self.model_dir(model_id).exists():
+            raise InputError(f"model {model_id!r} already exists (remove it or pass --force)")
+
+    def staging_dir(self, model_id: str) -> Path:
+        """A fresh folder inside the store where a model is built before `register_dir`."""
+        parent = self.root / "models"
+        parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f".staging-{model_id}-", dir=parent))
+
+    def register_dir(self, entry: ModelEntry, folder: Path, *, force: bool = False) -> Path:
+        """Make a finished model folder (from `staging_dir`) an installed model, in one rename.
+
+        The manifest is written inside the folder first, so the model is either absent or
+        complete; a model of the same id is replaced only with `force`.
+        """
+        self.check_new_id(entry.id, force=force)
+        main = folder / entry.filename
+        if not main.is_file():
+            raise InputError(f"{folder} has no {entry.filename}")
+        data = {
+            "id": entry.id,
+            "filename": entry.filename,
+            "sha256": _file_sha256(main),
+            "size_bytes": main.stat().st_size,
+            "source": "made here",
+            "installed_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "entry": entry.model_dump(mode="json"),
+        }
+        with atomic_writer(folder / MANIFEST) as f:
+            f.write(json.dumps(data, indent=2).encode())
+        final = self.model_dir(entry.id)
+        old = None
+        if final.exists():
+            old = final.with_name(f".old-{entry.id}-{os.getpid()}")
+            final.rename(old)
+        folder.rename(final)
+        if old is not None:
+            import shutil
+
+            shutil.rmtree(old, ignore_errors=True)
+        return final
+
     def remove(self, model_id: str) -> bool:
         """Delete an installed model's folder; return whether anything was removed."""
         import shutil
@@ -215,6 +265,14 @@ class Store:
             return False
         shutil.rmtree(d)
         return True
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _slug(stem: str) -> str:

@@ -7,6 +7,8 @@ import contextlib
 import functools
 import resource
 import sys
+import types
+import typing
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -16,6 +18,8 @@ import click
 from slmkit.errors import InputError, SlmkitError
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+
     from slmkit.catalog.store import Store
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -154,3 +158,52 @@ def read_text(path: Path) -> str:
         raise InputError(f"cannot read {path}: {e.strerror}") from e
     except UnicodeDecodeError as e:
         raise InputError(f"{path} is not UTF-8 text") from e
+
+
+def _click_type(annotation: Any) -> tuple[Any, bool, bool]:
+    """(click type, multiple, is_flag) for a pydantic field's annotation."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType) and len(args) == 1:
+        return _click_type(args[0])
+    if origin is tuple:
+        return args[0], True, False
+    if origin is typing.Literal:
+        return click.Choice([str(a) for a in args]), False, False
+    if annotation is bool:
+        return bool, False, True
+    if annotation is Path:
+        return click.Path(dir_okay=False, path_type=Path), False, False
+    return annotation, False, False
+
+
+def field_options(
+    model: type[BaseModel], *, skip: tuple[str, ...] = (), env_prefix: str | None = None
+) -> Callable[[F], F]:
+    """One option per field of a pydantic model, defaulting to None (= not given), so a
+    command's flags and the model it fills always agree."""
+
+    def deco(fn: F) -> F:
+        for name, field in reversed(model.model_fields.items()):
+            if name in skip:
+                continue
+            extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+            flag = "--" + str(extra.get("flag", name.replace("_", "-")))
+            kind, multiple, is_flag = _click_type(field.annotation)
+            env = f"env {env_prefix}{name.upper()}" if env_prefix else ""
+            default = (
+                "required"
+                if field.is_required()
+                else ("" if field.default in (None, ()) else f"default {field.default}")
+            )
+            notes = "; ".join(x for x in (env, default) if x)
+            help_ = f"{field.description or ''} [{notes}]" if notes else field.description
+            if is_flag:
+                fn = click.option(flag, name, is_flag=True, default=None, help=help_)(fn)
+            else:
+                fn = click.option(
+                    flag, name, type=kind, multiple=multiple, default=None, help=help_
+                )(fn)
+        return fn
+
+    return deco

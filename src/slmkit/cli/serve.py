@@ -5,50 +5,19 @@ from __future__ import annotations
 
 import json
 import logging
-import types
-import typing
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import click
 
-from slmkit.cli.base import F, cli, fail_cleanly
+from slmkit.cli.base import F, cli, fail_cleanly, field_options
 from slmkit.errors import InvalidOptionsError
 from slmkit.settings import ServerSettings
 
 
-def _click_type(annotation: Any) -> tuple[Any, bool, bool]:
-    """(click type, multiple, is_flag) for a settings field's annotation."""
-    args = [a for a in typing.get_args(annotation) if a is not type(None)]
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType) and len(args) == 1:
-        return _click_type(args[0])
-    if origin is tuple:
-        return args[0], True, False
-    if annotation is bool:
-        return bool, False, True
-    if annotation is Path:
-        return click.Path(dir_okay=False, path_type=Path), False, False
-    return annotation, False, False
-
-
 def settings_options(fn: F) -> F:
     """One option per ServerSettings field, defaulting to None (= not given)."""
-    for name, field in reversed(ServerSettings.model_fields.items()):
-        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
-        flag = "--" + str(extra.get("flag", name.replace("_", "-")))
-        kind, multiple, is_flag = _click_type(field.annotation)
-        env = f"SLMKIT_SERVE_{name.upper()}"
-        default = "" if field.default in (None, ()) else f"; default {field.default}"
-        help_ = f"{field.description} [env {env}{default}]"
-        if is_flag:
-            fn = click.option(flag, name, is_flag=True, default=None, help=help_)(fn)
-        else:
-            fn = click.option(flag, name, type=kind, multiple=multiple, default=None, help=help_)(
-                fn
-            )
-    return fn
+    return field_options(ServerSettings, env_prefix="SLMKIT_SERVE_")(fn)
 
 
 def settings_from(given: dict[str, Any]) -> ServerSettings:

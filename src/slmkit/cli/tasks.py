@@ -9,7 +9,15 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from slmkit.cli.base import cli, fail_cleanly, file_opts, inputs, item_progress, read_text
+from slmkit.cli.base import (
+    cli,
+    fail_cleanly,
+    file_opts,
+    inputs,
+    item_progress,
+    open_store,
+    read_text,
+)
 from slmkit.errors import InputError
 
 if TYPE_CHECKING:
@@ -21,12 +29,19 @@ if TYPE_CHECKING:
 @file_opts
 @click.option(
     "--method",
-    type=click.Choice(["zeroshot", "zeroshot-uncalibrated", "fewshot", "head"]),
+    type=click.Choice(["zeroshot", "zeroshot-uncalibrated", "fewshot", "head", "finetuned"]),
     default="zeroshot",
     show_default=True,
+    help="A --model made by `slm finetune` is used as it is, whatever the method.",
 )
 @click.option("--labels", help="Comma-separated labels (zero-/few-shot).")
-@click.option("--model", "model_id", default="smollm2-135m-instruct", show_default=True)
+@click.option(
+    "--model",
+    "model_id",
+    default="smollm2-135m-instruct",
+    show_default=True,
+    help="A language model (zero-/few-shot) or a classifier from `slm finetune`.",
+)
 @click.option(
     "--head",
     "head_path",
@@ -80,7 +95,13 @@ def _classifier(
     template: str | None = None,
 ) -> Classifier:
     from slmkit.tasks.classify import make_classifier
+    from slmkit.tasks.finetuned import classifier_entry, load_classifier
 
+    if method == "finetuned" or classifier_entry(model_id, open_store()):
+        fine = load_classifier(model_id)
+        if labels:
+            fine.check_labels([x.strip() for x in labels.split(",")])
+        return fine
     if method == "head":
         if head_path is None:
             raise InputError("method head needs --head PATH (from `slm train-classifier`)")

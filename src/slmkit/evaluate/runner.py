@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from slmkit.catalog.store import Store
 from slmkit.errors import InputError
 from slmkit.evaluate import (
     SMS_SCHEMA,
@@ -106,7 +107,10 @@ def _eval_classify(
 ) -> dict[str, Any]:
     from slmkit.tasks.classify import METHODS, HeadClassifier, make_classifier
     from slmkit.tasks.embed import load_embedder
+    from slmkit.tasks.finetuned import classifier_entry
 
+    if model_id and classifier_entry(model_id, Store()):
+        return _eval_finetuned(spec, model_id, limit, progress)
     if method not in METHODS:
         raise InputError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     texts, gold = spec.load("test", limit)
@@ -136,6 +140,23 @@ def _eval_classify(
         )
         out["model"] = model.id
         preds = timer.run(clf.predict, texts, 16, progress)
+    out.update(classification_metrics(gold, [p.label for p in preds], spec.labels))
+    out.update(timer.report(len(texts)))
+    return out
+
+
+def _eval_finetuned(
+    spec: ClassificationTask, model_id: str, limit: int | None, progress: Progress | None
+) -> dict[str, Any]:
+    """A classifier made by `slm finetune`: its labels must be the task's."""
+    from slmkit.tasks.finetuned import load_classifier
+
+    clf = load_classifier(model_id)
+    clf.check_labels(spec.labels)
+    texts, gold = spec.load("test", limit)
+    out: dict[str, Any] = {"method": "finetuned", "model": model_id, "n": len(texts)}
+    timer = Timer()
+    preds = timer.run(clf.predict, texts, 64, progress)
     out.update(classification_metrics(gold, [p.label for p in preds], spec.labels))
     out.update(timer.report(len(texts)))
     return out

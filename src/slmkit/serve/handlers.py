@@ -89,10 +89,18 @@ def embed(provider: ModelProvider, model_id: str, texts: list[str]) -> list[list
 def classify(
     provider: ModelProvider, settings: ServerSettings, body: ClassifyRequest, texts: list[str]
 ) -> list[Prediction]:
-    """Zero-shot classification; the classifier is calibrated once per label set and kept."""
-    item = provider.get(body.model)
+    """A fine-tuned classifier's predictions, or zero-shot classification (calibrated once per
+    label set and kept)."""
     if settings.log_prompts:
         log.info("classify %s labels=%s texts=%r", body.model, body.labels, texts)
+    fine = provider.classifier(body.model)
+    if fine is not None:
+        if body.labels:
+            fine.check_labels(body.labels)
+        return fine.predict(texts)
+    if not body.labels:
+        raise InputError(f"{body.model} is a language model: zero-shot needs labels")
+    item = provider.get(body.model)
     key = (tuple(body.labels), body.instruction, body.calibrate)
     with item.task_lock:
         clf: Classifier | None = item.classifiers.get(key)

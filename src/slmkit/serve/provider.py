@@ -17,6 +17,7 @@ from slmkit.loading import load
 from slmkit.model import Model
 from slmkit.settings import ServerSettings
 from slmkit.tasks.embed import Embedder
+from slmkit.tasks.finetuned import EncoderClassifier
 
 __all__ = ["Loaded", "ModelProvider", "OverBudgetError"]
 
@@ -67,6 +68,7 @@ class ModelProvider:
         self._loaded: dict[str, Loaded] = {}
         self._lock = threading.Lock()
         self._embedder: Embedder | None = None
+        self._classifiers: dict[str, EncoderClassifier] = {}
         # ids unloaded for the budget, oldest first (the last 100)
         self.evicted: collections.deque[str] = collections.deque(maxlen=100)
 
@@ -169,6 +171,20 @@ class ModelProvider:
     def _observe_step(self, n: int) -> None:
         if self.on_step is not None:
             self.on_step(n)
+
+    def classifier(self, model_id: str) -> EncoderClassifier | None:
+        """The fine-tuned classifier of that id (loaded once), or None for other models."""
+        from slmkit.tasks.finetuned import classifier_entry, load_classifier
+
+        with self._lock:
+            if model_id in self._classifiers:
+                return self._classifiers[model_id]
+            if classifier_entry(model_id, self.store) is None:
+                return None
+            if self.allowed and model_id not in self.allowed:
+                raise ModelNotFoundError(f"model {model_id!r} is not served here")
+            clf = self._classifiers[model_id] = load_classifier(model_id, self.store)
+            return clf
 
     def embedder(self) -> Embedder:
         from slmkit.tasks.embed import load_embedder

@@ -69,11 +69,12 @@ class EmbeddingRequest(_Body):
 
 
 class ClassifyRequest(_Body):
-    """Zero-shot classification of one text or many into the given labels."""
+    """Classification of one text or many: zero-shot into the given labels on a language
+    model, or by a fine-tuned classifier (labels optional; if given, they must be its own)."""
 
     model: str
     input: str | list[str]
-    labels: list[str] = Field(min_length=2, max_length=100)
+    labels: list[str] | None = Field(default=None, min_length=2, max_length=100)
     instruction: str = Field(default="Classify the text.", min_length=1, max_length=2000)
     calibrate: bool = True
 

@@ -1,0 +1,84 @@
+"""`slm finetune`: its options are generated from FinetuneConfig's fields (torch is imported
+only when a run starts)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import click
+
+from slmkit.cli.base import cli, fail_cleanly, field_options
+from slmkit.errors import InvalidOptionsError
+from slmkit.train import FinetuneConfig, Progress
+
+
+@contextlib.contextmanager
+def train_progress() -> Iterator[tuple[Callable[[Progress], None], Callable[[int], None]]]:
+    """A training bar (step, loss, rows/s, held-out accuracy) and a teacher-labelling bar."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    from rich.progress import TimeRemainingColumn as Eta
+
+    console = Console(stderr=True)
+    cols = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), Eta())
+    with Progress(*cols, TextColumn("{task.fields[info]}"), console=console) as bar:
+        tasks: dict[str, Any] = {}
+
+        def step(p: Any) -> None:
+            if "train" not in tasks:
+                tasks["train"] = bar.add_task("train", total=p.total, completed=p.step, info="")
+            acc = "" if p.held_accuracy is None else f" held-out acc {p.held_accuracy:.4f}"
+            info = f"loss {p.loss:.4f} {p.rows_per_s:.0f} rows/s{acc}"
+            bar.update(tasks["train"], completed=p.step, info=info)
+
+        def label(n: int) -> None:
+            if "teacher" not in tasks:
+                tasks["teacher"] = bar.add_task("teacher labels", total=None, info="")
+            bar.advance(tasks["teacher"], n)
+
+        yield step, label
+
+
+@cli.command()
+@click.argument("data")
+@field_options(FinetuneConfig, skip=("data",))
+@click.option("--max-minutes", type=click.FloatRange(min=0.1), help="Stop training after this.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run of the same --out.")
+@click.option("--force", is_flag=True, help="Replace a model of the same id.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@fail_cleanly
+def finetune(
+    data: str, max_minutes: float | None, resume: bool, force: bool, as_json: bool, **given: Any
+) -> None:
+    """Fine-tune an encoder classifier on DATA (a built-in task or a labelled JSONL/CSV) and
+    register it as --out; `--teacher MODEL` distils from a larger local SLM."""
+    from pydantic import ValidationError
+
+    from slmkit.train import finetune as run
+    from slmkit.train import result_dict
+
+    try:
+        cfg = FinetuneConfig(data=data, **{k: v for k, v in given.items() if v is not None})
+    except ValidationError as e:
+        problems = "; ".join(f"--{x['loc'][0]}: {x['msg']}" for x in e.errors())
+        raise InvalidOptionsError(problems) from e
+    with train_progress() as (step, label):
+        res = run(
+            cfg,
+            resume=resume,
+            force=force,
+            max_minutes=max_minutes,
+            progress=step,
+            label_progress=label,
+        )
+    if as_json:
+        click.echo(json.dumps(result_dict(res)))
+        return
+    m = res.metrics
+    click.echo(f"registered {res.model_id} ({res.path})")
+    for key in ("held_accuracy", "test_accuracy", "steps", "stopped", "train_s", "rows_per_s"):
+        if m.get(key) is not None:
+            click.echo(f"  {key}: {m[key]}")

@@ -1,0 +1,316 @@
+"""`slmkit.finetune`: specialize an encoder classifier on labelled data (optionally distilled
+from a larger local SLM) and register it in the store with its lineage."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from slmkit.catalog.entries import LocalSource, ModelEntry
+from slmkit.catalog.store import Store
+from slmkit.errors import InputError, ModelFormatError
+from slmkit.train.data import TrainData, load_train_data
+from slmkit.train.loop import LoopConfig, LoopState, Progress, TrainLoop
+
+__all__ = ["FinetuneConfig", "FinetuneResult", "Progress", "finetune", "resolve_base"]
+
+ENCODER_ALIASES = ("all-minilm-l6-v2", "minilm", "minilm-fp32")
+
+
+class FinetuneConfig(BaseModel):
+    """Everything that decides a run's result (checked again on --resume)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    data: str
+    base: str = Field(default="all-minilm-l6-v2", description="Encoder to start from.")
+    out: str = Field(description="Id to register the result under.")
+    method: Literal["full", "lora"] = Field(default="full", description="All weights, or LoRA.")
+    teacher: str | None = Field(default=None, description="Local SLM to distil from.")
+    unlabeled: str | None = Field(default=None, description="Extra texts the teacher labels.")
+    alpha: float = Field(default=0.5, ge=0, le=1, description="Teacher weight in the target.")
+    epochs: float = Field(default=3.0, gt=0, description="Passes over the training rows.")
+    batch_size: int = Field(default=32, ge=1, description="Rows per step.")
+    lr: float | None = Field(default=None, gt=0, description="Default: 5e-5 full, 5e-4 LoRA.")
+    max_length: int = Field(default=128, ge=8, le=512, description="Tokens kept per text.")
+    holdout: float = Field(default=0.1, gt=0, lt=0.5, description="Share held out.")
+    eval_every: int = Field(default=200, ge=1, description="Steps between held-out evals.")
+    patience: int = Field(default=4, ge=1, description="Evals without gain before stopping.")
+    checkpoint_every: int = Field(default=200, ge=1, description="Steps between checkpoints.")
+    seed: int = Field(default=0, description="Seeds the split, the head and the batch order.")
+    limit: int | None = Field(default=None, ge=10, description="Train on this many rows.")
+    text_field: str = Field(default="text", description="Text column of a file.")
+    label_field: str = Field(default="label_text", description="Label column (or 'label').")
+
+    def loop(self, max_minutes: float | None) -> LoopConfig:
+        lr = self.lr or (5e-4 if self.method == "lora" else 5e-5)
+        return LoopConfig(
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=lr,
+            eval_every=self.eval_every,
+            patience=self.patience,
+            checkpoint_every=self.checkpoint_every,
+            max_minutes=max_minutes,
+            seed=self.seed,
+        )
+
+
+@dataclass
+class FinetuneResult:
+    model_id: str
+    path: Path
+    metrics: dict[str, Any]
+    lineage: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_base(base: str, store: Store) -> Path:
+    """The Hugging Face folder of an encoder base: MiniLM's asset, a fine-tuned classifier in
+    the store, or a local folder; a clear error for anything that is not an encoder."""
+    from slmkit.catalog.assets import MINILM_FP32, asset_dir
+    from slmkit.runtime.encoder import is_encoder, read_config
+
+    if base in ENCODER_ALIASES:
+        folder = asset_dir(store, MINILM_FP32)
+    elif Path(base).expanduser().is_dir():
+        folder = Path(base).expanduser()
+    else:
+        entry = store.get(base)
+        if entry.kind != "classifier" or entry.format != "safetensors":
+            raise InputError(
+                f"{base!r} is a {entry.kind} model ({entry.format}); encoder fine-tuning needs "
+                f"an encoder: {', '.join(ENCODER_ALIASES[:1])}, a fine-tuned classifier, or a "
+                "Hugging Face folder of a BERT-like model"
+            )
+        folder = store.require(base)[1].parent
+    config = read_config(folder)
+    if not is_encoder(config):
+        raise ModelFormatError(
+            f"{base}: model_type {config.get('model_type')!r} is not an encoder this method trains"
+        )
+    return folder
+
+
+def _data_sha(data: str) -> str | None:
+    p = Path(data)
+    if not p.is_file():
+        return None
+    return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+def _targets(
+    cfg: FinetuneConfig, data: TrainData, store: Store, label_progress: Callable[[int], Any] | None
+) -> tuple[list[str], np.ndarray]:
+    """Training texts and one target probability row each (gold, or gold mixed with teacher)."""
+    index = {c: i for i, c in enumerate(data.classes)}
+    gold = np.eye(len(data.classes), dtype=np.float32)[[index[y] for y in data.labels]]
+    texts = list(data.texts)
+    if cfg.teacher is None:
+        return texts, gold
+    from slmkit.tasks.data import check_texts, read_rows
+    from slmkit.train.distill import teacher_probs
+
+    extra = []
+    if cfg.unlabeled:
+        extra = check_texts([str(r[cfg.text_field]) for r in read_rows(cfg.unlabeled).rows])
+    probs = teacher_probs(
+        cfg.teacher,
+        texts + extra,
+        data.classes,
+        instruction=data.instruction,
+        store=store,
+        progress=label_progress,
+    )
+    mixed = cfg.alpha * probs[: len(texts)] + (1 - cfg.alpha) * gold
+    return texts + extra, np.concatenate([mixed, probs[len(texts) :]])
+
+
+def _check_resume(cfg: FinetuneConfig, run_dir: Path, resume: bool) -> None:
+    saved = run_dir / "run.json"
+    if resume:
+        if not saved.is_file():
+            raise InputError(f"nothing to resume for {cfg.out!r}: no run in {run_dir}")
+        before = json.loads(saved.read_text())
+        if before != cfg.model_dump(mode="json"):
+            changed = sorted(
+                k for k, v in cfg.model_dump(mode="json").items() if before.get(k) != v
+            )
+            raise InputError(f"--resume needs the same settings; changed: {', '.join(changed)}")
+        return
+    shutil.rmtree(run_dir, ignore_errors=True)
+    run_dir.mkdir(parents=True)
+    saved.write_text(json.dumps(cfg.model_dump(mode="json"), indent=2))
+
+
+def finetune(
+    cfg: FinetuneConfig,
+    *,
+    store: Store | None = None,
+    resume: bool = False,
+    force: bool = False,
+    max_minutes: float | None = None,
+    progress: Callable[[Progress], None] | None = None,
+    label_progress: Callable[[int], Any] | None = None,
+) -> FinetuneResult:
+    """Train, evaluate on the held-out rows (and the task's test split), register as cfg.out."""
+    from slmkit.runtime.encoder import import_torch
+
+    torch = import_torch()
+    store = store or Store()
+    t0 = time.perf_counter()
+    store.check_new_id(cfg.out, force=force)
+    base = resolve_base(cfg.base, store)
+    if cfg.teacher:
+        store.require(cfg.teacher)
+    data = load_train_data(
+        cfg.data,
+        text_field=cfg.text_field,
+        label_field=cfg.label_field,
+        holdout=cfg.holdout,
+        seed=cfg.seed,
+        limit=cfg.limit,
+    )
+    run_dir = store.root / "runs" / cfg.out
+    _check_resume(cfg, run_dir, resume)
+    torch.set_num_threads(store.settings.n_threads)
+    texts, targets = _targets(cfg, data, store, label_progress)
+    t_label = time.perf_counter() - t0
+    model, tokenizer, state = _train(
+        cfg, base, data, texts, targets, run_dir, resume, max_minutes, progress
+    )
+    metrics: dict[str, Any] = {
+        "train_rows": len(texts),
+        "held_out_rows": len(data.held_texts),
+        "held_accuracy": round(state.best, 4),
+        "steps": state.step,
+        "best_step": state.best_step,
+        "stopped": state.stopped,
+        "train_s": round(state.elapsed_s, 1),
+        "rows_per_s": round(state.step * cfg.batch_size / max(state.elapsed_s, 1e-9), 1),
+        "teacher_s": round(t_label, 1) if cfg.teacher else None,
+    }
+    if data.test is not None:
+        metrics.update(_test_metrics(model, tokenizer, data, cfg.max_length))
+    metrics["total_s"] = round(time.perf_counter() - t0, 1)
+    result = _register(cfg, store, model, tokenizer, base, data, metrics, force)
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return result
+
+
+def _train(
+    cfg: FinetuneConfig,
+    base: Path,
+    data: TrainData,
+    texts: list[str],
+    targets: np.ndarray,
+    run_dir: Path,
+    resume: bool,
+    max_minutes: float | None,
+    progress: Callable[[Progress], None] | None,
+) -> tuple[Any, Any, LoopState]:
+    """The model and tokenizer with their best weights, and how the loop ended."""
+    import torch
+
+    from slmkit.train.encoder import build_model, encode, predict_logits, soft_cross_entropy
+
+    tokenizer, model = build_model(base, data.classes, cfg.method, cfg.seed)
+    train_enc = encode(tokenizer, texts, cfg.max_length)
+    held_enc = encode(tokenizer, data.held_texts, cfg.max_length)
+    target_t = torch.from_numpy(targets)
+    held_gold = np.array([data.classes.index(y) for y in data.held_labels])
+
+    def loss_fn(m: Any, idx: np.ndarray) -> Any:
+        return soft_cross_entropy(m(**train_enc.batch(idx)).logits, target_t[idx])
+
+    def eval_fn(m: Any) -> float:
+        return float((predict_logits(m, held_enc).argmax(1) == held_gold).mean())
+
+    loop = TrainLoop(model, train_enc.lengths, loss_fn, eval_fn, cfg.loop(max_minutes), run_dir)
+    if resume:
+        loop.resume()
+    return model, tokenizer, loop.run(progress)
+
+
+def _test_metrics(model: Any, tokenizer: Any, data: TrainData, max_length: int) -> dict[str, Any]:
+    from slmkit.evaluate import classification_metrics
+    from slmkit.train.encoder import encode, predict_logits
+
+    assert data.test is not None
+    texts, gold = data.test
+    model.eval()
+    pred = predict_logits(model, encode(tokenizer, texts, max_length)).argmax(1)
+    m = classification_metrics(gold, [data.classes[i] for i in pred], data.classes)
+    return {f"test_{k}": v for k, v in m.items() if not isinstance(v, dict)} | {"test_n": len(gold)}
+
+
+def _register(
+    cfg: FinetuneConfig,
+    store: Store,
+    model: Any,
+    tokenizer: Any,
+    base: Path,
+    data: TrainData,
+    metrics: dict[str, Any],
+    force: bool,
+) -> FinetuneResult:
+    from slmkit.runtime.encoder import read_config
+    from slmkit.train.encoder import save_model
+
+    staging = store.staging_dir(cfg.out)
+    try:
+        save_model(model, tokenizer, staging, cfg.method)
+        config = read_config(staging)
+        lineage = {
+            "base": cfg.base,
+            "data": data.name,
+            "data_sha256": _data_sha(cfg.data),
+            "method": ("distill-" if cfg.teacher else "") + cfg.method,
+            "teacher": cfg.teacher,
+            "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "config": cfg.model_dump(mode="json"),
+            "metrics": metrics,
+        }
+        size = (staging / "model.safetensors").stat().st_size
+        entry = ModelEntry(
+            id=cfg.out,
+            family=str(config.get("model_type", "encoder")),
+            params=sum(p.numel() for p in model.parameters()),
+            context_length=int(config.get("max_position_embeddings", 512)),
+            license=_license(cfg.base),
+            format="safetensors",
+            quantization="f32",
+            backend="transformers",
+            chat_template="none",
+            filename="model.safetensors",
+            size_bytes=size,
+            sources=(LocalSource(path=str(store.model_dir(cfg.out))),),
+            kind="classifier",
+            labels=data.classes,
+            description=f"Fine-tuned from {cfg.base} on {Path(data.name).name} ({cfg.method}).",
+            imported=True,
+            lineage=lineage,
+        )
+        path = store.register_dir(entry, staging, force=force)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return FinetuneResult(cfg.out, path, metrics, lineage)
+
+
+def _license(base: str) -> str:
+    return "apache-2.0" if base in ENCODER_ALIASES else "see base model"
+
+
+def result_dict(res: FinetuneResult) -> dict[str, Any]:
+    out = asdict(res)
+    out["path"] = str(res.path)
+    return out
