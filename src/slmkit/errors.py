@@ -11,6 +11,8 @@ Errors of store operations (`pull`, `import`) that fit neither stay plain `Slmki
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class SlmkitError(Exception):
     """Base class for every error slmkit raises on purpose."""
@@ -54,6 +56,14 @@ class LabelError(InputError):
 
 class DataError(InputError):
     """An input data file could not be read as rows."""
+
+
+class GuardRefusedError(InputError):
+    """A compressed model lost more task accuracy than allowed; it was not registered."""
+
+    def __init__(self, message: str, report: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.report = report
 
 
 class SchemaError(InputError):

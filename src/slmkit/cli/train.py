@@ -82,3 +82,69 @@ def finetune(
     for key in ("held_accuracy", "test_accuracy", "steps", "stopped", "train_s", "rows_per_s"):
         if m.get(key) is not None:
             click.echo(f"  {key}: {m[key]}")
+
+
+@cli.command()
+@click.argument("model_id")
+@click.option(
+    "--type",
+    "qtype",
+    required=True,
+    help="GGUF: q8_0, q5_k_m, q4_k_m, f16, ...; classifier: int8 (ONNX), onnx, int8-torch.",
+)
+@click.option("--out", required=True, help="Id to register the result under.")
+@click.option("--guard", help="Task (built-in or file) measured on source and result.")
+@click.option(
+    "--max-drop",
+    type=click.FloatRange(min=0),
+    default=1.0,
+    show_default=True,
+    help="Largest score drop (points) the guard accepts.",
+)
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=200, show_default=True, help="Guard task items."
+)
+@click.option("--allow-requantize", is_flag=True, help="Quantize an already-quantized GGUF.")
+@click.option("--force", is_flag=True, help="Replace a model of the same id.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@fail_cleanly
+def quantize(model_id: str, qtype: str, out: str, as_json: bool, **kw: Any) -> None:
+    """Quantize MODEL_ID into a new store model; with --guard, refuse a result whose task
+    score drops more than --max-drop points (nothing is registered then)."""
+    from slmkit.compress import quantize as run
+    from slmkit.errors import GuardRefusedError
+
+    try:
+        with click.progressbar(length=1, label=f"quantize to {qtype}", file=None) as bar:
+            res = run(model_id, qtype.lower(), out, **kw)
+            bar.update(1)
+    except GuardRefusedError as e:
+        _show_report(e.report, as_json)
+        raise
+    _show_report(res.report, as_json)
+    if not as_json:
+        click.echo(f"registered {res.model_id} ({res.path})")
+
+
+def _show_report(report: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(report))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    rows = [
+        ("size MB", "size_bytes", 1e-6),
+        ("load s", "load_s", 1),
+        ("decode tokens/s", "decode_tokens_per_s", 1),
+        ("items/s", "items_per_s", 1),
+        ("peak RSS MB", "peak_rss_mb", 1),
+        (f"score ({report.get('guard') or 'no guard'})", "score", 1),
+    ]
+    table = Table("", "source", "result")
+    for name, key, scale in rows:
+        vals = [report[side].get(key) for side in ("source", "result")]
+        if all(v is None for v in vals):
+            continue
+        table.add_row(name, *("-" if v is None else f"{v * scale:.2f}" for v in vals))
+    Console().print(table)

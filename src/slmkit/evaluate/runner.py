@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from slmkit.catalog.store import Store
 from slmkit.errors import InputError
@@ -21,6 +21,9 @@ from slmkit.evaluate import (
     sms_gold,
 )
 from slmkit.model import Model
+
+if TYPE_CHECKING:
+    from slmkit.tasks.finetuned import EncoderClassifier
 from slmkit.tasks.data import (
     ClassificationTask,
     DataError,
@@ -148,13 +151,21 @@ def _eval_classify(
 def _eval_finetuned(
     spec: ClassificationTask, model_id: str, limit: int | None, progress: Progress | None
 ) -> dict[str, Any]:
-    """A classifier made by `slm finetune`: its labels must be the task's."""
     from slmkit.tasks.finetuned import load_classifier
 
-    clf = load_classifier(model_id)
+    return eval_classifier(spec, load_classifier(model_id), limit, progress)
+
+
+def eval_classifier(
+    spec: ClassificationTask,
+    clf: EncoderClassifier,
+    limit: int | None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """A classifier made by `slm finetune` on a task's test split: its labels must be the task's."""
     clf.check_labels(spec.labels)
     texts, gold = spec.load("test", limit)
-    out: dict[str, Any] = {"method": "finetuned", "model": model_id, "n": len(texts)}
+    out: dict[str, Any] = {"method": "finetuned", "model": clf.name, "n": len(texts)}
     timer = Timer()
     preds = timer.run(clf.predict, texts, 64, progress)
     out.update(classification_metrics(gold, [p.label for p in preds], spec.labels))

@@ -28,6 +28,9 @@ ENCODER_TYPES = (
     "mpnet",
 )
 MAX_TOKENS = 256
+# config.json flag written by `slm quantize --type int8-torch`: Linear layers become dynamic int8
+# when the model loads (PyTorch cannot save dynamically quantized modules as safetensors).
+TORCH_INT8_KEY = "slmkit_dynamic_int8"
 
 
 def read_config(path: Path) -> dict[str, Any]:
@@ -84,7 +87,12 @@ class TorchEncoder:
         self.config = read_config(path)
         self.labels = label_names(self.config)
         self.tokenizer = AutoTokenizer.from_pretrained(str(path))
-        self.model = AutoModelForSequenceClassification.from_pretrained(str(path)).eval()
+        model = AutoModelForSequenceClassification.from_pretrained(str(path)).eval()
+        if self.config.get(TORCH_INT8_KEY):
+            model = torch.ao.quantization.quantize_dynamic(
+                model, {torch.nn.Linear}, dtype=torch.qint8
+            )
+        self.model = model
         self.batch_size = batch_size
 
     def logits(self, texts: Sequence[str]) -> np.ndarray:

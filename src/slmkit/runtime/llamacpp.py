@@ -21,7 +21,7 @@ from slmkit.runtime.base import Backend, BatchRunner, Chunk, LogLikelihood
 from slmkit.runtime.llamacpp_runner import LlamaRunner
 
 
-def _quiet_llama_logs(lc: Any) -> None:
+def quiet_llama_logs(lc: Any) -> None:
     """Silence llama.cpp's stderr chatter (load banners); errors surface as exceptions."""
 
     @lc.llama_log_callback
@@ -29,7 +29,7 @@ def _quiet_llama_logs(lc: Any) -> None:
         return None
 
     lc.llama_log_set(_noop, ctypes.c_void_p(0))
-    _quiet_llama_logs.keep = _noop  # type: ignore[attr-defined]  # keep callback alive
+    quiet_llama_logs.keep = _noop  # type: ignore[attr-defined]  # keep callback alive
 
 
 class LlamaCppBackend(Backend):
@@ -64,7 +64,7 @@ class LlamaCppBackend(Backend):
         from slmkit.catalog.gguf_info import check_magic
 
         check_magic(path)
-        _quiet_llama_logs(lc)
+        quiet_llama_logs(lc)
         try:
             llm = lc.Llama(
                 model_path=str(path),
