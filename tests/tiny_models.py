@@ -69,6 +69,9 @@ def tiny_encoder(folder: Path, kind: str = "bert", *, labels: tuple[str, ...] = 
         MobileBertConfig,
     )
 
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
     folder.mkdir(parents=True, exist_ok=True)
     texts = [r["text"] for r in sentiment_rows(400)]
     vocab = _tokenizer(folder, texts)

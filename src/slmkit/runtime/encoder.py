@@ -8,6 +8,7 @@ and return one row of logits per text. torch and transformers are imported only 
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -89,9 +90,14 @@ class TorchEncoder:
         self.tokenizer = AutoTokenizer.from_pretrained(str(path))
         model = AutoModelForSequenceClassification.from_pretrained(str(path)).eval()
         if self.config.get(TORCH_INT8_KEY):
-            model = torch.ao.quantization.quantize_dynamic(
-                model, {torch.nn.Linear}, dtype=torch.qint8
-            )
+            # Deprecated in favour of the separate torchao package, but still shipped and
+            # working in the pinned torch (its quantized tensors warn likewise); not worth
+            # another dependency for one call.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                model = torch.ao.quantization.quantize_dynamic(
+                    model, {torch.nn.Linear}, dtype=torch.qint8
+                )
         self.model = model
         self.batch_size = batch_size
 
