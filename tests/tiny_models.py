@@ -68,7 +68,6 @@ def tiny_encoder(folder: Path, kind: str = "bert", *, labels: tuple[str, ...] = 
         BertConfig,
         MobileBertConfig,
     )
-
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()

@@ -54,7 +54,10 @@ def measure_gguf(path: Path, task: str, limit: int) -> dict[str, Any]:
     t0 = time.perf_counter()
     model = load(path, n_ctx=2048)
     load_s = time.perf_counter() - t0
-    out = model.complete(DECODE_PROMPT, max_tokens=64, temperature=0.0)
+    if model.backend.chat_template() is not None:
+        out = model.chat(DECODE_PROMPT, max_tokens=64, temperature=0.0)
+    else:
+        out = model.complete(DECODE_PROMPT, max_tokens=64, temperature=0.0)
     model.close()
     res = evaluate(task, model=str(path), limit=limit, n_ctx=2048)
     return {
