@@ -19,11 +19,13 @@ def load(
     n_threads: int | None = None,
     pull: bool = False,
     store: Store | None = None,
+    backend: str | None = None,
 ) -> Model:
     """Load a model by catalog id or GGUF path and return a ready Model.
 
     Nothing is downloaded unless `pull=True` (offline by design): a catalog model that is
-    not installed raises ModelNotInstalledError naming the `slm pull` command.
+    not installed raises ModelNotInstalledError naming the `slm pull` command. `backend`
+    overrides the entry's (e.g. 'transformers' runs a GGUF in PyTorch, dequantized).
     """
     from slmkit.runtime import get_backend
 
@@ -31,10 +33,12 @@ def load(
     settings = store.settings
     entry, path = _resolve(model, store, pull)
     ctx = n_ctx or min(settings.n_ctx, entry.context_length)
-    backend = get_backend(entry.backend).load(
+    if backend and backend != entry.backend:
+        entry = entry.model_copy(update={"backend": backend})
+    loaded = get_backend(entry.backend).load(
         path, entry, n_ctx=ctx, n_threads=n_threads or settings.n_threads
     )
-    return Model(entry, backend, path)
+    return Model(entry, loaded, path)
 
 
 def _resolve(model: str | Path, store: Store, pull: bool) -> tuple[ModelEntry, Path]:

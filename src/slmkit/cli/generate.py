@@ -26,6 +26,12 @@ def generation_options(fn: F) -> F:
         click.option("--stop", multiple=True, help="Stop string (repeatable)."),
         click.option("--system", default=None, help='System prompt ("" for none).'),
         click.option("--n-ctx", type=int, default=None, help="Context window to load with."),
+        click.option(
+            "--backend",
+            type=click.Choice(["llamacpp", "transformers"]),
+            default=None,
+            help="Run on this backend (transformers: PyTorch, the GGUF dequantized to fp32).",
+        ),
     ]
     for opt in reversed(opts):
         fn = opt(fn)
@@ -66,7 +72,7 @@ def run(
     opts = _options(kw, overflow=overflow)
     if not prompt.strip():
         raise EmptyPromptError("the prompt is empty")
-    model = load(model_id, n_ctx=kw.get("n_ctx"), pull=False)
+    model = load(model_id, n_ctx=kw.get("n_ctx"), pull=False, backend=kw.get("backend"))
     if raw:
         chunks = model.stream(prompt, options=opts)
     else:
@@ -112,7 +118,7 @@ def chat(model_id: str, **kw: Any) -> None:
     from slmkit.loading import load
 
     opts = _options(kw, overflow="truncate")
-    model = load(model_id, n_ctx=kw.get("n_ctx"), pull=False)
+    model = load(model_id, n_ctx=kw.get("n_ctx"), pull=False, backend=kw.get("backend"))
     system: str | None = kw["system"]
     history: list[dict[str, str]] = []
     click.echo(

@@ -18,7 +18,10 @@ __all__ = [
     "register_backend",
 ]
 
-_BUILTIN = {"llamacpp": "slmkit.runtime.llamacpp:LlamaCppBackend"}
+_BUILTIN = {
+    "llamacpp": "slmkit.runtime.llamacpp:LlamaCppBackend",
+    "transformers": "slmkit.runtime.transformers:TransformersBackend",
+}
 # Backends registered in-process by an application (as `llm` plugins register models).
 _registered: dict[str, type[Backend]] = {}
 

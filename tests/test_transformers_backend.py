@@ -1,0 +1,66 @@
+"""The transformers backend against llama.cpp on the same SmolLM2 file: the GGUF dequantized to
+fp32 in PyTorch must give the same greedy text and nearly the same log-probabilities (llama.cpp
+multiplies Q4_1 weights by 8-bit-quantized activations, PyTorch by fp32 ones)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+import slmkit
+from slmkit.catalog.store import Store
+from slmkit.errors import InvalidOptionsError
+
+PROMPTS = ["Write a haiku about the sea.", "List three uses of Python.", "Explain what a CPU does."]
+# Per-token log-probability gap allowed between the backends; measured up to 0.15 nats.
+LOGPROB_TOL = 0.25
+
+
+@pytest.fixture(scope="module")
+def torch_smollm(real_store: Store) -> Iterator[slmkit.Model]:
+    real_store.pull(slmkit.DEFAULT_MODEL)
+    model = slmkit.load(slmkit.DEFAULT_MODEL, store=real_store, backend="transformers")
+    yield model
+    model.close()
+
+
+@pytest.mark.parametrize("prompt", PROMPTS)
+def test_greedy_text_matches_llamacpp_for_16_tokens(
+    smollm: slmkit.Model, torch_smollm: slmkit.Model, prompt: str
+) -> None:
+    a = smollm.chat(prompt, max_tokens=16, temperature=0)
+    b = torch_smollm.chat(prompt, max_tokens=16, temperature=0)
+    assert b.stats.completion_tokens == a.stats.completion_tokens == 16
+    assert b.text == a.text
+
+
+def test_log_probabilities_agree_within_tolerance(
+    smollm: slmkit.Model, torch_smollm: slmkit.Model
+) -> None:
+    ctx = "The capital of France is"
+    for cont in (" Paris", " London", " a city", " the"):
+        a, b = smollm.loglikelihood(ctx, cont), torch_smollm.loglikelihood(ctx, cont)
+        assert a.n_tokens == b.n_tokens
+        for x, y in zip(a.token_logprobs, b.token_logprobs, strict=True):
+            assert abs(x - y) < LOGPROB_TOL, (cont, x, y)
+        assert a.is_greedy == b.is_greedy
+
+
+def test_sampling_is_seeded_and_grammar_is_refused(torch_smollm: slmkit.Model) -> None:
+    one = torch_smollm.chat("Name a colour.", max_tokens=8, temperature=1.0, seed=7).text
+    two = torch_smollm.chat("Name a colour.", max_tokens=8, temperature=1.0, seed=7).text
+    assert one == two and one
+    with pytest.raises(InvalidOptionsError, match="llamacpp"):
+        torch_smollm.chat("x", max_tokens=4, grammar='root ::= "a"')
+
+
+def test_slm_run_with_the_transformers_backend(smollm_path: object) -> None:
+    from click.testing import CliRunner
+
+    from slmkit.cli import cli
+
+    args = ["run", slmkit.DEFAULT_MODEL, "What is the capital of France?", "--temperature", "0"]
+    r = CliRunner().invoke(cli, [*args, "--max-tokens", "12", "--backend", "transformers"])
+    assert r.exit_code == 0, r.output
+    assert "Paris" in r.stdout
