@@ -43,6 +43,8 @@ def test_importing_the_package_yields_every_command() -> None:
         "embed",
         "eval",
         "serve",
+        "finetune",
+        "quantize",
     }
 
 

@@ -20,7 +20,10 @@ from slmkit.train import FinetuneConfig, finetune
 from slmkit.train.loop import Progress, bucket_batches
 from tests.tiny_models import sentiment_rows, tiny_encoder, write_jsonl
 
-FAST = dict(epochs=4, lr=3e-3, batch_size=16, eval_every=10, checkpoint_every=10)
+# A random tiny encoder must learn its embeddings too (the default freezes them, for real bases).
+FAST = dict(
+    epochs=4, lr=3e-3, batch_size=16, eval_every=10, checkpoint_every=10, freeze_embeddings=False
+)
 
 
 @pytest.fixture(scope="module")
@@ -237,7 +240,8 @@ def test_cli_finetune_classify_and_eval(
     r = CliRunner().invoke(
         cli,
         ["finetune", str(data), "--base", str(tiny_bert), "--out", "cli-ft", "--epochs", "4"]
-        + ["--lr", "3e-3", "--batch-size", "16", "--eval-every", "10", "--json"],
+        + ["--lr", "3e-3", "--batch-size", "16", "--eval-every", "10", "--no-freeze-embeddings"]
+        + ["--json"],
     )
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout.strip().splitlines()[-1])

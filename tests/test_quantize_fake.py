@@ -26,7 +26,13 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Store, Path]:
     test = write_jsonl(root / "test.jsonl", sentiment_rows(80, seed=7))  # type: ignore[arg-type]
     base = tiny_encoder(root / "bert")
     cfg = FinetuneConfig(
-        data=str(data), base=str(base), out="tiny", epochs=4, lr=3e-3, batch_size=16
+        data=str(data),
+        base=str(base),
+        out="tiny",
+        epochs=4,
+        lr=3e-3,
+        batch_size=16,
+        freeze_embeddings=False,
     )
     finetune(cfg, store=store)
     return store, test

@@ -199,7 +199,8 @@ def field_options(
             notes = "; ".join(x for x in (env, default) if x)
             help_ = f"{field.description or ''} [{notes}]" if notes else field.description
             if is_flag:
-                fn = click.option(flag, name, is_flag=True, default=None, help=help_)(fn)
+                both = f"{flag}/--no-{flag[2:]}" if field.default is True else flag
+                fn = click.option(both, name, is_flag=True, default=None, help=help_)(fn)
             else:
                 fn = click.option(
                     flag, name, type=kind, multiple=multiple, default=None, help=help_
