@@ -140,6 +140,20 @@ def info(model_id: str, n_ctx: int | None, as_json: bool) -> None:
         click.echo(f"{key:22} {data[key]}")
     click.echo(f"{'sources':22} " + "; ".join(_source_text(s) for s in entry.sources))
     click.echo(f"{'ram estimate':22} {human(data['ram_estimate_bytes'])} at n_ctx={ctx}")
+    if entry.kind != "decoder":
+        click.echo(f"{'kind':22} {entry.kind}")
+    if entry.labels:
+        click.echo(f"{'labels':22} {', '.join(entry.labels)}")
+    if entry.lineage:
+        lin = entry.lineage
+        made = f"{lin.get('method')} from {lin.get('base')}"
+        if lin.get("data"):
+            made += f" on {lin['data']}"
+        click.echo(f"{'made':22} {made} ({lin.get('date')})")
+        metrics = lin.get("metrics") or {}
+        shown = {k: v for k, v in metrics.items() if k.endswith("accuracy") or k == "train_s"}
+        if shown:
+            click.echo(f"{'metrics':22} " + ", ".join(f"{k} {v}" for k, v in shown.items()))
 
 
 def _source_text(s: Any) -> str:
