@@ -111,13 +111,15 @@ def finetune(
 def quantize(model_id: str, qtype: str, out: str, as_json: bool, **kw: Any) -> None:
     """Quantize MODEL_ID into a new store model; with --guard, refuse a result whose task
     score drops more than --max-drop points (nothing is registered then)."""
+    from rich.console import Console
+
     from slmkit.compress import quantize as run
     from slmkit.errors import GuardRefusedError
 
+    what = f"quantizing {model_id} to {qtype}" + (f", guard {kw['guard']}" if kw["guard"] else "")
     try:
-        with click.progressbar(length=1, label=f"quantize to {qtype}", file=None) as bar:
+        with Console(stderr=True).status(what):
             res = run(model_id, qtype.lower(), out, **kw)
-            bar.update(1)
     except GuardRefusedError as e:
         _show_report(e.report, as_json)
         raise

@@ -41,7 +41,7 @@ class FinetuneConfig(BaseModel):
     alpha: float = Field(default=0.5, ge=0, le=1, description="Teacher weight in the target.")
     epochs: float = Field(default=3.0, gt=0, description="Passes over the training rows.")
     batch_size: int = Field(default=32, ge=1, description="Rows per step.")
-    lr: float | None = Field(default=None, gt=0, description="Default: 5e-5 full, 5e-4 LoRA.")
+    lr: float | None = Field(default=None, gt=0, description="Default: 1e-4 full, 5e-4 LoRA.")
     max_length: int = Field(default=128, ge=8, le=512, description="Tokens kept per text.")
     holdout: float = Field(default=0.1, gt=0, lt=0.5, description="Share held out.")
     eval_every: int = Field(default=200, ge=1, description="Steps between held-out evals.")
@@ -59,7 +59,7 @@ class FinetuneConfig(BaseModel):
     label_field: str = Field(default="label_text", description="Label column (or 'label').")
 
     def loop(self, max_minutes: float | None) -> LoopConfig:
-        lr = self.lr or (5e-4 if self.method == "lora" else 5e-5)
+        lr = self.lr or (5e-4 if self.method == "lora" else 1e-4)
         return LoopConfig(
             epochs=self.epochs,
             batch_size=self.batch_size,
