@@ -87,6 +87,8 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(
     with pytest.raises(KeyboardInterrupt):
         finetune(_cfg(data, tiny_bert), store=store, progress=kill_at_25)
     assert store.path("tiny-ft") is None  # nothing registered by a killed run
+    with pytest.raises(InputError, match="interrupted run .*--resume"):
+        finetune(_cfg(data, tiny_bert), store=store)  # its checkpoint is not thrown away
     with pytest.raises(InputError, match="already exists|same settings"):
         finetune(_cfg(data, tiny_bert, seed=5), store=store, resume=True)
     resumed = finetune(_cfg(data, tiny_bert), store=store, resume=True)

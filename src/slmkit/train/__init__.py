@@ -141,7 +141,7 @@ def _targets(
     return texts + extra, np.concatenate([mixed, probs[len(texts) :]])
 
 
-def _check_resume(cfg: FinetuneConfig, run_dir: Path, resume: bool) -> None:
+def _check_resume(cfg: FinetuneConfig, run_dir: Path, resume: bool, force: bool) -> None:
     saved = run_dir / "run.json"
     if resume:
         if not saved.is_file():
@@ -153,6 +153,11 @@ def _check_resume(cfg: FinetuneConfig, run_dir: Path, resume: bool) -> None:
             )
             raise InputError(f"--resume needs the same settings; changed: {', '.join(changed)}")
         return
+    if (run_dir / "state.pt").is_file() and not force:
+        raise InputError(
+            f"an interrupted run of {cfg.out!r} has a checkpoint in {run_dir}: pass --resume to "
+            "continue it, or --force to start over"
+        )
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
     saved.write_text(json.dumps(cfg.model_dump(mode="json"), indent=2))
@@ -187,7 +192,7 @@ def finetune(
         limit=cfg.limit,
     )
     run_dir = store.root / "runs" / cfg.out
-    _check_resume(cfg, run_dir, resume)
+    _check_resume(cfg, run_dir, resume, force)
     torch.set_num_threads(store.settings.n_threads)
     texts, targets = _targets(cfg, data, store, label_progress)
     t_label = time.perf_counter() - t0

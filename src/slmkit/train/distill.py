@@ -33,31 +33,36 @@ def teacher_probs(
     store: Store,
     progress: Callable[[int], None] | None = None,
 ) -> np.ndarray:
-    """(len(texts), len(labels)) probabilities in `labels` order from the teacher model."""
+    """(len(texts), len(labels)) probabilities in `labels` order from the teacher model,
+    which is loaded only if some chunk is not cached, and closed afterwards."""
     from slmkit.loading import load
     from slmkit.tasks.classify import make_classifier
 
     store.require(teacher)  # a clear error before anything else
     sha = (store.manifest(teacher) or {}).get("sha256", teacher)
     cache = store.root / "cache" / "teacher"
-    clf = None
+    model, clf = None, None
     parts = []
-    for start in range(0, len(texts), CHUNK):
-        chunk = list(texts[start : start + CHUNK])
-        path = cache / f"{_key(sha, labels, instruction, chunk)}.npy"
-        if path.is_file():
-            parts.append(np.load(path))
-        else:
-            if clf is None:
-                model = load(teacher, store=store, n_ctx=2048)
-                clf = make_classifier(
-                    "zeroshot", labels=labels, model=model, instruction=instruction
-                )
-            probs = np.array([[p.probs[lb] for lb in labels] for p in clf.predict(chunk)])
-            _save(path, probs)
+    try:
+        for start in range(0, len(texts), CHUNK):
+            chunk = list(texts[start : start + CHUNK])
+            path = cache / f"{_key(sha, labels, instruction, chunk)}.npy"
+            if path.is_file():
+                probs = np.load(path)
+            else:
+                if clf is None:
+                    model = load(teacher, store=store, n_ctx=2048)
+                    clf = make_classifier(
+                        "zeroshot", labels=labels, model=model, instruction=instruction
+                    )
+                probs = np.array([[p.probs[lb] for lb in labels] for p in clf.predict(chunk)])
+                _save(path, probs)
             parts.append(probs)
-        if progress:
-            progress(len(chunk))
+            if progress:
+                progress(len(chunk))
+    finally:
+        if model is not None:
+            model.close()
     return np.concatenate(parts).astype(np.float32)
 
 
