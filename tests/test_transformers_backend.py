@@ -5,6 +5,7 @@ multiplies Q4_1 weights by 8-bit-quantized activations, PyTorch by fp32 ones).""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -64,3 +65,28 @@ def test_slm_run_with_the_transformers_backend(smollm_path: object) -> None:
     r = CliRunner().invoke(cli, [*args, "--max-tokens", "12", "--backend", "transformers"])
     assert r.exit_code == 0, r.output
     assert "Paris" in r.stdout
+
+
+def test_export_back_to_gguf_gives_llama_cpp_the_same_weights(
+    torch_smollm: slmkit.Model, smollm_path: Path, tmp_path: Path
+) -> None:
+    """PyTorch weights -> F16 GGUF (our writer) equals llama.cpp's own F16 of the same file, and
+    llama.cpp runs it."""
+    import gguf
+    import numpy as np
+
+    from slmkit.compress.gguf_export import export_gguf
+    from slmkit.runtime.llamacpp_quantize import quantize_gguf
+
+    ours = export_gguf(torch_smollm.backend.model, smollm_path, tmp_path / "ours.gguf")  # type: ignore[attr-defined]
+    theirs = tmp_path / "theirs.gguf"
+    quantize_gguf(smollm_path, theirs, "f16", n_threads=2, allow_requantize=True)
+    a = {t.name: t for t in gguf.GGUFReader(str(ours)).tensors}
+    b = {t.name: t for t in gguf.GGUFReader(str(theirs)).tensors}
+    assert set(a) == set(b)
+    for name, t in b.items():
+        assert a[name].tensor_type == t.tensor_type, name
+        assert np.array_equal(np.asarray(a[name].data), np.asarray(t.data)), name
+    with slmkit.load(ours) as model:
+        assert model.backend.chat_template() == torch_smollm.backend.chat_template()
+        assert model.chat("Say hello.", max_tokens=8, temperature=0).text.strip()
