@@ -21,6 +21,7 @@ from slmkit.catalog.store import Store
 from slmkit.compress.encoder import compress_encoder
 from slmkit.compress.measure import measure_in_child
 from slmkit.evaluate import classification_metrics
+from slmkit.runtime.encoder import weights_file
 from slmkit.tasks.data import ClassificationTask, builtin_task
 from slmkit.tasks.finetuned import EncoderClassifier
 
@@ -58,8 +59,7 @@ def main() -> None:
         }
         sizes = {}
         for k, f in folders.items():
-            main = f / ("model.onnx" if (f / "model.onnx").is_file() else "model.safetensors")
-            sizes[k] = main.stat().st_size
+            sizes[k] = weights_file(f).stat().st_size
     base = statistics.median(rates["fp32-torch"])
     print(
         f"{args.model} on {args.task} test ({len(texts)} texts), {n_threads} threads, "

