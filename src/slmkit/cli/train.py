@@ -53,8 +53,13 @@ def train_progress() -> Iterator[tuple[Callable[[Progress], None], Callable[[int
 def finetune(
     data: str, max_minutes: float | None, resume: bool, force: bool, as_json: bool, **given: Any
 ) -> None:
-    """Fine-tune an encoder classifier on DATA (a built-in task or a labelled JSONL/CSV) and
-    register it as --out; `--teacher MODEL` distils from a larger local SLM."""
+    """Fine-tune on DATA and register the result as --out.
+
+    An encoder base (the default) becomes a classifier: DATA is a built-in classification task
+    or a labelled JSONL/CSV; `--teacher MODEL` distils from a larger local SLM. A chat GGUF
+    base (e.g. smollm2-135m-instruct) learns instruction/response rows (LoRA by default):
+    DATA is extract_sms or a JSONL/CSV with prompt and response columns; the result is an
+    F16 GGUF that `slm run`, `slm eval` and the server use."""
     from pydantic import ValidationError
 
     from slmkit.train import finetune as run
@@ -79,7 +84,8 @@ def finetune(
         return
     m = res.metrics
     click.echo(f"registered {res.model_id} ({res.path})")
-    for key in ("held_accuracy", "test_accuracy", "steps", "stopped", "train_s", "rows_per_s"):
+    keys = ("held_accuracy", "held_token_accuracy", "test_accuracy", "steps", "stopped")
+    for key in (*keys, "train_s", "rows_per_s"):
         if m.get(key) is not None:
             click.echo(f"  {key}: {m[key]}")
 

@@ -20,6 +20,14 @@ class Extraction:
     completion_tokens: int
 
 
+DEFAULT_INSTRUCTION = "Extract the fields described by the JSON schema from the text."
+
+
+def extraction_prompt(instruction: str, schema: dict[str, Any], text: str) -> str:
+    """The user message an extraction sends (fine-tuning for extraction trains on the same)."""
+    return f"{instruction}\nSchema: {json.dumps(schema)}\n\nText: {text}\n\nAnswer with JSON only."
+
+
 def schema_of(schema: dict[str, Any] | type[BaseModel]) -> dict[str, Any]:
     """A JSON Schema dict from a dict or a pydantic model class, checked for validity."""
     import jsonschema
@@ -55,7 +63,7 @@ class Extractor:
         model: Model,
         schema: dict[str, Any] | type[BaseModel],
         *,
-        instruction: str = "Extract the fields described by the JSON schema from the text.",
+        instruction: str = DEFAULT_INSTRUCTION,
         max_tokens: int = 384,
     ) -> None:
         self.model = model
@@ -70,10 +78,7 @@ class Extractor:
 
         if not text.strip():
             raise EmptyPromptError("the text is empty")
-        prompt = (
-            f"{self.instruction}\nSchema: {json.dumps(self.schema)}\n\nText: {text}\n\n"
-            "Answer with JSON only."
-        )
+        prompt = extraction_prompt(self.instruction, self.schema, text)
         out = self.model.chat(
             prompt,
             temperature=0,

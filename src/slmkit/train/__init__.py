@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from slmkit.catalog.entries import LocalSource, ModelEntry
 from slmkit.catalog.store import Store
-from slmkit.errors import InputError, ModelFormatError
+from slmkit.errors import DataError, InputError, ModelFormatError
 from slmkit.train.data import TrainData, load_train_data
 from slmkit.train.loop import LoopConfig, LoopState, Progress, TrainLoop
 
@@ -32,20 +32,41 @@ class FinetuneConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     data: str
-    base: str = Field(default="all-minilm-l6-v2", description="Encoder to start from.")
+    base: str = Field(
+        default="all-minilm-l6-v2",
+        description="An encoder (classifier), or a chat GGUF model (instruction/response rows).",
+    )
     out: str = Field(description="Id to register the result under.")
-    method: Literal["full", "lora"] = Field(default="full", description="All weights, or LoRA.")
+    method: Literal["full", "lora"] | None = Field(
+        default=None, description="All weights, or LoRA (default: full encoder, LoRA causal)."
+    )
     teacher: str | None = Field(default=None, description="Local SLM to distil from.")
     unlabeled: str | None = Field(default=None, description="Extra texts the teacher labels.")
     alpha: float = Field(default=0.5, ge=0, le=1, description="Teacher weight in the target.")
     epochs: float = Field(default=3.0, gt=0, description="Passes over the training rows.")
-    batch_size: int = Field(default=32, ge=1, description="Rows per step.")
-    lr: float | None = Field(default=None, gt=0, description="Default: 1e-4 full, 5e-4 LoRA.")
-    max_length: int = Field(default=128, ge=8, le=512, description="Tokens kept per text.")
+    batch_size: int | None = Field(
+        default=None, ge=1, description="Rows per step (default: 32 encoder, 8 causal)."
+    )
+    lr: float | None = Field(
+        default=None,
+        gt=0,
+        description="Default: encoder 1e-4 full, 5e-4 LoRA; causal 2e-5 full, 2e-4 LoRA.",
+    )
+    max_length: int | None = Field(
+        default=None,
+        ge=8,
+        le=4096,
+        description="Tokens per row: encoder texts are cut (default 128, at most 512); "
+        "longer causal rows are left out (default 512).",
+    )
     holdout: float = Field(default=0.1, gt=0, lt=0.5, description="Share held out.")
-    eval_every: int = Field(default=200, ge=1, description="Steps between held-out evals.")
+    eval_every: int | None = Field(
+        default=None, ge=1, description="Steps between evals (default: 200 encoder, 50 causal)."
+    )
     patience: int = Field(default=4, ge=1, description="Evals without gain before stopping.")
-    checkpoint_every: int = Field(default=200, ge=1, description="Steps between checkpoints.")
+    checkpoint_every: int | None = Field(
+        default=None, ge=1, description="Steps between checkpoints (default: as --eval-every)."
+    )
     seed: int = Field(default=0, description="Seeds the split, the head and the batch order.")
     precision: Literal["auto", "bf16", "fp32"] = Field(
         default="auto", description="bf16 autocast (auto: where the CPU has bf16 instructions)."
@@ -57,17 +78,48 @@ class FinetuneConfig(BaseModel):
     text_field: str = Field(default="text", description="Text column of a file.")
     label_field: str = Field(default="label_text", description="Label column (or 'label').")
 
-    def loop(self, max_minutes: float | None) -> LoopConfig:
-        lr = self.lr or (5e-4 if self.method == "lora" else 1e-4)
+    def resolved(self, causal: bool) -> FinetuneConfig:
+        """Every default that depends on the base's kind filled in (what a run records)."""
+        method = self.method or ("lora" if causal else "full")
+        lr = {(False, "full"): 1e-4, (False, "lora"): 5e-4, (True, "full"): 2e-5}
+        every = self.eval_every or (50 if causal else 200)
+        if not causal and self.max_length and self.max_length > 512:
+            raise InputError("--max-length: an encoder reads at most 512 tokens")
+        return self.model_copy(
+            update={
+                "method": method,
+                "batch_size": self.batch_size or (8 if causal else 32),
+                "lr": self.lr or lr.get((causal, method), 2e-4),
+                "max_length": self.max_length or (512 if causal else 128),
+                "eval_every": every,
+                "checkpoint_every": self.checkpoint_every or every,
+            }
+        )
+
+    @property
+    def how(self) -> Literal["full", "lora"]:
+        """The method, once resolved()."""
+        assert self.method is not None
+        return self.method
+
+    @property
+    def tokens(self) -> int:
+        """max_length, once resolved()."""
+        assert self.max_length is not None
+        return self.max_length
+
+    def loop(self, max_minutes: float | None, eval_at_start: bool = False) -> LoopConfig:
+        assert self.batch_size and self.lr and self.eval_every and self.checkpoint_every
         return LoopConfig(
             epochs=self.epochs,
             batch_size=self.batch_size,
-            lr=lr,
+            lr=self.lr,
             eval_every=self.eval_every,
             patience=self.patience,
             checkpoint_every=self.checkpoint_every,
             max_minutes=max_minutes,
             seed=self.seed,
+            eval_at_start=eval_at_start,
         )
 
 
@@ -104,6 +156,18 @@ def resolve_base(base: str, store: Store) -> Path:
             f"{base}: model_type {config.get('model_type')!r} is not an encoder this method trains"
         )
     return folder
+
+
+def causal_base(base: str, store: Store) -> tuple[ModelEntry, Path] | None:
+    """The store entry and GGUF of a causal base, or None for an encoder base."""
+    if base in ENCODER_ALIASES or Path(base).expanduser().is_dir():
+        return None
+    entry = store.get(base)
+    if entry.kind != "decoder":
+        return None
+    if entry.format != "gguf":
+        raise InputError(f"{base}: causal fine-tuning starts from a GGUF, not {entry.format}")
+    return entry, store.require(base)[1]
 
 
 def _data_sha(data: str) -> str | None:
@@ -178,6 +242,10 @@ def finetune(
     store = store or Store()
     t0 = time.perf_counter()
     store.check_new_id(cfg.out, force=force)
+    causal = causal_base(cfg.base, store)
+    cfg = cfg.resolved(causal is not None)
+    if causal is not None:
+        return _finetune_causal(cfg, store, *causal, resume, force, max_minutes, progress)
     base = resolve_base(cfg.base, store)
     if cfg.teacher:
         store.require(cfg.teacher)
@@ -205,11 +273,11 @@ def finetune(
         "best_step": state.best_step,
         "stopped": state.stopped,
         "train_s": round(state.elapsed_s, 1),
-        "rows_per_s": round(state.step * cfg.batch_size / max(state.elapsed_s, 1e-9), 1),
+        "rows_per_s": round(state.step * cfg.loop(None).batch_size / max(state.elapsed_s, 1e-9), 1),
         "teacher_s": round(t_label, 1) if cfg.teacher else None,
     }
     if data.test is not None:
-        metrics.update(_test_metrics(model, tokenizer, data, cfg.max_length))
+        metrics.update(_test_metrics(model, tokenizer, data, cfg.tokens))
     metrics["total_s"] = round(time.perf_counter() - t0, 1)
     result = _register(cfg, store, model, tokenizer, base, data, metrics, force)
     shutil.rmtree(run_dir, ignore_errors=True)
@@ -232,11 +300,11 @@ def _train(
 
     from slmkit.train.encoder import build_model, encode, predict_logits, soft_cross_entropy
 
-    tokenizer, model = build_model(base, data.classes, cfg.method, cfg.seed)
+    tokenizer, model = build_model(base, data.classes, cfg.how, cfg.seed)
     if cfg.freeze_embeddings:
         model.get_input_embeddings().weight.requires_grad_(False)
-    train_enc = encode(tokenizer, texts, cfg.max_length)
-    held_enc = encode(tokenizer, data.held_texts, cfg.max_length)
+    train_enc = encode(tokenizer, texts, cfg.tokens)
+    held_enc = encode(tokenizer, data.held_texts, cfg.tokens)
     target_t = torch.from_numpy(targets)
     held_gold = np.array([data.classes.index(y) for y in data.held_labels])
     bf16 = use_bf16(cfg.precision)
@@ -253,6 +321,123 @@ def _train(
     if resume:
         loop.resume()
     return model, tokenizer, loop.run(progress)
+
+
+def _finetune_causal(
+    cfg: FinetuneConfig,
+    store: Store,
+    entry: ModelEntry,
+    path: Path,
+    resume: bool,
+    force: bool,
+    max_minutes: float | None,
+    progress: Callable[[Progress], None] | None,
+) -> FinetuneResult:
+    """LoRA (or full) on instruction/response rows; merged, exported to F16 GGUF, registered."""
+    import torch
+
+    from slmkit.loading import load
+    from slmkit.train import causal
+
+    t0 = time.perf_counter()
+    if cfg.teacher or cfg.unlabeled:
+        raise InputError(
+            "--teacher/--unlabeled distil into an encoder classifier; a causal base learns "
+            "from the responses in DATA"
+        )
+    data = causal.load_pairs(cfg.data, holdout=cfg.holdout, seed=cfg.seed, limit=cfg.limit)
+    run_dir = store.root / "runs" / cfg.out
+    _check_resume(cfg, run_dir, resume, force)
+    torch.set_num_threads(store.settings.n_threads)
+    with load(cfg.base, pull=False) as chat:  # the template and tokenizer inference will use
+        train, dropped = causal.encode_pairs(chat, data.prompts, data.responses, cfg.tokens)
+        n = causal.HELD_ROWS
+        held, _ = causal.encode_pairs(
+            chat, data.held_prompts[:n], data.held_responses[:n], cfg.tokens
+        )
+    if not train.ids or not held.ids:
+        raise DataError(f"every row is longer than --max-length {cfg.tokens} tokens")
+    model = causal.load_causal(path, cfg.how, cfg.seed)
+    if cfg.freeze_embeddings and cfg.how == "full":
+        model.get_input_embeddings().weight.requires_grad_(False)
+    bf16 = use_bf16(cfg.precision)
+
+    def loss_fn(m: Any, idx: np.ndarray) -> Any:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            return m(**train.batch(idx)).loss
+
+    loop = TrainLoop(
+        model,
+        train.lengths,
+        loss_fn,
+        lambda m: causal.response_accuracy(m, held),
+        cfg.loop(max_minutes, eval_at_start=True),
+        run_dir,
+    )
+    if resume:
+        loop.resume()
+    state = loop.run(progress)
+    metrics: dict[str, Any] = {
+        "train_rows": len(train.ids),
+        "dropped_rows": dropped,
+        "held_out_rows": len(held.ids),
+        "base_token_accuracy": round(state.history[0]["held_accuracy"], 4),
+        "held_token_accuracy": round(state.best, 4),
+        "steps": state.step,
+        "best_step": state.best_step,
+        "stopped": state.stopped,
+        "train_s": round(state.elapsed_s, 1),
+        "rows_per_s": round(state.step * cfg.loop(None).batch_size / max(state.elapsed_s, 1e-9), 2),
+    }
+    metrics["total_s"] = round(time.perf_counter() - t0, 1)
+    model = causal.merged(model, cfg.how)
+    result = _register_causal(cfg, store, entry, path, model, metrics, force)
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return result
+
+
+def _register_causal(
+    cfg: FinetuneConfig,
+    store: Store,
+    entry: ModelEntry,
+    path: Path,
+    model: Any,
+    metrics: dict[str, Any],
+    force: bool,
+) -> FinetuneResult:
+    from slmkit.runtime.gguf_export import export_gguf
+
+    name = f"{Path(entry.filename).stem.split('.')[0]}.{cfg.out}.F16.gguf"
+    staging = store.staging_dir(cfg.out)
+    try:
+        file = export_gguf(model, path, staging / name)
+        lineage = {
+            "base": cfg.base,
+            "data": cfg.data,
+            "data_sha256": _data_sha(cfg.data),
+            "method": f"causal-{cfg.how}",
+            "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "config": cfg.model_dump(mode="json"),
+            "metrics": metrics,
+            "parent": entry.lineage,
+        }
+        new = entry.model_copy(
+            update={
+                "id": cfg.out,
+                "quantization": "F16",
+                "filename": name,
+                "size_bytes": file.stat().st_size,
+                "sha256": None,
+                "sources": (LocalSource(path=str(store.model_dir(cfg.out) / name)),),
+                "description": f"{cfg.base} fine-tuned on {Path(cfg.data).name} ({cfg.how}).",
+                "imported": True,
+                "lineage": lineage,
+            }
+        )
+        final = store.register_dir(new, staging, force=force)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return FinetuneResult(cfg.out, final / name, metrics, lineage)
 
 
 def use_bf16(precision: str) -> bool:
@@ -294,13 +479,13 @@ def _register(
 
     staging = store.staging_dir(cfg.out)
     try:
-        save_model(model, tokenizer, staging, cfg.method)
+        save_model(model, tokenizer, staging, cfg.how)
         config = read_config(staging)
         lineage = {
             "base": cfg.base,
             "data": data.name,
             "data_sha256": _data_sha(cfg.data),
-            "method": ("distill-" if cfg.teacher else "") + cfg.method,
+            "method": ("distill-" if cfg.teacher else "") + cfg.how,
             "teacher": cfg.teacher,
             "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "config": cfg.model_dump(mode="json"),
@@ -322,7 +507,7 @@ def _register(
             sources=(LocalSource(path=str(store.model_dir(cfg.out))),),
             kind="classifier",
             labels=data.classes,
-            description=f"Fine-tuned from {cfg.base} on {Path(data.name).name} ({cfg.method}).",
+            description=f"Fine-tuned from {cfg.base} on {Path(data.name).name} ({cfg.how}).",
             imported=True,
             lineage=lineage,
         )

@@ -38,6 +38,7 @@ class LoopConfig:
     checkpoint_every: int = 200
     max_minutes: float | None = None
     seed: int = 0
+    eval_at_start: bool = False  # measure the untrained model first (the figure to beat)
 
 
 @dataclass
@@ -174,6 +175,8 @@ class TrainLoop:
         self.model.train()
         started, rows, t_rows = time.monotonic(), 0, time.monotonic()
         acc: float | None = st.history[-1]["held_accuracy"] if st.history else None
+        if cfg.eval_at_start and not st.history:
+            acc = self._evaluate()
         batches = self._batches_from(st.step)
         while st.step < self.total and not st.stopped:
             if self._out_of_time(started):

@@ -1,0 +1,178 @@
+"""Fine-tuning a causal SLM (LoRA by default, or all weights) on instruction/response rows.
+
+The rows are put through the base model's own chat template and tokenizer (llama.cpp's, the
+ones `slm run` uses), so training sees exactly the tokens inference will; the loss counts the
+response tokens only. The weights come from the base GGUF through transformers' GGUF loader,
+and the result is merged and written back to an F16 GGUF with the base's metadata
+(runtime/gguf_export.py): llama.cpp, `slm run`, `slm eval` and the server use it unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from slmkit.errors import DataError
+
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+HELD_ROWS = 128  # held-out rows scored at each evaluation (teacher-forced, one forward pass)
+BUILTIN = ("extract_sms",)
+
+
+@dataclass
+class PairData:
+    """Instruction/response rows to train on and rows held out for early stopping."""
+
+    name: str
+    prompts: list[str]
+    responses: list[str]
+    held_prompts: list[str]
+    held_responses: list[str]
+    skipped: list[tuple[int, str]] = field(default_factory=list)
+
+
+def _extract_sms_rows() -> tuple[list[str], list[str]]:
+    """The SMS training messages as `slm eval extract_sms` prompts them, with the reference
+    fields (spam from the dataset's label, the others by rule) as the JSON answer."""
+    from slmkit.evaluate import SMS_SCHEMA, sms_gold
+    from slmkit.tasks.data import ClassificationTask, builtin_task
+    from slmkit.tasks.extract import DEFAULT_INSTRUCTION, extraction_prompt
+
+    spec = builtin_task("sms_spam")
+    assert isinstance(spec, ClassificationTask)
+    texts, labels = spec.load("train")
+    prompts = [extraction_prompt(DEFAULT_INSTRUCTION, SMS_SCHEMA, t) for t in texts]
+    return prompts, [json.dumps(sms_gold(t, y)) for t, y in zip(texts, labels, strict=True)]
+
+
+def load_pairs(
+    data: str, *, holdout: float, seed: int, limit: int | None, on_error: str = "fail"
+) -> PairData:
+    """`extract_sms`, or a JSONL/CSV with `prompt` and `response` columns; checked up front."""
+    from slmkit.tasks.data import read_rows
+
+    skipped: list[tuple[int, str]] = []
+    if data in BUILTIN:
+        prompts, responses = _extract_sms_rows()
+    elif Path(data).suffix.lower() in (".jsonl", ".csv"):
+        res = read_rows(Path(data), required=("prompt", "response"), on_error=on_error)  # type: ignore[arg-type]
+        prompts = [str(r["prompt"]) for r in res.rows]
+        responses = [str(r["response"]) for r in res.rows]
+        skipped = res.errors  # read_rows refuses empty or missing fields by row
+    else:
+        raise DataError(
+            f"{data!r}: a causal base trains on instruction/response rows: a JSONL/CSV with "
+            f"'prompt' and 'response' columns, or the built-in {', '.join(BUILTIN)}"
+        )
+    order = np.random.default_rng(seed).permutation(len(prompts))
+    if limit:
+        order = order[:limit]
+    n_held = max(1, round(len(order) * holdout))
+    if len(order) - n_held < 1:
+        raise DataError(f"too few rows ({len(order)}) to hold out {n_held} for evaluation")
+    held, train = order[:n_held], order[n_held:]
+    return PairData(
+        data,
+        [prompts[i] for i in train],
+        [responses[i] for i in train],
+        [prompts[i] for i in held],
+        [responses[i] for i in held],
+        skipped,
+    )
+
+
+@dataclass
+class Encoded:
+    """Token ids per row and where each row's response starts."""
+
+    ids: list[list[int]]
+    starts: list[int]
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.array([len(x) for x in self.ids])
+
+    def batch(self, idx: np.ndarray) -> dict[str, Any]:
+        """Right-padded input ids, attention mask and labels (-100 outside the responses)."""
+        import torch
+
+        rows = [self.ids[i] for i in idx]
+        width = max(len(r) for r in rows)
+        ids = torch.zeros(len(rows), width, dtype=torch.long)
+        mask = torch.zeros(len(rows), width, dtype=torch.long)
+        labels = torch.full((len(rows), width), -100, dtype=torch.long)
+        for j, (i, r) in enumerate(zip(idx, rows, strict=True)):
+            ids[j, : len(r)] = torch.tensor(r)
+            mask[j, : len(r)] = 1
+            labels[j, self.starts[i] : len(r)] = torch.tensor(r[self.starts[i] :])
+        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def encode_pairs(
+    chat: Any, prompts: list[str], responses: list[str], max_length: int
+) -> tuple[Encoded, int]:
+    """Tokenize through the base's chat template (a slmkit Model); the response ends with the
+    end-of-turn token. Rows longer than max_length are dropped; returns how many were."""
+    _, eos = chat.backend.special_tokens()
+    ids, starts, dropped = [], [], 0
+    for p, r in zip(prompts, responses, strict=True):
+        head = chat.backend.tokenize(chat.format_chat([{"role": "user", "content": p}]))
+        tail = chat.backend.tokenize(r + eos, add_special=False)
+        if len(head) + len(tail) > max_length:
+            dropped += 1
+            continue
+        ids.append(head + tail)
+        starts.append(len(head))
+    return Encoded(ids, starts), dropped
+
+
+def load_causal(path: Path, method: str, seed: int) -> Any:
+    """The base's weights in fp32 from its GGUF; wrapped in LoRA adapters for method lora."""
+    import contextlib
+    import io
+    import warnings
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    with contextlib.redirect_stderr(io.StringIO()):  # the GGUF loader's own tqdm bar
+        model: Any = AutoModelForCausalLM.from_pretrained(
+            str(path.parent), gguf_file=path.name, dtype=torch.float32
+        )
+    model.config.use_cache = False
+    if method == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        present = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
+        targets = [t for t in LORA_TARGETS if t in present]
+        lora = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules=targets)
+        with warnings.catch_warnings():  # peft calls a transformers method deprecated in v5
+            warnings.filterwarnings("ignore", "`is_gradient_checkpointing`", FutureWarning)
+            model = get_peft_model(model, lora)
+    return model
+
+
+def response_accuracy(model: Any, enc: Encoded, batch_size: int = 16) -> float:
+    """Share of response tokens the model predicts (greedy, teacher-forced)."""
+    import torch
+
+    right = total = 0
+    with torch.inference_mode():
+        for start in range(0, len(enc.ids), batch_size):
+            idx = np.arange(start, min(start + batch_size, len(enc.ids)))
+            b = enc.batch(idx)
+            logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
+            pred, gold = logits[:, :-1].argmax(-1), b["labels"][:, 1:]
+            keep = gold != -100
+            right += int((pred[keep] == gold[keep]).sum())
+            total += int(keep.sum())
+    return right / max(total, 1)
+
+
+def merged(model: Any, method: str) -> Any:
+    return model.merge_and_unload() if method == "lora" else model
