@@ -54,6 +54,7 @@ def test_encoder_compression_keeps_predictions_and_passes_the_guard(
     entry = store.get(out)
     assert entry.kind == "classifier" and entry.lineage and entry.lineage["base"] == "tiny"
     assert entry.format == ("safetensors" if qtype == "int8-torch" else "onnx")
+    assert entry.sources[0].path == str(res.path)  # type: ignore[union-attr]
     rep = res.report
     assert rep["source"]["score"] >= 90 and rep["drop_points"] <= 5
     for side in ("source", "result"):

@@ -12,6 +12,13 @@ from slmkit.cli.base import cli, fail_cleanly, item_progress
 
 @cli.command(name="eval")
 @click.argument("task")
+@click.argument("file", required=False)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["arc", "hellaswag", "piqa"]),
+    help="For `slm eval mc FILE`: the benchmark's JSONL layout and prompt.",
+)
 @click.option("--model", "model_id", default=None, help="Model id (not needed for --method head).")
 @click.option(
     "--method",
@@ -39,13 +46,35 @@ from slmkit.cli.base import cli, fail_cleanly, item_progress
 @click.option("--max-words", type=click.IntRange(min=5), default=60, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
 @fail_cleanly
-def eval_(task: str, model_id: str | None, limit: int | None, as_json: bool, **kw: Any) -> None:
+def eval_(
+    task: str,
+    file: str | None,
+    fmt: str | None,
+    model_id: str | None,
+    limit: int | None,
+    as_json: bool,
+    **kw: Any,
+) -> None:
     """Evaluate TASK (sst2, sms_spam, banking77, cnn_dailymail, qmsum, extract_sms, or a JSONL
-    file of the same shape): quality, latency p50/p95, items/s and peak RSS."""
-    from slmkit.evaluate.runner import evaluate
+    file of the same shape): quality, latency p50/p95, items/s and peak RSS.
 
+    `slm eval mc FILE --format arc|hellaswag|piqa --model M`: a multiple-choice benchmark
+    scored by log-likelihood as lm-evaluation-harness does (acc, acc_norm)."""
+    from slmkit.errors import InvalidOptionsError
+    from slmkit.evaluate.runner import evaluate, evaluate_mc_file
+
+    if (task == "mc") != bool(file):
+        raise InvalidOptionsError("FILE goes with `slm eval mc FILE --format F` only")
     with item_progress(f"eval {task}", limit or 0) as advance:
-        result = evaluate(task, model=model_id, limit=limit, progress=advance, **kw)
+        if task == "mc":
+            if not fmt:
+                raise InvalidOptionsError("slm eval mc needs --format arc, hellaswag or piqa")
+            assert file is not None
+            result = evaluate_mc_file(
+                file, fmt, model=model_id, limit=limit, n_ctx=kw["n_ctx"], progress=advance
+            )
+        else:
+            result = evaluate(task, model=model_id, limit=limit, progress=advance, **kw)
     if as_json:
         click.echo(json.dumps(result))
     else:

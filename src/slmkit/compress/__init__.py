@@ -103,7 +103,7 @@ def quantize(
     try:
         filename = _build(entry, path, staging, qtype, allow_requantize, store)
         report = _report(entry, path, staging, filename, guard, max_drop, limit)
-        new = _entry(entry, out, qtype, staging / filename, report)
+        new = _entry(entry, out, qtype, staging / filename, report, store.model_dir(out))
         final = store.register_dir(new, staging, force=force)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -162,7 +162,9 @@ def _report(
     return report
 
 
-def _entry(src: ModelEntry, out: str, qtype: str, file: Path, report: dict[str, Any]) -> ModelEntry:
+def _entry(
+    src: ModelEntry, out: str, qtype: str, file: Path, report: dict[str, Any], final_dir: Path
+) -> ModelEntry:
     fmt = "onnx" if file.suffix == ".onnx" else src.format
     lineage = {
         "base": src.id,
@@ -179,7 +181,7 @@ def _entry(src: ModelEntry, out: str, qtype: str, file: Path, report: dict[str, 
             "filename": file.name,
             "size_bytes": file.stat().st_size,
             "sha256": None,
-            "sources": (LocalSource(path=str(file)),),
+            "sources": (LocalSource(path=str(final_dir / file.name)),),
             "description": f"{src.id} quantized to {qtype}.",
             "imported": True,
             "lineage": lineage,

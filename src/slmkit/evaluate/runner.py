@@ -91,6 +91,28 @@ def evaluate(
     return result
 
 
+def evaluate_mc_file(
+    path: str,
+    fmt: str,
+    *,
+    model: str | None,
+    limit: int | None = None,
+    n_ctx: int | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """`slm eval mc FILE --format F`: a multiple-choice benchmark by log-likelihood."""
+    from slmkit.evaluate.mc import evaluate_mc, read_items
+
+    ensure_positive("limit", limit)
+    t0 = time.perf_counter()
+    items = read_items(Path(path), fmt, limit)  # checked before the model loads
+    with load_model(_need(model), n_ctx) as m:
+        result: dict[str, Any] = {"task": f"mc:{fmt}", "file": path, "model": m.id}
+        result.update(evaluate_mc(m, items, progress=progress))
+    result.update(seconds=round(time.perf_counter() - t0, 2), peak_rss_mb=round(peak_rss_mb(), 1))
+    return result
+
+
 def _need(model: str | None) -> str:
     if not model:
         raise InputError("this task needs --model")
