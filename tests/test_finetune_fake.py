@@ -336,16 +336,55 @@ def test_bad_pair_files_are_refused(tmp_path: Path, rows: list[dict[str, str]], 
 def test_pairs_are_tokenized_through_the_chat_template(fake_model: Any) -> None:
     from slmkit.train.causal import encode_pairs
 
-    enc, dropped = encode_pairs(fake_model, ["hi there", "x" * 400], ["yes", "no"], 200)
-    assert dropped == 1 and len(enc.ids) == 1
-    head = fake_model.backend.tokenize(
-        fake_model.format_chat([{"role": "user", "content": "hi there"}])
+    prompts, responses = ["hi there", "x" * 400, "hello"], ["yes", "no", "maybe"]
+    enc, dropped = encode_pairs(fake_model, prompts, responses, 200)
+    assert dropped == 1 and len(enc.ids) == 2
+    heads = [
+        fake_model.backend.tokenize(fake_model.format_chat([{"role": "user", "content": p}]))
+        for p in ("hi there", "hello")
+    ]
+    assert [r[:s] for r, s in zip(enc.ids, enc.starts, strict=True)] == heads
+    # the shared prefix: everything up to where the two prompts' texts differ ("hi" / "hel")
+    assert enc.ids[0][: enc.prefix] == enc.ids[1][: enc.prefix]
+    assert enc.ids[0][enc.prefix] != enc.ids[1][enc.prefix]
+    labels = enc.batch(np.array([0]))["labels"][0].tolist()
+    start = enc.starts[0] - enc.prefix
+    assert labels[:start] == [-100] * start  # the loss counts the response only
+    assert bytes(labels[start:]) == b"yes"
+
+
+def test_shared_prefix_gives_the_same_loss_and_gradients_as_full_rows() -> None:
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from slmkit.train.causal import Encoded, loss, shared_prefix
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=64,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+        )
     )
-    assert enc.ids[0][: enc.starts[0]] == head
-    batch = enc.batch(np.array([0]))
-    labels = batch["labels"][0].tolist()
-    assert labels[: len(head)] == [-100] * len(head)  # the loss counts the response only
-    assert bytes(labels[len(head) :]) == b"yes"
+    common = list(range(1, 21))
+    ids = [common + [30 + i] * (3 + i) + [50, 51, 52 + i][: 1 + i % 3] for i in range(4)]
+    starts = [len(common) + 3 + i for i in range(4)]
+    shared = Encoded(ids, starts, shared_prefix(ids, starts))
+    assert shared.prefix == 20
+    grads = []
+    for enc in (Encoded(ids, starts, 0), shared):
+        model.zero_grad()
+        value = loss(model, enc, np.arange(4))
+        value.backward()
+        grads.append((value.item(), [p.grad.clone() for p in model.parameters()]))
+    (a, ga), (b, gb) = grads
+    assert abs(a - b) < 1e-5
+    for x, y in zip(ga, gb, strict=True):
+        assert torch.allclose(x, y, atol=1e-5)
 
 
 def test_a_causal_base_refuses_wrong_data_and_distillation(fake_store: Store) -> None:

@@ -364,7 +364,7 @@ def _finetune_causal(
 
     def loss_fn(m: Any, idx: np.ndarray) -> Any:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            return m(**train.batch(idx)).loss
+            return causal.loss(m, train, idx)
 
     loop = TrainLoop(
         model,
