@@ -24,7 +24,7 @@ from slmkit.catalog.store import Store
 from slmkit.errors import RuntimeFailure
 from slmkit.options import GenerationOptions
 from slmkit.runtime import generate, register_backend
-from slmkit.runtime.base import Backend, BatchRunner, Chunk, Entry, LogLikelihood
+from slmkit.runtime.base import Backend, BatchRunner, Chunk, Entry, LogLikelihood, TokenLogprob
 
 EOS = 256
 N_VOCAB = 257
@@ -181,6 +181,9 @@ class FakeBackend(Backend):
 
     def stream_tokens(self, tokens: Sequence[int], options: GenerationOptions) -> Iterator[Chunk]:
         return generate.stream(self._cache, tokens, options)
+
+    def prompt_logprobs(self, tokens: Sequence[int], k: int) -> list[TokenLogprob]:
+        return generate.prompt_logprobs(self._cache, tokens, k)  # the real code, fake logits
 
     def loglikelihood(self, context: Sequence[int], continuation: Sequence[int]) -> LogLikelihood:
         per = self.score(self.detokenize(context), self.detokenize(continuation))

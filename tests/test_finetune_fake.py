@@ -319,6 +319,20 @@ def test_pairs_from_a_file_and_extract_sms(tmp_path: Path) -> None:
     assert sms.prompts[0].startswith("Extract the fields") and "Text: " in sms.prompts[0]
 
 
+def test_classification_data_becomes_the_zero_shot_question(fake_model: Any) -> None:
+    from slmkit.tasks.classify import LikelihoodClassifier
+    from slmkit.train.causal import load_pairs
+
+    data = load_pairs("sms_spam", holdout=0.1, seed=0, limit=60)
+    assert set(data.responses) == {"ham", "spam"} and len(data.held_prompts) == 6
+    clf = LikelihoodClassifier(
+        fake_model, ("ham", "spam"), instruction="Is this SMS message spam or ham (not spam)?"
+    )
+    text = data.prompts[0].rsplit("Text: ", 1)[1]
+    asked = fake_model.format_chat([{"role": "user", "content": data.prompts[0]}])
+    assert clf.prompt(text) == asked  # what `slm eval sms_spam --model ID` will ask
+
+
 @pytest.mark.parametrize(
     ("rows", "match"),
     [
@@ -389,7 +403,7 @@ def test_shared_prefix_gives_the_same_loss_and_gradients_as_full_rows() -> None:
 
 def test_a_causal_base_refuses_wrong_data_and_distillation(fake_store: Store) -> None:
     with pytest.raises(DataError, match="prompt' and 'response"):
-        finetune(FinetuneConfig(data="sms_spam", base="fake-chat", out="c"), store=fake_store)
+        finetune(FinetuneConfig(data="no_such_task", base="fake-chat", out="c"), store=fake_store)
     with pytest.raises(InputError, match="teacher"):
         finetune(
             FinetuneConfig(data="extract_sms", base="fake-chat", out="c", teacher="fake-chat"),

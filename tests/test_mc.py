@@ -52,7 +52,8 @@ def test_each_format_gets_the_harness_prompt(tmp_path: Path) -> None:
         assert item == Item("Question: Which one is red?\nAnswer:", ("grass", "a ripe tomato"), 1)
     (item,) = read_items(_write(tmp_path / "h.jsonl", [HELLASWAG]), "hellaswag")
     assert item.context == "Making tea: A man boils water. in a kettle. He"
-    assert item.choices == ("pours it into a cup.", "eats the kettle.") and item.gold == 0
+    # (as the harness does: the tag goes after the strip, so its space stays)
+    assert item.choices == ("pours it into a cup.", " eats the kettle.") and item.gold == 0
     (item,) = read_items(_write(tmp_path / "p.jsonl", [PIQA]), "piqa")
     assert item == Item("Question: Open a jar\nAnswer:", ("twist the lid", "freeze the lid"), 0)
 

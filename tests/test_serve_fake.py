@@ -257,3 +257,93 @@ def test_a_client_leaving_mid_stream_frees_its_slot(
     while item.engine.running and time.monotonic() < deadline:
         time.sleep(0.01)
     assert item.engine.running == 0
+
+
+# --- what lm-evaluation-harness sends: token-id prompts, batches, echo with logprobs -------
+def test_token_id_prompts_and_batches_of_prompts(client: TestClient) -> None:
+    ids = [list(b"one two"), list(b"three four")]  # the fake's tokens are bytes
+    for prompt in (ids, ["one two", "three four"]):
+        r = client.post(
+            "/v1/completions",
+            json={
+                "model": "fake-chat",
+                "prompt": prompt,
+                "max_tokens": 16,
+                "n": 2,
+                "temperature": 0,
+            },
+        )
+        assert r.status_code == 200, r.text
+        choices = r.json()["choices"]
+        assert [c["index"] for c in choices] == [0, 1, 2, 3]
+        # the fake reverses a raw prompt's words
+        assert choices[0]["text"] == choices[1]["text"] == " two one"
+        assert choices[2]["text"] == " four three"
+        assert r.json()["usage"]["prompt_tokens"] == len("one two") + len("three four")
+    r = client.post(
+        "/v1/completions", json={"model": "fake-chat", "prompt": ids[0], "temperature": 0}
+    )
+    assert r.status_code == 200 and r.json()["choices"][0]["text"] == " two one"
+
+
+def test_echo_with_logprobs_scores_the_prompt_tokens(client: TestClient) -> None:
+    prompt = "alpha beta"
+    r = client.post(
+        "/v1/completions",
+        json={
+            "model": "fake-chat",
+            "prompt": prompt,
+            "max_tokens": 3,
+            "temperature": 0,
+            "logprobs": 1,
+            "echo": True,
+        },
+    )
+    assert r.status_code == 200, r.text
+    (choice,) = r.json()["choices"]
+    assert choice["text"].startswith(prompt) and len(choice["text"]) > len(prompt)
+    lp = choice["logprobs"]
+    n = len(prompt)  # one token per byte; the first has no log-probability
+    assert lp["token_logprobs"][0] is None and lp["top_logprobs"][0] is None
+    assert "".join(lp["tokens"][:n]) == prompt
+    assert len(lp["tokens"]) == len(lp["token_logprobs"]) == len(lp["text_offset"]) == n + 3
+    assert lp["text_offset"][:3] == [0, 1, 2]
+    for tok_lp, top in zip(lp["token_logprobs"][1:], lp["top_logprobs"][1:], strict=True):
+        assert tok_lp <= max(top.values()) + 1e-9 and len(top) == 1
+    # lm-eval's reading: sum of the continuation's token logprobs, greedy if each is the top
+    ctxlen = len("alpha ")
+    cont = lp["token_logprobs"][ctxlen:-3]
+    assert len(cont) == len("beta") and all(x < 0 for x in cont)
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "match"),
+    [
+        ({"prompt": [[1, 2], [3, 99999]]}, 400, "vocabulary size"),
+        ({"prompt": [[1, -2]]}, 400, "non-negative"),
+        ({"prompt": []}, 400, "1 to 64 prompts"),
+        ({"prompt": ["a", ""]}, 400, "empty"),
+        ({"prompt": "a", "echo": True, "stream": True}, 400, "stream is not supported"),
+    ],
+)
+def test_bad_prompts(client: TestClient, body: dict[str, Any], status: int, match: str) -> None:
+    r = client.post("/v1/completions", json={"model": "fake-chat", "max_tokens": 2, **body})
+    assert r.status_code == status and match in r.text, r.text
+
+
+def test_tokenizer_endpoints(client: TestClient, provider: ModelProvider) -> None:
+    r = client.post("/tokenize", json={"prompt": "héllo", "model": "fake-chat"})
+    assert r.status_code == 200 and r.json()["tokens"] == list("héllo".encode())
+    r = client.post("/detokenize", json={"tokens": list(b"abc"), "model": "fake-chat"})
+    assert r.json() == {"prompt": "abc"}
+    r = client.get("/tokenizer_info", params={"model": "fake-chat"})
+    assert r.status_code == 200 and r.json()["model"] == "fake-chat"
+    r = client.post("/tokenize", json={"prompt": "x"})  # two fake models are served
+    assert r.status_code == 400 and "slm serve --model" in r.text
+    assert (
+        client.post("/tokenize", json={"prompt": "x"}, headers={"Authorization": ""}).status_code
+        == 401
+    )
+    provider.allowed = ("fake-chat",)
+    r = client.post("/tokenize", json={"prompt": "x"})
+    assert r.status_code == 200 and r.json()["tokens"] == [ord("x")]

@@ -179,6 +179,11 @@ class Backend(ABC):
         """Score many (context, continuation) pairs; backends may batch them."""
         return [self.loglikelihood(c, x) for c, x in requests]
 
+    def prompt_logprobs(self, tokens: Sequence[int], k: int) -> list[TokenLogprob]:
+        """Every token after the first: its log-probability given the tokens before it, and
+        the k most likely tokens there (a completion's `echo` with `logprobs`)."""
+        raise BackendUnavailableError(f"the {self.name} backend does not score prompt tokens")
+
     @abstractmethod
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         """One L2-normalised vector per text."""

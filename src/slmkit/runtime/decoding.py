@@ -102,6 +102,20 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     return out
 
 
+def rows_logprobs(
+    lp: np.ndarray, targets: Sequence[int], k: int, text: Callable[[int], str]
+) -> list[TokenLogprob]:
+    """Per row of log-softmax `lp`: target i's log-probability and the k most likely tokens
+    (echoed prompt tokens, scored the way generated ones are)."""
+    out = []
+    for row, tok in zip(lp, targets, strict=True):
+        top = np.argpartition(-row, k)[:k] if k else np.array([], dtype=int)
+        top = top[np.argsort(-row[top])]
+        alts = tuple((text(int(t)), float(row[t])) for t in top)
+        out.append(TokenLogprob(text(int(tok)), float(row[tok]), alts))
+    return out
+
+
 def top_logprobs(
     logits: np.ndarray, tok: int, k: int, text: Callable[[int], str]
 ) -> tuple[TokenLogprob, ...]:

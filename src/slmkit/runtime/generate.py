@@ -13,8 +13,8 @@ import numpy as np
 
 from slmkit.errors import InputError, RuntimeFailure
 from slmkit.options import GenerationOptions
-from slmkit.runtime.base import BatchRunner, Chunk, FinishReason, LogLikelihood
-from slmkit.runtime.decoding import SequenceOutput, log_softmax, top_logprobs
+from slmkit.runtime.base import BatchRunner, Chunk, FinishReason, LogLikelihood, TokenLogprob
+from slmkit.runtime.decoding import SequenceOutput, log_softmax, rows_logprobs, top_logprobs
 
 
 class PromptCache:
@@ -108,11 +108,11 @@ class _Text:
         return self.runner.piece(tok).decode("utf-8", errors="replace")
 
 
-def loglikelihood(
+def _scored_rows(
     cache: PromptCache, context: Sequence[int], continuation: Sequence[int]
-) -> LogLikelihood:
-    """log P(continuation | context) on sequence 0, reusing the cached prefix and keeping
-    logits only where continuation tokens are scored."""
+) -> Iterator[np.ndarray]:
+    """Log-softmax rows predicting each continuation token, a batch at a time, on sequence 0
+    (reusing the cached prefix, keeping logits only where continuation tokens are scored)."""
     if not context or not continuation:
         raise InputError("loglikelihood needs a non-empty context and continuation")
     n = len(context) + len(continuation)
@@ -120,13 +120,32 @@ def loglikelihood(
         raise InputError(f"context+continuation is {n} tokens > n_ctx {cache.runner.n_ctx}")
     cache.prefill(context)
     # Copies: a runner's logits are views that the next decode overwrites.
-    rows = [cache.runner.logits(-1).copy()]  # the last context token predicts continuation[0]
+    yield log_softmax(cache.runner.logits(-1).copy())  # the last context token's prediction
     rest = list(continuation[:-1])
     for start in range(0, len(rest), cache.runner.n_batch):
         piece = rest[start : start + cache.runner.n_batch]
         cache.extend(piece, all_logits=True)
-        rows.extend(cache.runner.logit_rows(len(piece)).copy())
-    return score_rows(log_softmax(np.stack(rows)), continuation)
+        yield log_softmax(cache.runner.logit_rows(len(piece)).copy())
+
+
+def loglikelihood(
+    cache: PromptCache, context: Sequence[int], continuation: Sequence[int]
+) -> LogLikelihood:
+    """log P(continuation | context) on sequence 0."""
+    rows = np.concatenate(list(_scored_rows(cache, context, continuation)))
+    return score_rows(rows, continuation)
+
+
+def prompt_logprobs(cache: PromptCache, tokens: Sequence[int], k: int) -> list[TokenLogprob]:
+    """tokens[1:] scored as generated tokens are (see Backend.prompt_logprobs); one batch of
+    rows at a time, so a long prompt never holds all its vocabulary-wide rows."""
+    text, out, done = _Text(cache.runner), [], 1
+    if len(tokens) < 2:
+        return []
+    for rows in _scored_rows(cache, tokens[:1], tokens[1:]):
+        out.extend(rows_logprobs(rows, tokens[done : done + len(rows)], k, text))
+        done += len(rows)
+    return out
 
 
 def score_rows(lp: np.ndarray, continuation: Sequence[int]) -> LogLikelihood:

@@ -17,7 +17,7 @@ from slmkit.catalog.entries import ModelEntry
 from slmkit.errors import ModelFormatError
 from slmkit.options import GenerationOptions
 from slmkit.runtime import generate
-from slmkit.runtime.base import Backend, BatchRunner, Chunk, LogLikelihood
+from slmkit.runtime.base import Backend, BatchRunner, Chunk, LogLikelihood, TokenLogprob
 from slmkit.runtime.llamacpp_runner import LlamaRunner
 
 
@@ -123,6 +123,9 @@ class LlamaCppBackend(Backend):
     def loglikelihood(self, context: Sequence[int], continuation: Sequence[int]) -> LogLikelihood:
         """Decode context+continuation, keeping logits only where continuation is scored."""
         return generate.loglikelihood(self._cache, context, continuation)
+
+    def prompt_logprobs(self, tokens: Sequence[int], k: int) -> list[TokenLogprob]:
+        return generate.prompt_logprobs(self._cache, tokens, k)
 
     def loglikelihood_many(
         self, requests: Sequence[tuple[Sequence[int], Sequence[int]]]

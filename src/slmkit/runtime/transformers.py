@@ -20,8 +20,8 @@ import numpy as np
 from slmkit.catalog.entries import ModelEntry
 from slmkit.errors import InputError, InvalidOptionsError, ModelFormatError
 from slmkit.options import GenerationOptions
-from slmkit.runtime.base import Backend, Chunk, FinishReason, LogLikelihood
-from slmkit.runtime.decoding import SequenceOutput, log_softmax, top_logprobs
+from slmkit.runtime.base import Backend, Chunk, FinishReason, LogLikelihood, TokenLogprob
+from slmkit.runtime.decoding import SequenceOutput, log_softmax, rows_logprobs, top_logprobs
 from slmkit.runtime.encoder import import_torch
 from slmkit.runtime.generate import score_rows
 
@@ -175,6 +175,12 @@ class TransformersBackend(Backend):
         logits, _ = self._forward([*context, *continuation[:-1]])
         rows = logits[len(context) - 1 :]
         return score_rows(log_softmax(rows), continuation)
+
+    def prompt_logprobs(self, tokens: Sequence[int], k: int) -> list[TokenLogprob]:
+        if len(tokens) < 2:
+            return []
+        logits, _ = self._forward(tokens[:-1])
+        return rows_logprobs(log_softmax(logits), tokens[1:], k, self._text)
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         vecs = []

@@ -33,6 +33,7 @@ def create_app(
     errors.install(app)
     for module in (routes_openai, routes_tasks, routes_ops):
         app.include_router(module.router)
+    app.include_router(routes_openai.tokenizer_router)
     app.add_middleware(
         Guard, keys=settings.all_keys(), max_body=settings.max_body_bytes, metrics=metrics
     )

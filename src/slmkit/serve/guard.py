@@ -12,6 +12,9 @@ from slmkit.errors import RequestTooLargeError
 from slmkit.serve.errors import error_body
 from slmkit.serve.metrics import Metrics
 
+# vLLM's tokenizer endpoints sit at the root (lm-evaluation-harness's remote tokenizer).
+TOKENIZER_PATHS = ("/tokenize", "/detokenize", "/tokenizer_info")
+
 
 class Guard:
     def __init__(self, app: Any, keys: tuple[str, ...], max_body: int, metrics: Metrics) -> None:
@@ -27,7 +30,7 @@ class Guard:
             msg = f"body over {self.max_body} bytes"
             await self._refuse(send, 413, msg, "invalid_request_error", "request_too_large")
             return
-        api = scope["path"].startswith("/v1/")
+        api = scope["path"].startswith("/v1/") or scope["path"] in TOKENIZER_PATHS
         if api and self.keys and not self._key_ok(headers.get("authorization", "")):
             msg = "invalid or missing API key"
             await self._refuse(send, 401, msg, "authentication_error", "invalid_api_key")

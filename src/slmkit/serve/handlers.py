@@ -7,6 +7,7 @@ import logging
 
 from slmkit.errors import ContextOverflowError, InputError
 from slmkit.options import GenerationOptions, make_options
+from slmkit.runtime.base import TokenLogprob
 from slmkit.serve.provider import Loaded, ModelProvider
 from slmkit.serve.schemas import (
     ChatRequest,
@@ -25,9 +26,13 @@ MAX_CLASSIFIERS = 32  # calibrated classifiers kept per model
 
 
 def prepare(
-    provider: ModelProvider, settings: ServerSettings, body: ChatRequest | CompletionRequest
+    provider: ModelProvider,
+    settings: ServerSettings,
+    body: ChatRequest | CompletionRequest,
+    prompt: str | list[int] | None = None,
 ) -> tuple[Loaded, list[int], GenerationOptions]:
-    """Validate, template and tokenize (this can load a model)."""
+    """Validate, template and tokenize (this can load a model). `prompt`: which of a
+    completion's prompts (default: its first)."""
     item = provider.get(body.model)
     model = item.model
     max_tokens = body.max_tokens or settings.default_max_tokens
@@ -40,8 +45,11 @@ def prepare(
         shown: object = body.messages
     else:
         grammar, n_lp = None, body.logprobs
-        tokens = model.backend.tokenize(body.prompt)
-        shown = body.prompt
+        shown = body.prompts()[0] if prompt is None else prompt
+        if isinstance(shown, str):
+            tokens = model.backend.tokenize(shown)
+        else:
+            tokens = check_token_ids(shown, item.engine.runner.n_vocab)
     options = make_options(
         logprobs=n_lp,
         max_tokens=max_tokens,
@@ -64,6 +72,34 @@ def prepare(
             max_tokens=max_tokens,
         )
     return item, tokens, options
+
+
+def check_token_ids(ids: list[int], n_vocab: int) -> list[int]:
+    bad = [t for t in ids if not 0 <= t < n_vocab]
+    if bad:
+        raise InputError(f"token ids must be below the vocabulary size {n_vocab}: {bad[:5]}")
+    return list(ids)
+
+
+def echo_logprobs(item: Loaded, tokens: list[int], k: int) -> tuple[str, list[TokenLogprob]]:
+    """The first prompt token's text, and every later prompt token scored (model's own
+    context, one request at a time, like the task endpoints)."""
+    backend = item.model.backend
+    with item.task_lock:
+        return backend.detokenize(tokens[:1]), backend.prompt_logprobs(tokens, k)
+
+
+def tokenizer_model(provider: ModelProvider, model: str | None) -> Loaded:
+    """The model a tokenizer endpoint means: the one named, or the only one served."""
+    if model is None:
+        served = provider.available()
+        if len(served) != 1:
+            raise InputError(
+                f'{len(served)} models are served: name one with "model" (or start '
+                "`slm serve --model ID` for clients that cannot, such as lm-eval)"
+            )
+        model = served[0]
+    return provider.get(model)
 
 
 def grammar_for_format(fmt: ResponseFormat | None) -> str | None:

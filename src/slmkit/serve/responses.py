@@ -17,6 +17,17 @@ _FINISH = {"stop": "stop", "length": "length", "cancelled": "stop"}
 
 
 @dataclass
+class Part:
+    """One prompt of a completion: its generations and, with echo, its text and scores."""
+
+    n_prompt: int
+    results: list[list[Chunk]]
+    echo_text: str = ""
+    first: str = ""  # the first prompt token's text (it has no log-probability)
+    echo: list[TokenLogprob] | None = None
+
+
+@dataclass
 class Shape:
     """Everything needed to shape one request's output."""
 
@@ -63,6 +74,29 @@ class Shape:
         out["usage"] = usage(self.n_prompt, [r[-1] for r in results])
         return out
 
+    def merged(self, parts: list[Part]) -> dict[str, Any]:
+        """A completion of several prompts and/or with echo: choice p * n + j is prompt p's
+        generation j, its text after the echoed prompt, its logprobs after the prompt's
+        (the first prompt token has none: null, as OpenAI's legacy API gives)."""
+        choices: list[dict[str, Any]] = []
+        for part in parts:
+            for chunks in part.results:
+                lps = [lp for c in chunks for lp in c.logprobs]
+                logprobs = self.logprobs(lps)
+                if logprobs is not None and part.echo is not None:
+                    logprobs = _prefixed(self.logprobs(part.echo) or {}, part.first, logprobs)
+                choices.append(
+                    {
+                        "index": len(choices),
+                        "text": part.echo_text + "".join(c.text for c in chunks),
+                        "finish_reason": _FINISH.get(chunks[-1].finish_reason or ""),
+                        "logprobs": logprobs,
+                    }
+                )
+        out = self._envelope("text_completion", choices)
+        out["usage"] = usage(self.n_prompt, [r[-1] for p in parts for r in p.results])
+        return out
+
     def event(self, i: int, c: Chunk, role: bool = False) -> str:
         """One streamed chunk as an SSE line."""
         choice: dict[str, Any] = {"index": i}
@@ -103,6 +137,22 @@ class Shape:
             "top_logprobs": [dict(t.top) for t in lps],
             "text_offset": offsets,
         }
+
+
+def _prefixed(prompt: dict[str, Any], first: str, gen: dict[str, Any]) -> dict[str, Any]:
+    """Prompt token arrays (led by the unscored first token) then the generated ones, with
+    text offsets running on through both."""
+    tokens = [first, *prompt["tokens"], *gen["tokens"]]
+    offsets, pos = [], 0
+    for t in tokens:
+        offsets.append(pos)
+        pos += len(t)
+    return {
+        "tokens": tokens,
+        "token_logprobs": [None, *prompt["token_logprobs"], *gen["token_logprobs"]],
+        "top_logprobs": [None, *prompt["top_logprobs"], *gen["top_logprobs"]],
+        "text_offset": offsets,
+    }
 
 
 def _chat_logprob(t: TokenLogprob) -> dict[str, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class _Body(BaseModel):
@@ -56,9 +56,48 @@ class ChatRequest(_Sampling):
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
 
 
+MAX_PROMPTS = 64
+
+
 class CompletionRequest(_Sampling):
-    prompt: str = Field(min_length=1)
+    """A text completion. `prompt` is a string, token ids, or a list of either (one choice
+    per prompt, each `n` times); `echo` puts the prompt before the generated text and, with
+    `logprobs`, scores the prompt's tokens too (what lm-evaluation-harness sends)."""
+
+    prompt: str | list[str] | list[int] | list[list[int]]
     logprobs: int | None = Field(default=None, ge=0, le=5)
+    echo: bool = False
+
+    @field_validator("prompt")
+    @classmethod
+    def _not_empty(cls, v: Any) -> Any:
+        items = [v] if isinstance(v, str) or (v and isinstance(v[0], int)) else v
+        if not items or len(items) > MAX_PROMPTS:
+            raise ValueError(f"prompt must hold 1 to {MAX_PROMPTS} prompts")
+        if any(len(p) == 0 for p in items):
+            raise ValueError("a prompt is empty")
+        if any(isinstance(p, list) and min(p) < 0 for p in items):
+            raise ValueError("token ids are non-negative")
+        return v
+
+    def prompts(self) -> list[str | list[int]]:
+        p = self.prompt
+        if isinstance(p, str) or isinstance(p[0], int):
+            return [p]
+        return list(p)
+
+
+class TokenizeRequest(_Body):
+    """vLLM's /tokenize (lm-evaluation-harness's remote tokenizer uses it)."""
+
+    prompt: str
+    add_special_tokens: bool = True
+    model: str | None = None
+
+
+class DetokenizeRequest(_Body):
+    tokens: list[int]
+    model: str | None = None
 
 
 class EmbeddingRequest(_Body):

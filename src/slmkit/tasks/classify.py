@@ -56,6 +56,12 @@ def _predictions(labels: Sequence[str], probs: np.ndarray) -> list[Prediction]:
     ]
 
 
+def classify_body(instruction: str, words: Sequence[str], text: str, shots: str = "") -> str:
+    """The zero-shot question whose answer is a label word (fine-tuning a chat model for
+    classification trains on the same)."""
+    return f"{instruction}\nAnswer with one of: {', '.join(words)}.\n\n{shots}Text: {text}"
+
+
 class LikelihoodClassifier:
     """Zero-shot (or few-shot, with `examples`) classification by label log-likelihood.
 
@@ -99,7 +105,7 @@ class LikelihoodClassifier:
         if self.template is not None:
             body = shots + self.template.replace("{labels}", choices).replace("{text}", text)
         else:
-            body = f"{self.instruction}\nAnswer with one of: {choices}.\n\n{shots}Text: {text}"
+            body = classify_body(self.instruction, self.words, text, shots)
         if not self._chat:
             return body + "\nAnswer:"
         try:

@@ -345,7 +345,14 @@ def _finetune_causal(
             "--teacher/--unlabeled distil into an encoder classifier; a causal base learns "
             "from the responses in DATA"
         )
-    data = causal.load_pairs(cfg.data, holdout=cfg.holdout, seed=cfg.seed, limit=cfg.limit)
+    data = causal.load_pairs(
+        cfg.data,
+        holdout=cfg.holdout,
+        seed=cfg.seed,
+        limit=cfg.limit,
+        text_field=cfg.text_field,
+        label_field=cfg.label_field,
+    )
     run_dir = store.root / "runs" / cfg.out
     _check_resume(cfg, run_dir, resume, force)
     torch.set_num_threads(store.settings.n_threads)

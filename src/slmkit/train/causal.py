@@ -49,24 +49,66 @@ def _extract_sms_rows() -> tuple[list[str], list[str]]:
     return prompts, [json.dumps(sms_gold(t, y)) for t, y in zip(texts, labels, strict=True)]
 
 
-def load_pairs(
-    data: str, *, holdout: float, seed: int, limit: int | None, on_error: str = "fail"
+def _classification_pairs(
+    data: str, text_field: str, label_field: str, holdout: float, seed: int, limit: int | None
 ) -> PairData:
-    """`extract_sms`, or a JSONL/CSV with `prompt` and `response` columns; checked up front."""
-    from slmkit.tasks.data import read_rows
+    """A classification task as questions answered by a label word, prompted exactly as the
+    zero-shot classifier prompts (so `slm eval TASK --model ID` measures the result)."""
+    from slmkit.tasks.classify import classify_body
+    from slmkit.train.data import load_train_data
 
-    skipped: list[tuple[int, str]] = []
-    if data in BUILTIN:
-        prompts, responses = _extract_sms_rows()
-    elif Path(data).suffix.lower() in (".jsonl", ".csv"):
-        res = read_rows(Path(data), required=("prompt", "response"), on_error=on_error)  # type: ignore[arg-type]
-        prompts = [str(r["prompt"]) for r in res.rows]
+    td = load_train_data(
+        data,
+        text_field=text_field,
+        label_field=label_field,
+        holdout=holdout,
+        seed=seed,
+        limit=limit,
+    )
+    words = {c: c.replace("_", " ") for c in td.classes}
+    choices = tuple(words.values())
+
+    def ask(texts: list[str]) -> list[str]:
+        return [classify_body(td.instruction, choices, t) for t in texts]
+
+    return PairData(
+        data,
+        ask(td.texts),
+        [words[y] for y in td.labels],
+        ask(td.held_texts),
+        [words[y] for y in td.held_labels],
+        td.skipped,
+    )
+
+
+def load_pairs(
+    data: str,
+    *,
+    holdout: float,
+    seed: int,
+    limit: int | None,
+    text_field: str = "text",
+    label_field: str = "label_text",
+) -> PairData:
+    """`extract_sms`; a JSONL/CSV with `prompt` and `response` columns; or classification
+    data (a built-in task, or a labelled file) as questions answered by a label word.
+    Checked in full up front."""
+    from slmkit.tasks.data import TASK_NAMES, read_rows
+
+    path = Path(data)
+    is_file = path.suffix.lower() in (".jsonl", ".csv")
+    if is_file and "prompt" in read_rows(path, required=(), on_error="fail").rows[0]:
+        res = read_rows(path, required=("prompt", "response"))
+        prompts = [str(r["prompt"]) for r in res.rows]  # read_rows refuses empty fields
         responses = [str(r["response"]) for r in res.rows]
-        skipped = res.errors  # read_rows refuses empty or missing fields by row
+    elif data in BUILTIN:
+        prompts, responses = _extract_sms_rows()
+    elif is_file or data in TASK_NAMES:
+        return _classification_pairs(data, text_field, label_field, holdout, seed, limit)
     else:
         raise DataError(
-            f"{data!r}: a causal base trains on instruction/response rows: a JSONL/CSV with "
-            f"'prompt' and 'response' columns, or the built-in {', '.join(BUILTIN)}"
+            f"{data!r}: a chat base trains on a JSONL/CSV with 'prompt' and 'response' "
+            f"columns, on {', '.join(BUILTIN)}, or on classification data"
         )
     order = np.random.default_rng(seed).permutation(len(prompts))
     if limit:
@@ -81,7 +123,6 @@ def load_pairs(
         [responses[i] for i in train],
         [prompts[i] for i in held],
         [responses[i] for i in held],
-        skipped,
     )
 
 
