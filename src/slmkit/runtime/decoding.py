@@ -72,8 +72,10 @@ class SequenceOutput:
         if self.t_first == 0.0:
             self.t_first = time.perf_counter()
             self.stats.ttft_s = self.t_first - self.t0
-        if eog:
-            return None, "stop"
+        if eog:  # no text; its log-probability is reported, as OpenAI's API and vLLM do
+            return (
+                Chunk(text="", token_ids=(tok,), logprobs=logprobs) if logprobs else None
+            ), "stop"
         self.stats.completion_tokens += 1
         text, stopped = self._stop.feed(self._utf8.decode(data))
         chunk = Chunk(text=text, token_ids=(tok,), logprobs=logprobs) if text or logprobs else None
