@@ -331,6 +331,8 @@ def test_classification_data_becomes_the_zero_shot_question(fake_model: Any) -> 
     text = data.prompts[0].rsplit("Text: ", 1)[1]
     asked = fake_model.format_chat([{"role": "user", "content": data.prompts[0]}])
     assert clf.prompt(text) == asked  # what `slm eval sms_spam --model ID` will ask
+    asked_as = load_pairs("sms_spam", holdout=0.1, seed=0, limit=20, instruction="Junk?")
+    assert all(p.startswith("Junk?\nAnswer with one of: ham, spam.") for p in asked_as.prompts)
 
 
 @pytest.mark.parametrize(

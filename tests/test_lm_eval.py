@@ -80,5 +80,5 @@ def test_lm_eval_local_completions_matches_slm_eval_mc(served: LiveServer, tmp_p
     assert ours.exit_code == 0, ours.output
     mine = json.loads(ours.stdout)
     assert mine["n"] == N
-    assert harness["acc,none"] == pytest.approx(mine["acc"], abs=1 / N + 1e-9)
-    assert harness["acc_norm,none"] == pytest.approx(mine["acc_norm"], abs=1 / N + 1e-9)
+    assert abs(harness["acc,none"] - mine["acc"]) <= 0.005  # within half a point: the same
+    assert abs(harness["acc_norm,none"] - mine["acc_norm"]) <= 0.005

@@ -75,6 +75,11 @@ class FinetuneConfig(BaseModel):
         default=True, description="Keep the word-embedding matrix fixed (faster, same accuracy)."
     )
     limit: int | None = Field(default=None, ge=10, description="Train on this many rows.")
+    instruction: str | None = Field(
+        default=None,
+        description="The classification question (teacher labels, and rows for a chat base); "
+        "default: the task's own, 'Classify the text.' for a file.",
+    )
     text_field: str = Field(default="text", description="Text column of a file.")
     label_field: str = Field(default="label_text", description="Label column (or 'label').")
 
@@ -257,6 +262,8 @@ def finetune(
         seed=cfg.seed,
         limit=cfg.limit,
     )
+    if cfg.instruction:
+        data.instruction = cfg.instruction
     run_dir = store.root / "runs" / cfg.out
     _check_resume(cfg, run_dir, resume, force)
     torch.set_num_threads(store.settings.n_threads)
@@ -352,6 +359,7 @@ def _finetune_causal(
         limit=cfg.limit,
         text_field=cfg.text_field,
         label_field=cfg.label_field,
+        instruction=cfg.instruction,
     )
     run_dir = store.root / "runs" / cfg.out
     _check_resume(cfg, run_dir, resume, force)

@@ -50,7 +50,13 @@ def _extract_sms_rows() -> tuple[list[str], list[str]]:
 
 
 def _classification_pairs(
-    data: str, text_field: str, label_field: str, holdout: float, seed: int, limit: int | None
+    data: str,
+    text_field: str,
+    label_field: str,
+    holdout: float,
+    seed: int,
+    limit: int | None,
+    instruction: str | None,
 ) -> PairData:
     """A classification task as questions answered by a label word, prompted exactly as the
     zero-shot classifier prompts (so `slm eval TASK --model ID` measures the result)."""
@@ -67,9 +73,10 @@ def _classification_pairs(
     )
     words = {c: c.replace("_", " ") for c in td.classes}
     choices = tuple(words.values())
+    question = instruction or td.instruction
 
     def ask(texts: list[str]) -> list[str]:
-        return [classify_body(td.instruction, choices, t) for t in texts]
+        return [classify_body(question, choices, t) for t in texts]
 
     return PairData(
         data,
@@ -89,6 +96,7 @@ def load_pairs(
     limit: int | None,
     text_field: str = "text",
     label_field: str = "label_text",
+    instruction: str | None = None,
 ) -> PairData:
     """`extract_sms`; a JSONL/CSV with `prompt` and `response` columns; or classification
     data (a built-in task, or a labelled file) as questions answered by a label word.
@@ -104,7 +112,9 @@ def load_pairs(
     elif data in BUILTIN:
         prompts, responses = _extract_sms_rows()
     elif is_file or data in TASK_NAMES:
-        return _classification_pairs(data, text_field, label_field, holdout, seed, limit)
+        return _classification_pairs(
+            data, text_field, label_field, holdout, seed, limit, instruction
+        )
     else:
         raise DataError(
             f"{data!r}: a chat base trains on a JSONL/CSV with 'prompt' and 'response' "
