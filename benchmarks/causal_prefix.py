@@ -53,8 +53,9 @@ def main() -> None:
                 total += value.item()
             rates[name].append(len(order) / (time.perf_counter() - t0))
             losses[name] = total / len(batches)
-    print(f"{args.data}: {len(order)} rows, shared prefix {shared.prefix} tokens, mean row ", end="")
-    print(f"{np.mean([len(x) for x in shared.ids]):.1f} tokens, bf16={bf16}")
+    mean = np.mean([len(x) for x in shared.ids])
+    print(f"{args.data}: {len(order)} rows, shared prefix {shared.prefix} tokens, ", end="")
+    print(f"mean row {mean:.1f} tokens, bf16={bf16}")
     base = statistics.median(rates["full rows"])
     for name, r in rates.items():
         med = statistics.median(r)
