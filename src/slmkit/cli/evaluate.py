@@ -60,25 +60,35 @@ def eval_(
 
     `slm eval mc FILE --format arc|hellaswag|piqa --model M`: a multiple-choice benchmark
     scored by log-likelihood as lm-evaluation-harness does (acc, acc_norm)."""
+    with item_progress(f"eval {task}", limit or 0) as advance:
+        result = _run(task, file, fmt, model_id, limit, advance, kw)
+    if as_json:
+        click.echo(json.dumps(result))
+    else:
+        _print(result)
+
+
+def _run(
+    task: str,
+    file: str | None,
+    fmt: str | None,
+    model_id: str | None,
+    limit: int | None,
+    advance: Any,
+    kw: dict[str, Any],
+) -> dict[str, Any]:
     from slmkit.errors import InvalidOptionsError
     from slmkit.evaluate.runner import evaluate, evaluate_mc_file
 
     if (task == "mc") != bool(file):
         raise InvalidOptionsError("FILE goes with `slm eval mc FILE --format F` only")
-    with item_progress(f"eval {task}", limit or 0) as advance:
-        if task == "mc":
-            if not fmt:
-                raise InvalidOptionsError("slm eval mc needs --format arc, hellaswag or piqa")
-            assert file is not None
-            result = evaluate_mc_file(
-                file, fmt, model=model_id, limit=limit, n_ctx=kw["n_ctx"], progress=advance
-            )
-        else:
-            result = evaluate(task, model=model_id, limit=limit, progress=advance, **kw)
-    if as_json:
-        click.echo(json.dumps(result))
-    else:
-        _print(result)
+    if task != "mc":
+        return evaluate(task, model=model_id, limit=limit, progress=advance, **kw)
+    if not fmt or not file:
+        raise InvalidOptionsError("slm eval mc needs --format arc, hellaswag or piqa")
+    return evaluate_mc_file(
+        file, fmt, model=model_id, limit=limit, n_ctx=kw["n_ctx"], progress=advance
+    )
 
 
 def _print(result: dict[str, Any]) -> None:

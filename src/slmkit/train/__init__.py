@@ -276,11 +276,7 @@ def finetune(
         "train_rows": len(texts),
         "held_out_rows": len(data.held_texts),
         "held_accuracy": round(state.best, 4),
-        "steps": state.step,
-        "best_step": state.best_step,
-        "stopped": state.stopped,
-        "train_s": round(state.elapsed_s, 1),
-        "rows_per_s": round(state.step * cfg.loop(None).batch_size / max(state.elapsed_s, 1e-9), 1),
+        **_loop_metrics(cfg, state),
         "teacher_s": round(t_label, 1) if cfg.teacher else None,
     }
     if data.test is not None:
@@ -343,7 +339,6 @@ def _finetune_causal(
     """LoRA (or full) on instruction/response rows; merged, exported to F16 GGUF, registered."""
     import torch
 
-    from slmkit.loading import load
     from slmkit.train import causal
 
     t0 = time.perf_counter()
@@ -364,31 +359,11 @@ def _finetune_causal(
     run_dir = store.root / "runs" / cfg.out
     _check_resume(cfg, run_dir, resume, force)
     torch.set_num_threads(store.settings.n_threads)
-    with load(cfg.base, pull=False) as chat:  # the template and tokenizer inference will use
-        train, dropped = causal.encode_pairs(chat, data.prompts, data.responses, cfg.tokens)
-        n = causal.HELD_ROWS
-        held, _ = causal.encode_pairs(
-            chat, data.held_prompts[:n], data.held_responses[:n], cfg.tokens
-        )
-    if not train.ids or not held.ids:
-        raise DataError(f"every row is longer than --max-length {cfg.tokens} tokens")
+    train, held, dropped = _encode_causal(cfg, store, data)
     model = causal.load_causal(path, cfg.how, cfg.seed)
     if cfg.freeze_embeddings and cfg.how == "full":
         model.get_input_embeddings().weight.requires_grad_(False)
-    bf16 = use_bf16(cfg.precision)
-
-    def loss_fn(m: Any, idx: np.ndarray) -> Any:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            return causal.loss(m, train, idx)
-
-    loop = TrainLoop(
-        model,
-        train.lengths,
-        loss_fn,
-        lambda m: causal.response_accuracy(m, held),
-        cfg.loop(max_minutes, eval_at_start=True),
-        run_dir,
-    )
+    loop = _causal_loop(cfg, model, train, held, run_dir, max_minutes)
     if resume:
         loop.resume()
     state = loop.run(progress)
@@ -398,17 +373,69 @@ def _finetune_causal(
         "held_out_rows": len(held.ids),
         "base_token_accuracy": round(state.history[0]["held_accuracy"], 4),
         "held_token_accuracy": round(state.best, 4),
-        "steps": state.step,
-        "best_step": state.best_step,
-        "stopped": state.stopped,
-        "train_s": round(state.elapsed_s, 1),
-        "rows_per_s": round(state.step * cfg.loop(None).batch_size / max(state.elapsed_s, 1e-9), 2),
+        **_loop_metrics(cfg, state),
+        "total_s": round(time.perf_counter() - t0, 1),
     }
-    metrics["total_s"] = round(time.perf_counter() - t0, 1)
     model = causal.merged(model, cfg.how)
     result = _register_causal(cfg, store, entry, path, model, metrics, force)
     shutil.rmtree(run_dir, ignore_errors=True)
     return result
+
+
+def _causal_loop(
+    cfg: FinetuneConfig,
+    model: Any,
+    train: Any,
+    held: Any,
+    run_dir: Path,
+    max_minutes: float | None,
+) -> TrainLoop:
+    import torch
+
+    from slmkit.train import causal
+
+    bf16 = use_bf16(cfg.precision)
+
+    def loss_fn(m: Any, idx: np.ndarray) -> Any:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            return causal.loss(m, train, idx)
+
+    return TrainLoop(
+        model,
+        train.lengths,
+        loss_fn,
+        lambda m: causal.response_accuracy(m, held),
+        cfg.loop(max_minutes, eval_at_start=True),
+        run_dir,
+    )
+
+
+def _loop_metrics(cfg: FinetuneConfig, state: LoopState) -> dict[str, Any]:
+    rate = state.step * cfg.loop(None).batch_size / max(state.elapsed_s, 1e-9)
+    return {
+        "steps": state.step,
+        "best_step": state.best_step,
+        "stopped": state.stopped,
+        "train_s": round(state.elapsed_s, 1),
+        "rows_per_s": round(rate, 2),
+    }
+
+
+def _encode_causal(cfg: FinetuneConfig, store: Store, data: Any) -> tuple[Any, Any, int]:
+    """Training and held-out rows tokenized through the base's chat template and tokenizer
+    (the ones inference will use); how many training rows were too long."""
+    from slmkit.loading import load
+    from slmkit.train import causal
+
+    n = causal.HELD_ROWS
+    with load(cfg.base, pull=False, store=store) as chat:
+        train, dropped = causal.encode_pairs(chat, data.prompts, data.responses, cfg.tokens)
+        held, _ = causal.encode_pairs(
+            chat, data.held_prompts[:n], data.held_responses[:n], cfg.tokens
+        )
+    if not train.ids or not held.ids:
+        raise DataError(f"every row is longer than --max-length {cfg.tokens} tokens")
+    return train, held, dropped
 
 
 def _register_causal(
