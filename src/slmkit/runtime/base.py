@@ -44,6 +44,7 @@ class TokenLogprob:
     token: str
     logprob: float
     top: tuple[tuple[str, float], ...] = ()
+    eog: bool = False  # the end-of-generation token (no text; completions report it)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ sampled tokens through one `SequenceOutput` each, so they cannot drift apart.
 from __future__ import annotations
 
 import codecs
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 
@@ -72,10 +73,11 @@ class SequenceOutput:
         if self.t_first == 0.0:
             self.t_first = time.perf_counter()
             self.stats.ttft_s = self.t_first - self.t0
-        if eog:  # no text; its log-probability is reported, as OpenAI's API and vLLM do
-            return (
-                Chunk(text="", token_ids=(tok,), logprobs=logprobs) if logprobs else None
-            ), "stop"
+        if eog:  # no text; legacy completions report its log-probability (OpenAI, vLLM)
+            if not logprobs:
+                return None, "stop"
+            marked = tuple(dataclasses.replace(lp, eog=True) for lp in logprobs)
+            return Chunk(text="", token_ids=(tok,), logprobs=marked), "stop"
         self.stats.completion_tokens += 1
         text, stopped = self._stop.feed(self._utf8.decode(data))
         chunk = Chunk(text=text, token_ids=(tok,), logprobs=logprobs) if text or logprobs else None

@@ -125,8 +125,8 @@ class Shape:
         """OpenAI's logprobs objects: chat `{"content": [...]}`, completions token arrays."""
         if not self.wants_logprobs:
             return None
-        if self.chat:
-            return {"content": [_chat_logprob(t) for t in lps]}
+        if self.chat:  # chat reports the generated text's tokens, not the end token
+            return {"content": [_chat_logprob(t) for t in lps if not t.eog]}
         offsets, pos = [], 0
         for t in lps:
             offsets.append(pos)
