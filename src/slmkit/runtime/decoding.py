@@ -125,8 +125,4 @@ def top_logprobs(
 ) -> tuple[TokenLogprob, ...]:
     """The chosen token's log-probability and the k most likely tokens, from raw logits
     (before sampler filtering). `text(token_id)` renders a token."""
-    lp = log_softmax(logits)[0]
-    top = np.argpartition(-lp, k)[:k] if k else np.array([], dtype=int)
-    top = top[np.argsort(-lp[top])]
-    alts = tuple((text(int(t)), float(lp[t])) for t in top)
-    return (TokenLogprob(text(tok), float(lp[tok]), alts),)
+    return tuple(rows_logprobs(log_softmax(logits), [tok], k, text))
