@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     import numpy as np
     from pydantic import BaseModel
 
+    from slmkit.tasks.cascade import Cascade
     from slmkit.tasks.classify import Prediction
     from slmkit.tasks.summarize import SummaryResult
     from slmkit.train import FinetuneResult
@@ -70,6 +71,7 @@ __all__ = [
     "SourceUnavailableError",
     "Store",
     "UnavailableError",
+    "cascade",
     "classify",
     "embed",
     "extract",
@@ -103,6 +105,33 @@ def classify(
     batch = [texts] if isinstance(texts, str) else list(texts)
     clf = LikelihoodClassifier(_model(model), labels, instruction=instruction, calibrate=calibrate)
     return clf.predict(batch)
+
+
+def cascade(
+    small: str,
+    large: str,
+    labels: Sequence[str],
+    *,
+    instruction: str = "Classify the text.",
+    threshold: float = 0.9,
+    calibrate_on: tuple[Sequence[str], Sequence[str]] | None = None,
+    target_accuracy: float | None = None,
+) -> Cascade:
+    """A small -> large classification cascade (each a model id, a classifier from
+    `slm finetune`, or an endpoint URL). With `calibrate_on=(texts, labels)` the small
+    model's probabilities are temperature-scaled and the threshold chosen there for
+    `target_accuracy` (default: the large model's accuracy less one point).
+
+    >>> c = slmkit.cascade("ft-sst2", "qwen2.5-coder-1.5b-instruct", ["negative", "positive"])
+    >>> c.predict(["a gem of a film"])[0].escalated
+    """
+    from slmkit.tasks.cascade import make_cascade
+
+    c = make_cascade(f"{small},{large}", labels, instruction)
+    c.threshold = threshold
+    if calibrate_on is not None:
+        c.calibrate(calibrate_on[0], calibrate_on[1], target_accuracy)
+    return c
 
 
 def summarize(

@@ -338,3 +338,28 @@ def estimate_ram_bytes(entry: ModelEntry, n_ctx: int) -> int | None:
 
 
 RUNTIME_OVERHEAD_BYTES = 120 * 2**20
+
+
+def available_ram_bytes() -> int | None:
+    """Memory the system can give a new process now (MemAvailable), None where unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def fit_message(entry: ModelEntry, n_ctx: int, ram_bytes: int | None) -> tuple[bool | None, str]:
+    """Whether the model should fit in `ram_bytes`, and a line saying so with the figures."""
+    need = estimate_ram_bytes(entry, n_ctx)
+    if need is None or ram_bytes is None:
+        return None, f"{entry.id}: memory need or free memory unknown"
+    gb = 2**30
+    fits = need <= ram_bytes
+    verdict = "fits" if fits else "does NOT fit"
+    return fits, (
+        f"{entry.id} needs about {need / gb:.2f} GB at n_ctx {n_ctx} (estimate); "
+        f"{ram_bytes / gb:.1f} GB available: {verdict}"
+    )

@@ -44,6 +44,14 @@ from slmkit.cli.base import cli, fail_cleanly, item_progress
 )
 @click.option("--n-ctx", type=click.IntRange(min=256), default=None)
 @click.option("--max-words", type=click.IntRange(min=5), default=60, show_default=True)
+@click.option(
+    "--cascade",
+    "cascade_models",
+    help="SMALL,LARGE: calibrate a cascade on the first --tune-limit test rows, measure the rest.",
+)
+@click.option("--tune-limit", type=click.IntRange(min=10), default=300, show_default=True)
+@click.option("--target-accuracy", type=click.FloatRange(0, 1), help="Cascade target accuracy.")
+@click.option("--compare", is_flag=True, help="Cascade: also run LARGE alone on the same rows.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
 @fail_cleanly
 def eval_(
@@ -82,6 +90,19 @@ def _run(
 
     if (task == "mc") != bool(file):
         raise InvalidOptionsError("FILE goes with `slm eval mc FILE --format F` only")
+    cascade = kw.pop("cascade_models")
+    tune = {k: kw.pop(k) for k in ("tune_limit", "target_accuracy", "compare")}
+    if cascade:
+        from slmkit.evaluate.runner import evaluate_cascade
+
+        return evaluate_cascade(
+            task,
+            cascade,
+            tune_limit=tune["tune_limit"],
+            limit=limit,
+            target=tune["target_accuracy"],
+            compare=tune["compare"],
+        )
     if task != "mc":
         return evaluate(task, model=model_id, limit=limit, progress=advance, **kw)
     if not fmt or not file:

@@ -69,10 +69,14 @@ def pull(model_id: str, force: bool) -> None:
     if asset is not None:
         click.echo(f"installed {model_id} at {asset_dir(store, asset, pull=True)}")
         return
-    store.get(model_id)
+    entry = store.get(model_id)
     if store.path(model_id) is not None and not force:
         click.echo(f"{model_id} is already installed at {store.path(model_id)}")
         return
+    from slmkit.catalog.store import available_ram_bytes, fit_message
+
+    n_ctx = min(store.settings.n_ctx, entry.context_length)
+    click.echo(fit_message(entry, n_ctx, available_ram_bytes())[1], err=True)
     with pull_progress(f"pull {model_id}") as progress:
         path = store.pull(model_id, force=force, progress=progress)
     click.echo(f"installed {model_id} at {path}")

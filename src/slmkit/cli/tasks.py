@@ -60,12 +60,49 @@ if TYPE_CHECKING:
     help="Prompt template with {text} (and optionally {labels}); overrides --instruction.",
 )
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "table"]), default="jsonl")
+@click.option(
+    "--cascade",
+    "cascade_models",
+    help="SMALL,LARGE: answer with SMALL when sure, else ask LARGE (ids, classifiers, URLs).",
+)
+@click.option(
+    "--threshold",
+    type=click.FloatRange(0, 1),
+    default=0.9,
+    show_default=True,
+    help="Cascade: SMALL's top probability needed to answer without LARGE.",
+)
+@click.option(
+    "--calibrate",
+    "calibrate_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Cascade: labelled JSONL (text, label_text) to fit SMALL's temperature and "
+    "choose the threshold for --target-accuracy.",
+)
+@click.option(
+    "--target-accuracy",
+    type=click.FloatRange(0, 1),
+    help="Cascade: accuracy to reach on --calibrate (default: LARGE's less 0.01).",
+)
 @fail_cleanly
 def classify(
-    texts: tuple[str, ...], file: Path | None, text_field: str, on_error: str, fmt: str, **kw: Any
+    texts: tuple[str, ...],
+    file: Path | None,
+    text_field: str,
+    on_error: str,
+    fmt: str,
+    cascade_models: str | None,
+    threshold: float,
+    calibrate_file: Path | None,
+    target_accuracy: float | None,
+    **kw: Any,
 ) -> None:
     """Classify texts; prints one JSON line (label + probability per label) per text."""
     batch = inputs(texts, file, text_field, on_error)
+    if cascade_models:
+        cascade = _cascade(cascade_models, kw, threshold, calibrate_file, target_accuracy)
+        _print_cascade(batch, cascade)
+        return
     clf = _classifier(**kw)
     preds: list[Any] = []
     with item_progress("classify", len(batch)) as advance:
@@ -83,6 +120,59 @@ def classify(
         return
     for t, p in zip(batch, preds, strict=True):
         click.echo(json.dumps({"text": t, "label": p.label, "probs": p.probs}))
+
+
+def _cascade(
+    models: str,
+    kw: dict[str, Any],
+    threshold: float,
+    calibrate_file: Path | None,
+    target: float | None,
+) -> Any:
+    from slmkit.tasks.cascade import make_cascade
+
+    if not kw["labels"]:
+        raise InputError("a cascade needs --labels a,b,...")
+    labels = [x.strip() for x in kw["labels"].split(",")]
+    cascade = make_cascade(models, labels, kw["instruction"])
+    cascade.threshold = threshold
+    if calibrate_file is not None:
+        from slmkit.tasks.data import read_rows
+
+        rows = read_rows(calibrate_file, required=("text", "label_text"), on_error="fail").rows
+        choice = cascade.calibrate(
+            [r["text"] for r in rows], [r["label_text"] for r in rows], target
+        )
+        click.echo(
+            json.dumps({"calibration": vars(choice), "temperature": cascade.temperature}), err=True
+        )
+    return cascade
+
+
+def _print_cascade(batch: list[str], cascade: Any) -> None:
+    preds: list[Any] = []
+    with item_progress("cascade", len(batch)) as advance:
+        for start in range(0, len(batch), 16):
+            preds.extend(cascade.predict(batch[start : start + 16]))
+            advance(min(16, len(batch) - start))
+    for t, p in zip(batch, preds, strict=True):
+        click.echo(
+            json.dumps(
+                {
+                    "text": t,
+                    "label": p.label,
+                    "probs": p.probs,
+                    "escalated": p.escalated,
+                    "confidence": round(p.confidence, 4),
+                }
+            )
+        )
+    s = cascade.stats
+    click.echo(
+        f"escalated {s['escalated']}/{s['n']}, mean latency "
+        f"{1000 * s['seconds'] / max(s['n'], 1):.1f} ms per text",
+        err=True,
+    )
 
 
 def _classifier(

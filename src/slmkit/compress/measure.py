@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from slmkit.errors import RuntimeFailure
+from slmkit.evaluate import own_peak_rss_mb
 
 DECODE_PROMPT = "Write a short paragraph about the sea."
 
@@ -68,17 +69,6 @@ def measure_gguf(path: Path, task: str, limit: int) -> dict[str, Any]:
     }
 
 
-def peak_rss_mb() -> float:
-    """This process's own peak RSS (VmHWM): getrusage's figure would carry the peak of the
-    process that started it across fork and exec."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    from slmkit.evaluate import peak_rss_mb as fallback
-
-    return fallback()
-
-
 def run(kind: str, path: Path, task: str, limit: int) -> dict[str, Any]:
     fn = measure_encoder if kind == "encoder" else measure_gguf
     out = fn(path, task, limit)
@@ -87,7 +77,7 @@ def run(kind: str, path: Path, task: str, limit: int) -> dict[str, Any]:
     main = weights_file(path) if path.is_dir() else path
     out.update(
         size_bytes=main.stat().st_size,
-        peak_rss_mb=round(peak_rss_mb(), 1),
+        peak_rss_mb=round(own_peak_rss_mb(), 1),
         score=round(score_points(out["task"]), 2),
     )
     return out

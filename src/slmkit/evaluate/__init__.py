@@ -22,6 +22,18 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def own_peak_rss_mb() -> float:
+    """This process's own peak RSS (VmHWM): getrusage's figure would carry the peak of the
+    process that started it across fork and exec."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return peak_rss_mb()
+
+
 @dataclass
 class Timer:
     """Per-item latencies (a batch's time is shared by its items)."""

@@ -74,11 +74,7 @@ def evaluate(
     if task == "extract_sms":
         result = _eval_extract(_need(model), limit, n_ctx, progress)
     else:
-        spec = (
-            _user_task(Path(task))
-            if Path(task).suffix in (".jsonl", ".csv")
-            else builtin_task(task)
-        )
+        spec = task_spec(task)
         if isinstance(spec, SummarizationTask):
             result = _eval_summarize(spec, _need(model), limit, n_ctx, max_words, progress)
         else:
@@ -273,3 +269,94 @@ def _try_extract(ex: Any, text: str) -> dict[str, Any] | None:
         return data
     except (ExtractionError, jsonschema.ValidationError):
         return None
+
+
+def evaluate_endpoint(
+    endpoint: Any, task: str, limit: int | None, *, max_words: int = 60
+) -> dict[str, Any]:
+    """A task against an OpenAI-compatible endpoint (tasks.endpoint.Endpoint): the same
+    data, metrics and timer as a local model; classification by asking for the label word."""
+    from slmkit.tasks.endpoint import EndpointClassifier, endpoint_summary
+
+    spec = task_spec(task)
+    timer = Timer()
+    out: dict[str, Any] = {"task": task, "model": endpoint.name, "method": "endpoint"}
+    if isinstance(spec, SummarizationTask):
+        docs, refs = spec.load(limit)
+        summaries = timer.run(
+            lambda b: [endpoint_summary(endpoint, d, max_words) for d in b], docs, 1
+        )
+        out.update(n=len(docs), **rouge(summaries, refs))
+        out.update(timer.report(len(docs)))
+        return out
+    texts, gold = spec.load("test", limit)
+    clf = EndpointClassifier(endpoint, spec.labels, spec.instruction)
+    preds = timer.run(clf.predict, texts, 1)
+    out.update(n=len(texts), **classification_metrics(gold, [p.label for p in preds], spec.labels))
+    out.update(timer.report(len(texts)))
+    return out
+
+
+def task_spec(task: str) -> ClassificationTask | SummarizationTask:
+    """A built-in task by name or a user's JSONL/CSV file of the same shape."""
+    if task == "extract_sms":
+        raise InputError("extract_sms runs on local models only (it needs a grammar)")
+    if Path(task).suffix in (".jsonl", ".csv"):
+        if not Path(task).is_file():
+            raise InputError(f"task file {task} does not exist")
+        return _user_task(Path(task))
+    return builtin_task(task)
+
+
+def evaluate_cascade(
+    task: str,
+    models: str,
+    *,
+    tune_limit: int = 300,
+    limit: int | None = None,
+    target: float | None = None,
+    compare: bool = False,
+    timeout: float = 60.0,
+) -> dict[str, Any]:
+    """Calibrate a SMALL,LARGE cascade on the first `tune_limit` test rows, evaluate it on
+    the rest (up to `limit`): accuracy, share escalated, mean latency; with `compare`,
+    the large model alone on the same rows."""
+    from slmkit.tasks.cascade import make_cascade
+
+    spec = task_spec(task)
+    if not isinstance(spec, ClassificationTask):
+        raise InputError(f"cascades classify; {task} is a summarization task")
+    texts, gold = spec.load("test", None)
+    if len(texts) <= tune_limit:
+        raise InputError(f"{task} has {len(texts)} rows: fewer than --tune-limit {tune_limit} + 1")
+    tune_x, tune_y = texts[:tune_limit], gold[:tune_limit]
+    test_x, test_y = texts[tune_limit:], gold[tune_limit:]
+    if limit:
+        test_x, test_y = test_x[:limit], test_y[:limit]
+    cascade = make_cascade(models, spec.labels, spec.instruction, timeout=timeout)
+    choice = cascade.calibrate(tune_x, tune_y, target)
+    preds = [p for i in range(0, len(test_x), 16) for p in cascade.predict(test_x[i : i + 16])]
+    n = len(test_x)
+    out: dict[str, Any] = {
+        "task": task,
+        "cascade": models,
+        "tuned_on": f"first {tune_limit} rows of the test split",
+        "n": n,
+        "temperature": round(cascade.temperature, 4),
+        "threshold": round(choice.threshold, 6),
+        "tune": {k: round(v, 4) if isinstance(v, float) else v for k, v in vars(choice).items()},
+        "accuracy": round(sum(p.label == g for p, g in zip(preds, test_y, strict=True)) / n, 4),
+        "small_accuracy": round(
+            sum(p.small_label == g for p, g in zip(preds, test_y, strict=True)) / n, 4
+        ),
+        "escalated": round(cascade.stats["escalated"] / n, 4),
+        "mean_latency_ms": round(1000 * cascade.stats["seconds"] / n, 2),
+    }
+    if compare:
+        t0 = time.perf_counter()
+        large = [p for i in range(0, n, 16) for p in cascade.large.predict(test_x[i : i + 16])]
+        out["large_accuracy"] = round(
+            sum(p.label == g for p, g in zip(large, test_y, strict=True)) / n, 4
+        )
+        out["large_mean_latency_ms"] = round(1000 * (time.perf_counter() - t0) / n, 2)
+    return out

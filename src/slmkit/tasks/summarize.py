@@ -98,7 +98,7 @@ class Summarizer:
         self.temperature = temperature
 
     @staticmethod
-    def _prompt(text: str, words: int, part: bool) -> str:
+    def prompt(text: str, words: int, part: bool = False) -> str:
         what = "this part of a longer document" if part else "this document"
         return (
             f"Summarize {what} in at most {words} words. Keep names, numbers and "
@@ -110,13 +110,13 @@ class Summarizer:
         """Tokens the instruction and chat template add around a chunk (at least the
         PROMPT_RESERVE that was measured on the catalog's models)."""
         try:
-            wrapped = model.format_chat([{"role": "user", "content": cls._prompt("", words, True)}])
+            wrapped = model.format_chat([{"role": "user", "content": cls.prompt("", words, True)}])
         except ChatTemplateError:
             return PROMPT_RESERVE
         return max(PROMPT_RESERVE, model.count_tokens(wrapped) + 16)
 
     def _ask(self, text: str, words: int, part: bool) -> str:
-        prompt = self._prompt(text, words, part)
+        prompt = self.prompt(text, words, part)
         out = self.model.chat(prompt, temperature=self.temperature, max_tokens=self.max_tokens)
         return out.text.strip()
 

@@ -1,0 +1,284 @@
+"""`slm bench`: a matrix of models x quantizations x tasks, one fresh process per cell.
+
+Results go to `OUT/cells.jsonl` as each cell finishes (a run that stops resumes where it
+stopped), with `OUT/config.json` and `OUT/machine.json`; `slmkit.bench.report` renders
+them. A device profile (`threads`, `ram_gb`) pins each cell to that many cores (CPU
+affinity and llama.cpp threads) and kills a cell whose resident memory passes the budget;
+a model whose estimated need is over the budget is reported as not fitting without running.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from slmkit.catalog.store import Store, estimate_ram_bytes
+
+CELLS = "cells.jsonl"
+DEFAULT_PRICE_CPU_HOUR = 0.04  # USD per vCPU-hour: a placeholder; pass the price you pay
+
+
+class BenchConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    models: list[str] = Field(min_length=1)
+    tasks: list[str] = Field(min_length=1)
+    quants: list[str] = []
+    limit: int = Field(200, ge=1)
+    repeat: int = Field(3, ge=1)
+    n_ctx: int = Field(2048, ge=256)
+    threads: int | None = Field(None, ge=1)
+    ram_gb: float | None = Field(None, gt=0)
+    price_cpu_hour: float = Field(DEFAULT_PRICE_CPU_HOUR, ge=0)
+    timeout: float = Field(60.0, gt=0, description="seconds an endpoint may take per request")
+    cell_timeout: float = Field(3600.0, gt=0)
+
+    @property
+    def profile(self) -> str:
+        cores = (
+            f"{self.threads} core{'s' if self.threads > 1 else ''}" if self.threads else "all cores"
+        )
+        ram = f"{self.ram_gb:g} GB" if self.ram_gb else "all RAM"
+        return f"{cores}, {ram}"
+
+
+def cell_key(model: str, task: str, profile: str) -> str:
+    return f"{model} | {task} | {profile}"
+
+
+def read_cells(out: Path) -> list[dict[str, Any]]:
+    """Finished cells, the last record of each key winning (a torn last line is skipped)."""
+    cells: dict[str, dict[str, Any]] = {}
+    path = out / CELLS
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            cells[rec["key"]] = rec
+    return list(cells.values())
+
+
+def check_tasks(tasks: list[str]) -> None:
+    """Every task resolves (a known name, or a readable file with the needed fields) before
+    any cell runs."""
+    from slmkit.evaluate.runner import task_spec
+
+    for task in tasks:
+        if task != "extract_sms":
+            task_spec(task)
+
+
+def expand_models(config: BenchConfig, store: Store, say: Callable[[str], None]) -> list[str]:
+    """Model ids (and endpoints) per quantization; missing quantized variants are made
+    with `slm quantize` (no guard: the bench itself measures them)."""
+    from slmkit.tasks.endpoint import is_endpoint
+
+    out: list[str] = []
+    for model in config.models:
+        if is_endpoint(model):
+            out.append(model)
+            continue
+        entry, _ = store.require(model)
+        if not config.quants:
+            out.append(model)
+        for q in config.quants:
+            if (entry.quantization or "").upper() == q.upper():
+                out.append(model)
+                continue
+            variant = f"{model}-{q.lower().replace('_', '-')}"
+            if store.path(variant) is None:
+                from slmkit.compress import quantize
+
+                say(f"quantizing {model} to {q} as {variant}")
+                quantize(model, q, variant, store=store)
+            out.append(variant)
+    return out
+
+
+def _describe(model: str, store: Store) -> dict[str, Any]:
+    from slmkit.tasks.endpoint import is_endpoint
+
+    if is_endpoint(model):
+        return {"quant": "endpoint", "params": None, "size_bytes": None, "kind": "endpoint"}
+    entry = store.get(model)
+    return {
+        "quant": entry.quantization or entry.format,
+        "params": entry.params,
+        "size_bytes": entry.size_bytes,
+        "kind": entry.kind,
+    }
+
+
+def run_bench(
+    config: BenchConfig,
+    out: Path,
+    *,
+    retry_failed: bool = False,
+    progress: Callable[[str, int, int], None] | None = None,
+    say: Callable[[str], None] = lambda _: None,
+    store: Store | None = None,
+) -> list[dict[str, Any]]:
+    """Run every cell not already done in `out`; return all cells of this configuration."""
+    from slmkit.bench.machine import machine_info
+
+    store = store or Store()
+    check_tasks(config.tasks)
+    models = expand_models(config, store, say)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(config.model_dump_json(indent=2))
+    (out / "machine.json").write_text(json.dumps(machine_info(), indent=2))
+    done = {c["key"]: c for c in read_cells(out)}
+    plan = [(m, t) for m in models for t in config.tasks]
+    results = []
+    for i, (model, task) in enumerate(plan):
+        key = cell_key(model, task, config.profile)
+        if progress:
+            progress(key, i, len(plan))
+        prev = done.get(key)
+        if prev and (prev["status"] == "ok" or not retry_failed):
+            results.append(prev)
+            continue
+        rec = run_cell(config, model, task, store, out)
+        with (out / CELLS).open("a") as fh:
+            fh.write(json.dumps(rec) + "\n")
+        results.append(rec)
+    if progress:
+        progress("done", len(plan), len(plan))
+    return results
+
+
+def run_cell(config: BenchConfig, model: str, task: str, store: Store, out: Path) -> dict[str, Any]:
+    rec: dict[str, Any] = {
+        "key": cell_key(model, task, config.profile),
+        "model": model,
+        "task": task,
+        "profile": config.profile,
+        "threads": config.threads,
+        "ram_gb": config.ram_gb,
+        **_describe(model, store),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    too_big = _does_not_fit(config, model, store)
+    if too_big:
+        rec.update(status="does_not_fit", error=too_big)
+        return rec
+    t0 = time.perf_counter()
+    rec.update(run_child(config, model, task, out, len(read_cells(out))))
+    rec["wall_s"] = round(time.perf_counter() - t0, 2)
+    return finish(rec, config)
+
+
+def _does_not_fit(config: BenchConfig, model: str, store: Store) -> str | None:
+    if config.ram_gb is None or model.startswith(("http://", "https://")):
+        return None
+    need = estimate_ram_bytes(store.get(model), config.n_ctx)
+    if need is not None and need > config.ram_gb * 2**30:
+        return (
+            f"needs about {need / 2**30:.2f} GB at n_ctx {config.n_ctx} (estimate), "
+            f"over the profile's {config.ram_gb:g} GB"
+        )
+    return None
+
+
+def run_child(config: BenchConfig, model: str, task: str, out: Path, n: int) -> dict[str, Any]:
+    """The cell in a fresh process, watched: RSS over the budget or the cell timeout kills it."""
+    from slmkit.tasks.endpoint import is_endpoint
+
+    spec: dict[str, Any] = {
+        "model": model,
+        "task": task,
+        "limit": config.limit,
+        "repeat": config.repeat,
+        "n_ctx": config.n_ctx,
+        "timeout": config.timeout,
+        "endpoint": is_endpoint(model),
+    }
+    env = dict(os.environ)
+    if config.threads:
+        spec["cpus"] = sorted(os.sched_getaffinity(0))[: config.threads]
+        env["SLMKIT_N_THREADS"] = str(config.threads)
+    logs = out / "logs"
+    logs.mkdir(exist_ok=True)
+    stdout, stderr = logs / f"cell{n:03d}.out", logs / f"cell{n:03d}.err"
+    with stdout.open("w") as so, stderr.open("w") as se:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "slmkit.bench.cell", json.dumps(spec)],
+            stdout=so,
+            stderr=se,
+            env=env,
+        )
+        verdict = watch(proc, config)
+    if verdict:
+        return verdict
+    lines = [ln for ln in stdout.read_text().splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = stderr.read_text()[-400:].strip()
+        return {"status": "failed", "error": f"exit {proc.returncode}: {tail}"}
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result
+
+
+def rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def watch(proc: subprocess.Popen[Any], config: BenchConfig) -> dict[str, Any] | None:
+    """Poll until the process ends; kill it (and say why) past the memory or time budget."""
+    limit_mb = config.ram_gb * 1024 if config.ram_gb else None
+    t0 = time.monotonic()
+    peak = 0.0
+    while proc.poll() is None:
+        peak = max(peak, rss_mb(proc.pid))
+        why = None
+        if limit_mb and peak > limit_mb:
+            why = {
+                "status": "does_not_fit",
+                "error": f"resident memory reached {peak:.0f} MB, over the profile's "
+                f"{config.ram_gb:g} GB: stopped",
+            }
+        elif time.monotonic() - t0 > config.cell_timeout:
+            why = {"status": "failed", "error": f"cell ran past {config.cell_timeout:g} s"}
+        if why:
+            proc.kill()
+            proc.wait()
+            return why
+        time.sleep(0.05)
+    return None
+
+
+def finish(rec: dict[str, Any], config: BenchConfig) -> dict[str, Any]:
+    """Flatten the child's task figures into the record: score, items/s, latency, cost."""
+    from slmkit.compress.measure import score_points
+
+    task = rec.pop("task_result", None)
+    if rec.get("status") != "ok" or task is None:
+        return rec
+    rec["metric"] = next(
+        (m for m in ("accuracy", "field_accuracy", "rougeL") if m in task), "score"
+    )
+    rec["score"] = round(score_points(task), 2)
+    for k in ("n", "items_per_s", "latency_ms_p50", "latency_ms_p95", "macro_f1"):
+        if k in task:
+            rec[k] = task[k]
+    threads = rec.get("n_threads")
+    if threads and rec.get("items_per_s"):
+        cpu_hours = threads * 1000 / rec["items_per_s"] / 3600
+        rec["cost_per_1k"] = round(cpu_hours * config.price_cpu_hour, 5)
+    rec["task_detail"] = {k: v for k, v in task.items() if k != "confusion_matrix"}
+    return rec
