@@ -45,6 +45,9 @@ def test_importing_the_package_yields_every_command() -> None:
         "serve",
         "finetune",
         "quantize",
+        "bench",
+        "report",
+        "recommend",
     }
 
 
@@ -115,3 +118,24 @@ def test_serve_refuses_bad_settings(run) -> None:  # type: ignore[no-untyped-def
 def test_show_settings_hides_api_keys(run) -> None:  # type: ignore[no-untyped-def]
     out = run("serve", "--show-settings", "--api-key", "s3cret").output
     assert "s3cret" not in out and json.loads(out)["api_keys"] == ["***"]
+
+
+def test_measure_commands_fail_cleanly(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    r = run("bench", "--models", "fake-chat", "--tasks", "nope", "--out", str(tmp_path / "b"))
+    assert r.exit_code == 1 and r.output.startswith("error: unknown task 'nope'")
+    r = run("bench", "--models", "not-a-model", "--tasks", "sst2", "--out", str(tmp_path / "b"))
+    assert r.exit_code == 1 and "unknown model 'not-a-model'" in r.output
+    r = run("report", str(tmp_path))
+    assert r.exit_code == 1 and "holds no benchmark results" in r.output
+    r = run("recommend", "--task", "nope", "--ram-gb", "1")
+    assert r.exit_code == 1 and "unknown task" in r.output
+    r = run("classify", "hi", "--labels", "a,b", "--cascade", "fake-chat")
+    assert r.exit_code == 1 and "SMALL,LARGE" in r.output
+
+
+def test_recommend_without_measurements_says_estimate(run) -> None:  # type: ignore[no-untyped-def]
+    small = json.loads(run("recommend", "--task", "sst2", "--ram-gb", "0.5", "--json").output)
+    big = json.loads(run("recommend", "--task", "sst2", "--ram-gb", "8", "--json").output)
+    assert small["pick"] != big["pick"]
+    assert "Not measured on sst2 yet" in small["reason"] and "estimate" in small["reason"]
+    assert all(not c["measured"] for c in big["candidates"])

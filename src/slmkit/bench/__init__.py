@@ -126,9 +126,11 @@ def run_bench(
     retry_failed: bool = False,
     progress: Callable[[str, int, int], None] | None = None,
     say: Callable[[str], None] = lambda _: None,
+    on_cell: Callable[[dict[str, Any]], None] | None = None,
     store: Store | None = None,
 ) -> list[dict[str, Any]]:
-    """Run every cell not already done in `out`; return all cells of this configuration."""
+    """Run every cell not already done in `out` (each new one also goes to `on_cell`);
+    return all cells of this configuration."""
     from slmkit.bench.machine import machine_info
 
     store = store or Store()
@@ -152,6 +154,8 @@ def run_bench(
         with (out / CELLS).open("a") as fh:
             fh.write(json.dumps(rec) + "\n")
         results.append(rec)
+        if on_cell:
+            on_cell(rec)
     if progress:
         progress("done", len(plan), len(plan))
     return results

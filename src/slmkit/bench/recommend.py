@@ -54,6 +54,7 @@ class Candidate:
     need_source: str  # "measured" or "estimate"
     cell: dict[str, Any] | None = None
     excluded: list[str] = field(default_factory=list)
+    installed: bool = False
 
     @property
     def score(self) -> float | None:
@@ -62,8 +63,8 @@ class Candidate:
 
 def _candidate(entry: ModelEntry, task: str, cells: list[dict[str, Any]], n_ctx: int) -> Candidate:
     mine = [c for c in cells if c["model"] == entry.id and c["task"] == task]
-    # the full-machine profile if measured, else any; the latest of those
-    mine.sort(key=lambda c: (c.get("threads") is None, c.get("started", "")))
+    # the full-machine profile if measured, else any; then the most items, then the latest
+    mine.sort(key=lambda c: (c.get("threads") is None, c.get("n") or 0, c.get("started", "")))
     cell = mine[-1] if mine else None
     if cell and cell.get("peak_rss_mb"):
         return Candidate(entry, float(cell["peak_rss_mb"]), "measured", cell)
@@ -108,6 +109,7 @@ def candidates(
         if entry.kind == "classifier" and c.cell is None:
             continue  # a fine-tuned classifier counts only where measured on this task
         _check(c, ram_gb, min_items_per_s, max_latency_ms)
+        c.installed = store.path(entry.id) is not None
         out.append(c)
 
     def rank(c: Candidate) -> tuple[int, int, float, float]:
@@ -148,4 +150,5 @@ def reason(task: str, ram_gb: float, ranked: list[Candidate]) -> str:
     alt = "".join(
         f" {c.entry.id} fits too but scored {c.score:.1f}." for c in others if c.score is not None
     )
-    return head + body + passed + alt
+    pull = "" if pick.installed else f" Not installed yet: `slm pull {e.id}`."
+    return head + body + passed + alt + pull

@@ -25,6 +25,7 @@ COLUMNS = (
     ("task", "task"),
     ("status", "status"),
     ("score", "score"),
+    ("majority", "majority"),
     ("metric", "metric"),
     ("items_per_s", "items/s"),
     ("latency_ms_p50", "ms/item p50"),
@@ -32,6 +33,7 @@ COLUMNS = (
     ("ttft_ms", "TTFT ms"),
     ("prefill_tps", "prefill tok/s"),
     ("decode_tps", "decode tok/s"),
+    ("decode_range", "decode min-max"),
     ("load_s", "load s"),
     ("peak_rss_mb", "peak RSS MB"),
     ("cost_per_1k", "$ / 1k req"),
@@ -51,6 +53,11 @@ def flat(cell: dict[str, Any]) -> dict[str, Any]:
     ):
         if src in speed:
             row[dst] = speed[src]["median"]
+    if "decode_tokens_per_s" in speed:
+        row["decode_range"] = "{min:.4g}-{max:.4g}".format(**speed["decode_tokens_per_s"])
+    base = (cell.get("task_detail") or {}).get("majority_baseline")
+    if base is not None:
+        row["majority"] = round(100 * base, 2)
     return row
 
 
@@ -97,14 +104,11 @@ def plot_accuracy_latency(rows: list[dict[str, Any]]) -> str | None:
                 textcoords="offset points",
             )
         front = pareto(xy)
-        ax.plot(
-            [xy[i][0] for i in front],
-            [xy[i][1] for i in front],
-            "--",
-            color="#c44e52",
-            label="Pareto front",
-            zorder=2,
-        )
+        fx, fy = [xy[i][0] for i in front], [xy[i][1] for i in front]
+        ax.plot(fx, fy, "--o", color="#c44e52", mfc="none", ms=11, label="Pareto front", zorder=2)
+        base = pts[0].get("majority")
+        if base is not None:
+            ax.axhline(base, color="#999", lw=0.8, ls=":", label="majority baseline")
         ax.set_xscale("log")
         ax.set_xlabel("latency per item, ms (p50, log scale)")
         ax.set_ylabel(f"{pts[0].get('metric', 'score')} (points)")

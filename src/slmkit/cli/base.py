@@ -134,6 +134,17 @@ def inputs(texts: tuple[str, ...], file: Path | None, field: str, on_error: str)
     return [ln for ln in sys.stdin.read().splitlines() if ln.strip()]
 
 
+def options(opts: list[Callable[[F], F]]) -> Callable[[F], F]:
+    """Apply a module-level list of click options (in the order listed in --help)."""
+
+    def deco(fn: F) -> F:
+        for opt in reversed(opts):
+            fn = opt(fn)
+        return fn
+
+    return deco
+
+
 def file_opts(fn: Any) -> Any:
     fn = click.option(
         "--on-error",

@@ -8,67 +8,80 @@ from typing import Any
 
 import click
 
-from slmkit.cli.base import cli, fail_cleanly, open_store
+from slmkit.cli.base import cli, fail_cleanly, open_store, options
 
 
 def _split(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
+BENCH_OPTIONS: list[Any] = [
+    click.option(
+        "--models",
+        required=True,
+        help="Comma-separated model ids and/or endpoint URLs (http://HOST:PORT/v1[#MODEL]).",
+    ),
+    click.option(
+        "--tasks",
+        required=True,
+        help="Comma-separated tasks (sst2, sms_spam, banking77, "
+        "cnn_dailymail, qmsum, extract_sms) or JSONL files of the same shape.",
+    ),
+    click.option(
+        "--quants",
+        default="",
+        help="Comma-separated llama.cpp types (Q4_0,Q8_0,...): "
+        "each model is measured at each; missing variants are made with `slm quantize`.",
+    ),
+    click.option("--limit", type=click.IntRange(min=1), default=200, show_default=True),
+    click.option(
+        "--out",
+        "out",
+        type=click.Path(file_okay=False, path_type=Path),
+        required=True,
+        help="Results folder; a folder with results resumes where it stopped.",
+    ),
+    click.option(
+        "--repeat",
+        type=click.IntRange(min=1),
+        default=3,
+        show_default=True,
+        help="Timed generation runs per cell (after one warm-up).",
+    ),
+    click.option("--n-ctx", type=click.IntRange(min=256), default=2048, show_default=True),
+    click.option("--threads", type=click.IntRange(min=1), help="Device profile: cores per cell."),
+    click.option(
+        "--ram-gb", type=click.FloatRange(min=0.05), help="Device profile: memory per cell."
+    ),
+    click.option(
+        "--price-cpu-hour",
+        type=click.FloatRange(min=0),
+        default=0.04,
+        show_default=True,
+        help="USD per CPU-hour, for the cost per 1,000 requests.",
+    ),
+    click.option(
+        "--timeout",
+        type=click.FloatRange(min=0.1),
+        default=60.0,
+        show_default=True,
+        help="Seconds an endpoint may take to answer one request.",
+    ),
+    click.option("--cell-timeout", type=click.FloatRange(min=1), default=3600.0, show_default=True),
+    click.option("--retry-failed", is_flag=True, help="Run again the cells that failed before."),
+    click.option(
+        "--record/--no-record",
+        default=True,
+        show_default=True,
+        help="Add finished cells to the store's log that `slm recommend` reads.",
+    ),
+]
+
+
 @cli.command()
-@click.option(
-    "--models",
-    required=True,
-    help="Comma-separated model ids and/or endpoint URLs (http://HOST:PORT/v1[#MODEL]).",
-)
-@click.option(
-    "--tasks",
-    required=True,
-    help="Comma-separated tasks (sst2, sms_spam, banking77, "
-    "cnn_dailymail, qmsum, extract_sms) or JSONL files of the same shape.",
-)
-@click.option(
-    "--quants",
-    default="",
-    help="Comma-separated llama.cpp types (Q4_0,Q8_0,...): "
-    "each model is measured at each; missing variants are made with `slm quantize`.",
-)
-@click.option("--limit", type=click.IntRange(min=1), default=200, show_default=True)
-@click.option(
-    "--out",
-    "out",
-    type=click.Path(file_okay=False, path_type=Path),
-    required=True,
-    help="Results folder; a folder with results resumes where it stopped.",
-)
-@click.option(
-    "--repeat",
-    type=click.IntRange(min=1),
-    default=3,
-    show_default=True,
-    help="Timed generation runs per cell (after one warm-up).",
-)
-@click.option("--n-ctx", type=click.IntRange(min=256), default=2048, show_default=True)
-@click.option("--threads", type=click.IntRange(min=1), help="Device profile: cores per cell.")
-@click.option("--ram-gb", type=click.FloatRange(min=0.05), help="Device profile: memory per cell.")
-@click.option(
-    "--price-cpu-hour",
-    type=click.FloatRange(min=0),
-    default=0.04,
-    show_default=True,
-    help="USD per CPU-hour, for the cost per 1,000 requests.",
-)
-@click.option(
-    "--timeout",
-    type=click.FloatRange(min=0.1),
-    default=60.0,
-    show_default=True,
-    help="Seconds an endpoint may take to answer one request.",
-)
-@click.option("--cell-timeout", type=click.FloatRange(min=1), default=3600.0, show_default=True)
-@click.option("--retry-failed", is_flag=True, help="Run again the cells that failed before.")
+@options(BENCH_OPTIONS)
 @fail_cleanly
-def bench(out: Path, retry_failed: bool, **kw: Any) -> None:
+def bench(out: Path, retry_failed: bool, record: bool, **kw: Any) -> None:
     """Measure a matrix of models x quantizations x tasks, one fresh process per cell, and
     write OUT/report.html (plots), OUT/results.json and OUT/cells.csv."""
     from slmkit.bench import BenchConfig, run_bench
@@ -97,7 +110,8 @@ def bench(out: Path, retry_failed: bool, **kw: Any) -> None:
             say=lambda m: click.echo(m, err=True),
             store=store,
         )
-    record_measurements(store, [c for c in cells if c.get("wall_s") is not None])
+    if record:
+        record_measurements(store, [c for c in cells if c.get("wall_s") is not None])
     click.echo(render(out))
     click.echo(f"\nreport: {out / 'report.html'}")
 

@@ -7,7 +7,19 @@ from typing import Any
 
 import click
 
-from slmkit.cli.base import cli, fail_cleanly, item_progress
+from slmkit.cli.base import cli, fail_cleanly, item_progress, options
+
+EVAL_CASCADE_OPTIONS: list[Any] = [
+    click.option(
+        "--cascade",
+        "cascade_models",
+        help="SMALL,LARGE: calibrate a cascade on the first --tune-limit test rows, "
+        "measure the rest.",
+    ),
+    click.option("--tune-limit", type=click.IntRange(min=10), default=300, show_default=True),
+    click.option("--target-accuracy", type=click.FloatRange(0, 1), help="Cascade target accuracy."),
+    click.option("--compare", is_flag=True, help="Cascade: also run LARGE alone on the same rows."),
+]
 
 
 @cli.command(name="eval")
@@ -44,14 +56,7 @@ from slmkit.cli.base import cli, fail_cleanly, item_progress
 )
 @click.option("--n-ctx", type=click.IntRange(min=256), default=None)
 @click.option("--max-words", type=click.IntRange(min=5), default=60, show_default=True)
-@click.option(
-    "--cascade",
-    "cascade_models",
-    help="SMALL,LARGE: calibrate a cascade on the first --tune-limit test rows, measure the rest.",
-)
-@click.option("--tune-limit", type=click.IntRange(min=10), default=300, show_default=True)
-@click.option("--target-accuracy", type=click.FloatRange(0, 1), help="Cascade target accuracy.")
-@click.option("--compare", is_flag=True, help="Cascade: also run LARGE alone on the same rows.")
+@options(EVAL_CASCADE_OPTIONS)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
 @fail_cleanly
 def eval_(

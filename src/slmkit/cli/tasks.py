@@ -16,12 +16,42 @@ from slmkit.cli.base import (
     inputs,
     item_progress,
     open_store,
+    options,
     read_text,
 )
 from slmkit.errors import InputError
 
 if TYPE_CHECKING:
     from slmkit.tasks.classify import Classifier
+
+
+CASCADE_OPTIONS: list[Any] = [
+    click.option(
+        "--cascade",
+        "cascade_models",
+        help="SMALL,LARGE: answer with SMALL when sure, else ask LARGE (ids, classifiers, URLs).",
+    ),
+    click.option(
+        "--threshold",
+        type=click.FloatRange(0, 1),
+        default=0.9,
+        show_default=True,
+        help="Cascade: SMALL's top probability needed to answer without LARGE.",
+    ),
+    click.option(
+        "--calibrate",
+        "calibrate_file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Cascade: labelled JSONL (text, label_text) to fit SMALL's temperature and "
+        "choose the threshold for --target-accuracy.",
+    ),
+    click.option(
+        "--target-accuracy",
+        "target",
+        type=click.FloatRange(0, 1),
+        help="Cascade: accuracy to reach on --calibrate (default: LARGE's less 0.01).",
+    ),
+]
 
 
 @cli.command()
@@ -60,48 +90,16 @@ if TYPE_CHECKING:
     help="Prompt template with {text} (and optionally {labels}); overrides --instruction.",
 )
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "table"]), default="jsonl")
-@click.option(
-    "--cascade",
-    "cascade_models",
-    help="SMALL,LARGE: answer with SMALL when sure, else ask LARGE (ids, classifiers, URLs).",
-)
-@click.option(
-    "--threshold",
-    type=click.FloatRange(0, 1),
-    default=0.9,
-    show_default=True,
-    help="Cascade: SMALL's top probability needed to answer without LARGE.",
-)
-@click.option(
-    "--calibrate",
-    "calibrate_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Cascade: labelled JSONL (text, label_text) to fit SMALL's temperature and "
-    "choose the threshold for --target-accuracy.",
-)
-@click.option(
-    "--target-accuracy",
-    type=click.FloatRange(0, 1),
-    help="Cascade: accuracy to reach on --calibrate (default: LARGE's less 0.01).",
-)
+@options(CASCADE_OPTIONS)
 @fail_cleanly
 def classify(
-    texts: tuple[str, ...],
-    file: Path | None,
-    text_field: str,
-    on_error: str,
-    fmt: str,
-    cascade_models: str | None,
-    threshold: float,
-    calibrate_file: Path | None,
-    target_accuracy: float | None,
-    **kw: Any,
+    texts: tuple[str, ...], file: Path | None, text_field: str, on_error: str, fmt: str, **kw: Any
 ) -> None:
     """Classify texts; prints one JSON line (label + probability per label) per text."""
     batch = inputs(texts, file, text_field, on_error)
-    if cascade_models:
-        cascade = _cascade(cascade_models, kw, threshold, calibrate_file, target_accuracy)
-        _print_cascade(batch, cascade)
+    casc = {k: kw.pop(k) for k in ("cascade_models", "threshold", "calibrate_file", "target")}
+    if casc["cascade_models"]:
+        _print_cascade(batch, _cascade(kw=kw, **casc))
         return
     clf = _classifier(**kw)
     preds: list[Any] = []
@@ -110,20 +108,24 @@ def classify(
             preds.extend(clf.predict(batch[start : start + 16]))
             advance(min(16, len(batch) - start))
     if fmt == "table":
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table("text", "label", "p")
-        for t, p in zip(batch, preds, strict=True):
-            table.add_row(t[:70], p.label, f"{p.probs[p.label]:.3f}")
-        Console().print(table)
+        _print_table(batch, preds)
         return
     for t, p in zip(batch, preds, strict=True):
         click.echo(json.dumps({"text": t, "label": p.label, "probs": p.probs}))
 
 
+def _print_table(batch: list[str], preds: list[Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("text", "label", "p")
+    for t, p in zip(batch, preds, strict=True):
+        table.add_row(t[:70], p.label, f"{p.probs[p.label]:.3f}")
+    Console().print(table)
+
+
 def _cascade(
-    models: str,
+    cascade_models: str,
     kw: dict[str, Any],
     threshold: float,
     calibrate_file: Path | None,
@@ -134,7 +136,7 @@ def _cascade(
     if not kw["labels"]:
         raise InputError("a cascade needs --labels a,b,...")
     labels = [x.strip() for x in kw["labels"].split(",")]
-    cascade = make_cascade(models, labels, kw["instruction"])
+    cascade = make_cascade(cascade_models, labels, kw["instruction"])
     cascade.threshold = threshold
     if calibrate_file is not None:
         from slmkit.tasks.data import read_rows
