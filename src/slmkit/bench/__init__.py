@@ -100,7 +100,7 @@ def expand_models(config: BenchConfig, store: Store, say: Callable[[str], None])
                 from slmkit.compress import quantize
 
                 say(f"quantizing {model} to {q} as {variant}")
-                quantize(model, q, variant, store=store)
+                quantize(model, q.lower(), variant, store=store)
             out.append(variant)
     return out
 

@@ -133,8 +133,8 @@ def reason(task: str, ram_gb: float, ranked: list[Candidate]) -> str:
         c = pick.cell
         body = (
             f" Measured on this machine ({c.get('started', '')[:10]}, {c.get('n')} items): "
-            f"{c.get('metric')} {c['score']:.1f} points, {c.get('items_per_s')} items/s, "
-            f"p50 {c.get('latency_ms_p50')} ms per item, peak RSS {pick.need_mb:.0f} MB."
+            f"{c.get('metric')} {c['score']:.1f} points, {_num(c.get('items_per_s'))} items/s, "
+            f"p50 {_num(c.get('latency_ms_p50'))} ms per item, peak RSS {pick.need_mb:.0f} MB."
         )
     else:
         body = (
@@ -148,7 +148,14 @@ def reason(task: str, ram_gb: float, ranked: list[Candidate]) -> str:
     )
     others = [c for c in ranked[1:] if not c.excluded and c.cell][:2]
     alt = "".join(
-        f" {c.entry.id} fits too but scored {c.score:.1f}." for c in others if c.score is not None
+        f" {c.entry.id} fits too: {c.score:.1f} points at "
+        f"{_num((c.cell or {}).get('items_per_s'))} items/s."
+        for c in others
+        if c.score is not None
     )
     pull = "" if pick.installed else f" Not installed yet: `slm pull {e.id}`."
     return head + body + passed + alt + pull
+
+
+def _num(x: Any) -> str:
+    return f"{float(x):.3g}" if x is not None else "?"
