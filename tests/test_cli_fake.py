@@ -48,6 +48,7 @@ def test_importing_the_package_yields_every_command() -> None:
         "bench",
         "report",
         "recommend",
+        "doctor",
     }
 
 

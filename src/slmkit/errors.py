@@ -89,6 +89,10 @@ class SourceUnavailableError(SlmkitError):
     """No configured source could deliver the model file (offline hub, missing package...)."""
 
 
+class OfflineError(SlmkitError, ConnectionError):
+    """The offline guard stopped a connection to a non-loopback address (names the caller)."""
+
+
 class ChecksumError(SlmkitError):
     """A downloaded or imported file does not match its pinned sha256."""
 

@@ -118,6 +118,10 @@ def run_endpoint(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> int:
+    from slmkit import offline
+
+    if offline.wanted():  # a cell is as offline as the `slm bench` that started it
+        offline.enable()
     spec = json.loads(argv[1])
     if spec.get("cpus"):
         os.sched_setaffinity(0, spec["cpus"])

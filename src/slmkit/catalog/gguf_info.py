@@ -53,7 +53,9 @@ def read_gguf_info(path: Path) -> GGUFInfo:
     """Parse the header and tensor table; raise ModelFormatError on a corrupt or truncated file."""
     import gguf
 
-    check_magic(path)
+    from slmkit.catalog.gguf_check import check_gguf
+
+    check_gguf(path)  # bounded structural check before gguf's reader trusts the header
     try:
         reader = gguf.GGUFReader(str(path))
     except Exception as e:  # gguf raises ValueError/IndexError/numpy errors on damage

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from slmkit import offline
 from slmkit.catalog.builtin import BUILTIN
 from slmkit.catalog.entries import Architecture, LocalSource, ModelEntry
 from slmkit.catalog.sources import Advance, fetch, how_to_get
@@ -148,7 +149,8 @@ class Store:
             advance = progress(entry.size_bytes or 0) if progress else (lambda n: None)
             digest = hashlib.sha256()
             try:
-                with atomic_writer(target) as out:
+                # an explicit pull is the one thing that may connect out (slmkit.offline)
+                with offline.lifted(), atomic_writer(target) as out:
                     origin = fetch(source, out, digest, advance, self.settings)
                     self._verify(entry, digest.hexdigest(), out.tell())
             except SourceUnavailableError as e:
@@ -233,6 +235,10 @@ class Store:
         main = folder / entry.filename
         if not main.is_file():
             raise InputError(f"{folder} has no {entry.filename}")
+        if entry.format == "gguf":
+            from slmkit.catalog.gguf_check import check_gguf
+
+            check_gguf(main)  # what slmkit wrote is checked like what it imports
         data = {
             "id": entry.id,
             "filename": entry.filename,

@@ -1,10 +1,21 @@
 """The `slm` command line: one click group; each command module registers its commands on
 import, grouped as users think of them."""
 
-from slmkit.cli import bench, evaluate, generate, models, serve, tasks, train
+from slmkit.cli import bench, doctor, evaluate, generate, models, serve, tasks, train
 from slmkit.cli.base import cli
 
-__all__ = ["bench", "cli", "evaluate", "generate", "main", "models", "serve", "tasks", "train"]
+__all__ = [
+    "bench",
+    "cli",
+    "doctor",
+    "evaluate",
+    "generate",
+    "main",
+    "models",
+    "serve",
+    "tasks",
+    "train",
+]
 
 
 def main() -> None:

@@ -95,8 +95,20 @@ def human(n: int | None) -> str:
 
 @click.group()
 @click.version_option(package_name="slmkit")
-def cli() -> None:
+@click.option(
+    "--online",
+    is_flag=True,
+    help="Lift the offline guard (on for every command but `pull`; or SLMKIT_OFFLINE=0).",
+)
+@click.pass_context
+def cli(ctx: click.Context, online: bool) -> None:
     """slmkit: pick, run and measure small language models on a CPU, offline."""
+    from slmkit import offline
+
+    if online or not offline.wanted() or ctx.invoked_subcommand == "pull":
+        offline.disable()
+    else:
+        offline.enable()
 
 
 @contextlib.contextmanager

@@ -1,0 +1,107 @@
+"""`slm doctor`: what this install has and whether it can reach the network."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import socket
+from pathlib import Path
+from typing import Any
+
+import click
+
+from slmkit.cli.base import cli, fail_cleanly, human, open_store
+
+# What each backend needs importable (checked without importing it: torch is slow to load).
+BACKEND_MODULES = {
+    "llamacpp": ("llama_cpp",),
+    "transformers": ("torch", "transformers"),
+    "onnx (embeddings, int8 classifiers)": ("onnxruntime",),
+}
+PROBE = ("192.0.2.1", 9)  # TEST-NET-1 (RFC 5737): never routed, so a probe sends nothing real
+ONLINE_PROBE = ("1.1.1.1", 443)
+
+
+def network_status(timeout: float = 2.0) -> dict[str, Any]:
+    """With the guard on, prove it: a connection attempt is stopped before any packet.
+    With it off, try one TCP connection out."""
+    from slmkit import offline
+
+    if offline.is_enabled():
+        try:
+            socket.create_connection(PROBE, timeout=timeout).close()
+        except OSError as exc:
+            blocked = "offline" in str(exc)
+            return {
+                "guard": "on",
+                "reachable": False,
+                "detail": "a test connection was stopped by the guard" if blocked else str(exc),
+            }
+        return {"guard": "on", "reachable": True, "detail": "guard did not stop a connection"}
+    try:
+        socket.create_connection(ONLINE_PROBE, timeout=timeout).close()
+        return {"guard": "off", "reachable": True, "detail": f"connected to {ONLINE_PROBE[0]}"}
+    except OSError as exc:
+        return {"guard": "off", "reachable": False, "detail": f"no route out ({exc})"}
+
+
+def _disk(root: Path) -> dict[str, Any]:
+    probe = root
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    usage = shutil.disk_usage(probe)
+    return {
+        "path": str(root),
+        "free_gb": round(usage.free / 2**30, 1),
+        "total_gb": round(usage.total / 2**30, 1),
+    }
+
+
+def report() -> dict[str, Any]:
+    from slmkit.bench.machine import machine_info
+
+    store = open_store()
+    installed = [
+        {"id": e.id, "kind": e.kind, "size": human(e.size_bytes)}
+        for e in store.entries()
+        if store.path(e.id) is not None
+    ]
+    backends = {
+        name: all(importlib.util.find_spec(m) is not None for m in mods)
+        for name, mods in BACKEND_MODULES.items()
+    }
+    return {
+        "machine": machine_info(),
+        "store": {**_disk(store.root), "installed": installed},
+        "backends": backends,
+        "network": network_status(),
+    }
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+@fail_cleanly
+def doctor(as_json: bool) -> None:
+    """Report models, backends, versions, memory, CPU flags, store disk space, and whether
+    this process can reach the network (the offline guard is on unless lifted)."""
+    info = report()
+    if as_json:
+        click.echo(json.dumps(info))
+        return
+    m, st, net = info["machine"], info["store"], info["network"]
+    versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v)
+    lines = [
+        f"cpu       {m['cpu']} ({m['arch']}), {m['cores']} cores; flags {' '.join(m['cpu_flags'])}",
+        f"memory    {m['ram_gb']} GB, {m['ram_available_gb']} GB available; "
+        f"load {m['load_average']}",
+        f"versions  {versions}",
+        f"store     {st['path']}: {st['free_gb']} GB free of {st['total_gb']} GB",
+        f"models    {len(st['installed'])} installed: "
+        + ", ".join(f"{x['id']} ({x['size']})" for x in st["installed"]),
+        "backends  "
+        + ", ".join(f"{k}: {'yes' if v else 'no'}" for k, v in info["backends"].items()),
+        f"network   guard {net['guard']}; reachable: {'yes' if net['reachable'] else 'no'} "
+        f"({net['detail']})",
+    ]
+    click.echo("\n".join(lines))
