@@ -93,7 +93,7 @@ def test_raw_completion_and_stop() -> None:
         (("run", MODEL, "   "), None, "prompt is empty"),
         (("run", MODEL), "", "prompt is empty"),
         (("run", MODEL, "word " * 5000), None, "context window"),
-        (("run", "qwen2.5-coder-1.5b-instruct", "hi"), None, "slm pull"),
+        (("run", "llama-3.2-1b-instruct", "hi"), None, "slm pull"),  # in the catalog, never pulled
         (("pull", "no-such-model"), None, "unknown model"),
         (("info", "nope"), None, "unknown model"),
         (("rm", "nope"), None, "not installed"),

@@ -179,7 +179,7 @@ def test_import_truncated_gguf_is_rejected(tmp_path: Path, smollm_path: Path) ->
 def test_import_non_gguf_is_rejected(tmp_path: Path) -> None:
     bogus = tmp_path / "notes.gguf"
     bogus.write_text("hello")
-    with pytest.raises(ModelFormatError, match="not a GGUF"):
+    with pytest.raises(ModelFormatError, match="not a valid GGUF file"):
         Store(tmp_path / "s").import_file(bogus)
 
 

@@ -36,6 +36,7 @@ def atomic_writer(target: Path) -> Iterator[IO[bytes]]:
     """Yield a temp file beside target; rename it into place only if the block succeeds."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+    hold(fd)  # held while this writes: a leftover nobody holds is cleaned
     try:
         with os.fdopen(fd, "wb") as f:
             yield f
@@ -143,6 +144,7 @@ class Store:
         existing = self.path(model_id)
         if existing is not None and not force:
             return existing
+        self.clean_leftovers()
         target = self.model_dir(entry.id) / entry.filename
         errors: list[str] = []
         for source in entry.sources:
@@ -188,6 +190,7 @@ class Store:
         path = Path(path).expanduser().resolve()
         if not path.is_file():
             raise InputError(f"no such file: {path}")
+        self.clean_leftovers()
         info = read_gguf_info(path)
         match = catalog_match(path)
         model_id = model_id or (match.id if match else _slug(path.stem))
@@ -220,10 +223,41 @@ class Store:
             raise InputError(f"model {model_id!r} already exists (remove it or pass --force)")
 
     def staging_dir(self, model_id: str) -> Path:
-        """A fresh folder inside the store where a model is built before `register_dir`."""
+        """A fresh folder inside the store where a model is built before `register_dir`
+        (locked while this process lives, so a killed build's folder is cleaned later)."""
         parent = self.root / "models"
         parent.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=f".staging-{model_id}-", dir=parent))
+        self.clean_leftovers()
+        folder = Path(tempfile.mkdtemp(prefix=f".staging-{model_id}-", dir=parent))
+        fd = os.open(folder / LOCK, os.O_CREAT | os.O_RDWR, 0o600)
+        hold(fd)
+        _HELD[str(folder)] = fd
+        return folder
+
+    def clean_leftovers(self) -> list[Path]:
+        """Remove what killed writers left (partial files, staging and replaced folders,
+        folders without a manifest); never what a live process holds. Returns what went."""
+        import shutil
+
+        models = self.root / "models"
+        gone: list[Path] = []
+        for d in sorted(models.iterdir()) if models.is_dir() else []:
+            if not d.is_dir():
+                continue
+            if d.name.startswith((".staging-", ".old-")):
+                if not held(d / LOCK) and not _pid_alive(d.name):
+                    shutil.rmtree(d, ignore_errors=True)
+                    gone.append(d)
+                continue
+            stale = [f for f in d.glob(".*.partial") if not held(f)]
+            for f in stale:
+                f.unlink(missing_ok=True)
+                gone.append(f)
+            busy = any(d.glob(".*.partial"))
+            if not busy and not (d / MANIFEST).exists() and not d.name.startswith("."):
+                shutil.rmtree(d, ignore_errors=True)  # a file renamed in, its manifest never
+                gone.append(d)
+        return gone
 
     def register_dir(self, entry: ModelEntry, folder: Path, *, force: bool = False) -> Path:
         """Make a finished model folder (from `staging_dir`) an installed model, in one rename.
@@ -248,6 +282,10 @@ class Store:
             "installed_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "entry": entry.model_dump(mode="json"),
         }
+        (folder / LOCK).unlink(missing_ok=True)
+        fd = _HELD.pop(str(folder), None)
+        if fd is not None:
+            os.close(fd)
         with atomic_writer(folder / MANIFEST) as f:
             f.write(json.dumps(data, indent=2).encode())
         final = self.model_dir(entry.id)
@@ -271,6 +309,47 @@ class Store:
             return False
         shutil.rmtree(d)
         return True
+
+
+LOCK = ".lock"
+_HELD: dict[str, int] = {}  # staging folder -> its lock's descriptor, kept until registered
+
+
+def hold(fd: int) -> None:
+    """Take an exclusive lock on an open descriptor; the kernel drops it when the process
+    dies (however it dies), which is how cleaning tells leftovers from work in progress."""
+    import fcntl
+
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def held(path: Path) -> bool:
+    """Whether a live process holds the lock on `path` (False if it does not exist)."""
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)  # closing also releases a lock this probe took
+    return False
+
+
+def _pid_alive(name: str) -> bool:
+    """For `.old-ID-PID` folders: whether that process still runs."""
+    pid = name.rsplit("-", 1)[-1]
+    if not name.startswith(".old-") or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except OSError:
+        return False
+    return True
 
 
 def file_sha256(path: Path) -> str:

@@ -18,6 +18,7 @@ from slmkit.errors import InputError
 def models(as_json: bool) -> None:
     """List catalog models and what is installed, with sizes."""
     store = open_store()
+    store.clean_leftovers()
     rows: list[dict[str, Any]] = []
     for e in store.entries():
         m = store.manifest(e.id)
