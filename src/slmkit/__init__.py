@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
     from slmkit.tasks.cascade import Cascade
     from slmkit.tasks.classify import Prediction
+    from slmkit.tasks.redact import Redaction
     from slmkit.tasks.summarize import SummaryResult
     from slmkit.train import FinetuneResult
 
@@ -73,6 +74,7 @@ __all__ = [
     "UnavailableError",
     "cascade",
     "classify",
+    "redact",
     "embed",
     "extract",
     "finetune",
@@ -132,6 +134,21 @@ def cascade(
     if calibrate_on is not None:
         c.calibrate(calibrate_on[0], calibrate_on[1], target_accuracy)
     return c
+
+
+def redact(
+    text: str,
+    *,
+    kinds: Sequence[str] = ("email", "phone", "card", "iban", "ip"),
+    region: str = "US",
+    model: str | Model | None = None,
+) -> Redaction:
+    """Replace personal data by [KIND]: emails, phone numbers (per `region`), card numbers
+    (Luhn), IBANs (mod-97), IP addresses; person names too if "person" is in `kinds` and a
+    chat `model` is given to find them. Returns the text and the spans found."""
+    from slmkit.tasks.redact import redact as _redact
+
+    return _redact(text, kinds, region=region, model=_model(model) if model else None)
 
 
 def summarize(

@@ -79,7 +79,9 @@ class ServerSettings(BaseSettings):
     default_max_tokens: int = Field(
         default=256, ge=1, description="max_tokens when a request gives none."
     )
-    log_prompts: bool = Field(default=False, description="Log prompts and texts (off by default).")
+    log_prompts: bool = Field(
+        default=False, description="Log prompts and texts, personal data redacted (off by default)."
+    )
 
     def all_keys(self) -> tuple[str, ...]:
         """--api-key values plus the keys in --keys-file."""

@@ -392,3 +392,46 @@ def embed(
     vecs = load_embedder(model_id).embed(batch)
     for t, v in zip(batch, vecs, strict=True):
         click.echo(json.dumps({"text": t, "embedding": [round(float(x), 6) for x in v]}))
+
+
+@cli.command(name="redact")
+@click.argument("texts", nargs=-1)
+@file_opts
+@click.option(
+    "--kinds",
+    default="email,phone,card,iban,ip",
+    show_default=True,
+    help="Comma-separated: email, phone, card, iban, ip, person.",
+)
+@click.option("--region", default="US", show_default=True, help="Region for phone numbers.")
+@click.option("--model", "model_id", help="A chat model to find person names (kind person).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON line per text with the spans.")
+@fail_cleanly
+def redact_cmd(
+    texts: tuple[str, ...],
+    file: Path | None,
+    text_field: str,
+    on_error: str,
+    kinds: str,
+    region: str,
+    model_id: str | None,
+    as_json: bool,
+) -> None:
+    """Replace personal data in texts by [EMAIL], [PHONE], [CARD], [IBAN], [IP], [PERSON]."""
+    from slmkit.tasks.redact import redact
+
+    wanted = [k.strip() for k in kinds.split(",") if k.strip()]
+    model = None
+    if "person" in wanted:
+        if not model_id:
+            raise InputError("kind person needs --model (a chat model that finds the names)")
+        from slmkit.loading import load
+
+        model = load(model_id)
+    for text in inputs(texts, file, text_field, on_error):
+        r = redact(text, wanted, region=region, model=model)
+        if as_json:
+            spans = [{"kind": s.kind, "start": s.start, "end": s.end} for s in r.spans]
+            click.echo(json.dumps({"text": r.text, "entities": spans}))
+        else:
+            click.echo(r.text)

@@ -8,7 +8,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from slmkit.serve import errors, routes_openai, routes_ops, routes_tasks
+from slmkit.serve import errors, handlers, routes_openai, routes_ops, routes_tasks
 from slmkit.serve.guard import Guard
 from slmkit.serve.metrics import Metrics
 from slmkit.serve.provider import ModelProvider
@@ -28,6 +28,8 @@ def create_app(
     settings = settings or ServerSettings()
     provider = provider or ModelProvider.from_settings(settings)
     metrics = Metrics(provider)
+    if settings.log_prompts:
+        handlers.redact_logs()  # personal data never reaches a log handler
     app = FastAPI(title="slmkit", docs_url=None, redoc_url=None, lifespan=_lifespan(provider))
     app.state.server = ServerState(settings, provider, metrics)
     errors.install(app)

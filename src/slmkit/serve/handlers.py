@@ -13,14 +13,24 @@ from slmkit.serve.schemas import (
     ChatRequest,
     ClassifyRequest,
     CompletionRequest,
+    RedactRequest,
     ResponseFormat,
     SummarizeRequest,
 )
 from slmkit.settings import ServerSettings
 from slmkit.tasks.classify import Classifier, Prediction, make_classifier
+from slmkit.tasks.redact import Redaction
 from slmkit.tasks.summarize import Summarizer, SummaryResult
 
 log = logging.getLogger("slmkit.serve")
+
+
+def redact_logs() -> None:
+    """Put the redacting filter on the request log (once per process)."""
+    if not any(isinstance(f, RedactingFilter) for f in log.filters):
+        log.addFilter(RedactingFilter())
+
+
 EMBEDDERS = ("all-minilm-l6-v2", "minilm", "minilm-int8", "text-embedding-minilm")
 MAX_CLASSIFIERS = 32  # calibrated classifiers kept per model
 
@@ -160,3 +170,27 @@ def summarize(
         log.info("summarize %s document=%r", body.model, body.input)
     with item.task_lock:
         return Summarizer(item.model, max_words=body.max_words)(body.input)
+
+
+def redact(provider: ModelProvider, body: RedactRequest, texts: list[str]) -> list[Redaction]:
+    """Redaction by pattern and checksum; person names through the named model's task lock."""
+    from slmkit.tasks.redact import redact as _redact
+
+    if "person" not in body.kinds:
+        return [_redact(t, body.kinds, region=body.region) for t in texts]
+    if not body.model:
+        raise InputError("redacting person names needs a model to find them")
+    item = provider.get(body.model)
+    with item.task_lock:
+        return [_redact(t, body.kinds, region=body.region, model=item.model) for t in texts]
+
+
+class RedactingFilter(logging.Filter):
+    """Personal data out of every record before any handler writes it (request logging)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from slmkit.tasks.redact import redact as _redact
+
+        record.msg = _redact(record.getMessage()).text
+        record.args = ()
+        return True

@@ -1,4 +1,4 @@
-"""Task endpoints beyond OpenAI's API: zero-shot classification and summarization."""
+"""Task endpoints beyond OpenAI's API: classification, summarization, redaction."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends
 
 from slmkit.errors import InputError
 from slmkit.serve import handlers
-from slmkit.serve.schemas import ClassifyRequest, SummarizeRequest
+from slmkit.serve.schemas import ClassifyRequest, RedactRequest, SummarizeRequest
 from slmkit.serve.state import ServerState, off_loop, server
 
 router = APIRouter(prefix="/v1")
@@ -42,3 +42,21 @@ async def summarize(body: SummarizeRequest, s: State) -> dict[str, Any]:
         "levels": res.levels,
         "coverage": res.coverage,
     }
+
+
+@router.post("/redact")
+async def redact(body: RedactRequest, s: State) -> dict[str, Any]:
+    texts = [body.input] if isinstance(body.input, str) else body.input
+    if not texts or len(texts) > MAX_CLASSIFY_TEXTS:
+        raise InputError(f"input must hold 1 to {MAX_CLASSIFY_TEXTS} texts")
+    done = await off_loop(handlers.redact, s.provider, body, texts)
+    data = [
+        {
+            "object": "redaction",
+            "index": i,
+            "text": r.text,
+            "entities": [{"kind": x.kind, "start": x.start, "end": x.end} for x in r.spans],
+        }
+        for i, r in enumerate(done)
+    ]
+    return {"object": "list", "data": data}

@@ -118,6 +118,18 @@ class ClassifyRequest(_Body):
     calibrate: bool = True
 
 
+class RedactRequest(_Body):
+    """Personal data found and replaced by [KIND] (slmkit.tasks.redact); person names need
+    `model` (a chat model that lists them)."""
+
+    input: str | list[str]
+    kinds: list[Literal["email", "phone", "card", "iban", "ip", "person"]] = Field(
+        default=["email", "phone", "card", "iban", "ip"], min_length=1
+    )
+    region: str = Field(default="US", pattern=r"^[A-Z]{2}$", description="For phone numbers.")
+    model: str | None = None
+
+
 class SummarizeRequest(_Body):
     """Summary of one document of any length (map-reduce past the context)."""
 
