@@ -97,6 +97,10 @@ def _run(
         raise InvalidOptionsError("FILE goes with `slm eval mc FILE --format F` only")
     cascade = kw.pop("cascade_models")
     tune = {k: kw.pop(k) for k in ("tune_limit", "target_accuracy", "compare")}
+    if task == "bias":
+        from slmkit.evaluate.runner import evaluate_bias
+
+        return evaluate_bias(model_id, method=kw["method"])
     if cascade:
         from slmkit.evaluate.runner import evaluate_cascade
 

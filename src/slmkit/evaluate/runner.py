@@ -360,3 +360,42 @@ def evaluate_cascade(
         )
         out["large_mean_latency_ms"] = round(1000 * (time.perf_counter() - t0) / n, 2)
     return out
+
+
+def evaluate_bias(
+    model_id: str | None, *, method: str = "zeroshot", task: str = "sst2"
+) -> dict[str, Any]:
+    """Counterfactual probes (evaluate/bias.py) on a sentiment classifier: a classifier from
+    `slm finetune`, or a language model zero-shot with the task's labels and question."""
+    from slmkit.evaluate.bias import probe
+    from slmkit.tasks.classify import make_classifier
+    from slmkit.tasks.finetuned import classifier_entry, load_classifier
+
+    spec = task_spec(task)
+    if not isinstance(spec, ClassificationTask) or "positive" not in spec.labels:
+        raise InputError("bias probes need a sentiment task with a 'positive' label (sst2)")
+    t0 = time.perf_counter()
+    clf: Any
+    if classifier_entry(_need(model_id), Store()):
+        clf, method = load_classifier(_need(model_id)), "finetuned"
+        clf.check_labels(spec.labels)
+    else:
+        clf = make_classifier(
+            method,
+            labels=spec.labels,
+            model=load_model(_need(model_id), None),
+            instruction=spec.instruction,
+        )
+
+    def predict(texts: list[str]) -> list[Any]:
+        return [p for i in range(0, len(texts), 16) for p in clf.predict(texts[i : i + 16])]
+
+    out: dict[str, Any] = {
+        "task": "bias",
+        "model": model_id,
+        "method": method,
+        "target": "positive",
+    }
+    out["attributes"] = probe(predict, "positive")
+    out["seconds"] = round(time.perf_counter() - t0, 2)
+    return out
