@@ -51,9 +51,11 @@ def test_decode_tokens_come_first_then_prefill_chunks_fill_the_batch() -> None:
     s.add(b)
     plan = s.schedule()
     assert plan.entries[0] == (1, 3, (a.slot,), True)  # a's next token at position 3
-    assert len(plan.entries) == 16  # then 15 of b's 30 prompt tokens
-    assert [e[0] for e in plan.entries[1:]] == list(range(10, 25))
+    assert s.chunk == 12 and len(plan.entries) == 13  # then b's first chunk (16 - 4 tokens)
+    assert [e[0] for e in plan.entries[1:]] == list(range(10, 22))
     assert all(not e[3] for e in plan.entries[1:])  # no logits until b's last prompt token
+    plan = s.schedule()
+    assert [e[0] for e in plan.entries[1:]] == list(range(22, 34))  # the next whole chunk
     plan = s.schedule()
     assert plan.outputs[-1] == (b, len(plan.entries) - 1)
 
@@ -163,3 +165,42 @@ def test_sequences_share_a_step_and_leave_when_done() -> None:
     plan = s.schedule()
     assert [q for q, _ in plan.outputs] == [rs[1], rs[2]]
     assert [e[1] for e in plan.entries] == [2, 2]  # each at its own next position
+
+
+def test_repeatable_requests_reuse_only_chunk_aligned_cells() -> None:
+    """A seeded/greedy request reuses a kept prefix only up to a chunk boundary that the
+    earlier request computed as a whole chunk, and prefills from there in whole chunks."""
+    s = Scheduler(n_seq=2, n_ctx=4096, n_batch=12)  # chunk 10
+    shared = list(range(100, 125))  # 25 tokens: chunks [0,10) [10,20) then 5
+    a = req(shared + [1, 2])
+    s.add(a)
+    run_prompt(s, a)
+    assert a.aligned == 20
+    s.update_from_output([(a, 0, "stop")])
+    b = Request(shared + [3, 4], 4, repeatable=True)
+    s.add(b)
+    plan = s.schedule()
+    assert b.slot == a.slot and plan.forget == [(b.slot, 20)]  # the unaligned tail is redone
+    assert [e[1] for e in plan.entries] == list(range(20, 27))
+    c = req(shared + [5, 6])  # not repeatable: reuses all 25 shared tokens
+    s.update_from_output([(b, 0, "stop")])
+    s.add(c)
+    s.schedule()
+    assert c.n_prefilled == 27 and s.reused_tokens == 20 + 25
+
+
+def test_solo_sequences_decode_alone_taking_turns() -> None:
+    """A seeded sequence never shares a batch: its steps alternate with everyone else's."""
+    s = Scheduler(n_seq=3, n_ctx=4096, n_batch=64)
+    a, b = req([1, 2, 3]), req([4, 5, 6])
+    solo = Request([7, 8, 9, 10], 4, repeatable=True, solo=True)
+    for r in (a, b, solo):
+        s.add(r)
+    seen = []
+    for _ in range(6):
+        plan = s.schedule()
+        owners = {e[2][0] for e in plan.entries}
+        seen.append("solo" if owners == {solo.slot} else "others")
+        assert owners in ({solo.slot}, {a.slot, b.slot})
+        s.update_from_output([(q, 1, None) for q, _ in plan.outputs])
+    assert seen == ["solo", "others"] * 3

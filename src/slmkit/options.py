@@ -37,6 +37,12 @@ class GenerationOptions(BaseModel):
         "tokens (chat: the oldest turns) and report how many.",
     )
 
+    @property
+    def repeatable(self) -> bool:
+        """Seeded or greedy: the same request must give the same text, whatever ran before
+        or beside it (prefills then reuse only chunk-aligned cells: engine/scheduler.py)."""
+        return self.seed is not None or self.temperature == 0.0
+
     @field_validator("stop", mode="before")
     @classmethod
     def _stop_list(cls, v: Any) -> Any:

@@ -79,6 +79,11 @@ class ServerSettings(BaseSettings):
     default_max_tokens: int = Field(
         default=256, ge=1, description="max_tokens when a request gives none."
     )
+    deterministic_greedy: bool = Field(
+        default=False,
+        description="Decode greedy requests alone like seeded ones, so their text never "
+        "depends on other traffic (costs their batching).",
+    )
     log_prompts: bool = Field(
         default=False, description="Log prompts and texts, personal data redacted (off by default)."
     )

@@ -71,6 +71,7 @@ class Engine:
         max_waiting: int = 64,
         keep_prefix: int = 1024,
         on_step: Callable[[int], None] | None = None,
+        solo_greedy: bool = False,
     ) -> None:
         self.runner: BatchRunner = backend.batch_runner(n_ctx=n_ctx, n_seq=n_seq, n_batch=n_batch)
         self.scheduler = Scheduler(
@@ -81,6 +82,7 @@ class Engine:
             keep_prefix=keep_prefix,
         )
         self.on_step = on_step
+        self.solo_greedy = solo_greedy  # greedy requests decode alone too (see Request.solo)
         self.steps = 0
         self.batch_sizes: collections.Counter[int] = collections.Counter()
         self._cv = threading.Condition()
@@ -96,7 +98,10 @@ class Engine:
         the request could never fit the cache, EngineClosedError after close().
         """
         state = _Active(options, emit, SequenceOutput(options, len(tokens)))
-        req = Request(list(tokens), options.max_tokens, state)
+        solo = options.seed is not None or (self.solo_greedy and options.temperature == 0)
+        req = Request(
+            list(tokens), options.max_tokens, state, repeatable=options.repeatable, solo=solo
+        )
         with self._cv:
             if self._stop:
                 raise EngineClosedError("the engine is closed (its model was unloaded); retry")

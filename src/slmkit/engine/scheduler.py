@@ -37,6 +37,13 @@ class Request:
     n_prefilled: int = 0
     n_past: int = 0
     last: int = -1
+    # Seeded or greedy: prefilled from the start in fixed chunks, reusing only cells that
+    # were computed in those same chunks, so its text never depends on what came before.
+    repeatable: bool = False
+    aligned: int = 0  # leading prompt tokens computed in full chunks aligned at position 0
+    # Decoded alone (seeded; greedy too if the engine says so): CPU kernels round
+    # differently with the number of rows in a batch, so its text must not share one.
+    solo: bool = False
 
     @property
     def reserve(self) -> int:
@@ -73,7 +80,15 @@ class Scheduler:
         self.free = list(range(n_seq))
         self.reserved = 0
         self.kept: dict[int, list[int]] = {}  # slot -> tokens its cells hold, oldest first
+        self.kept_aligned: dict[int, int] = {}  # slot -> how many of those are chunk-aligned
         self.reused_tokens = 0
+        self.turn = 0  # alternates repeatable sequences' solo steps with everyone else's
+
+    @property
+    def chunk(self) -> int:
+        """Prompt chunk size: every prefill is cut at multiples of it from position 0, and a
+        step always has room for one full chunk beside every sequence's next token."""
+        return max(1, self.n_batch - self.n_seq)
 
     # --- intake -----------------------------------------------------------------------------
     def add(self, req: Request) -> None:
@@ -104,25 +119,44 @@ class Scheduler:
     # --- one step ---------------------------------------------------------------------------
     def schedule(self) -> Plan:
         """Drop cancelled requests, admit waiting ones, and compose the next batch: one
-        next token per sequence past its prompt, then prompt chunks in the room left."""
+        next token per sequence past its prompt, then prompt chunks in the room left.
+
+        A solo sequence (seeded) runs its steps alone, taking turns with the others:
+        llama.cpp's CPU kernels round differently with the number of rows in a batch, so
+        sharing a batch would make its text depend on the traffic beside it."""
         plan = Plan()
         for req in [r for r in self.running if r.cancelled]:
             plan.forget += self._release(req, "cancelled")
             plan.finished.append((req, "cancelled"))
         self._admit(plan)
-        for req in self.running:
+        group = self._group()
+        for req in group:
             if req.n_prefilled == len(req.tokens) and req.last >= 0:
                 plan.outputs.append((req, len(plan.entries)))
                 plan.entries.append((req.last, req.n_past, (req.slot,), True))
                 req.n_past += 1
-        for req in self.running:
+        for req in group:
             room = self.n_batch - len(plan.entries)
             if req.n_prefilled < len(req.tokens) and room > 0:
                 self._prefill_chunk(req, room, plan)
         return plan
 
+    def _group(self) -> list[Request]:
+        """Who decodes this step: every ordinary sequence, or one solo one alone (turns
+        alternate while both kinds run; solo ones take turns among themselves)."""
+        solo = [r for r in self.running if r.solo]
+        others = [r for r in self.running if not r.solo]
+        self.turn += 1
+        if solo and (not others or self.turn % 2):
+            return [solo[(self.turn // 2) % len(solo)]]
+        return others
+
     def _prefill_chunk(self, req: Request, room: int, plan: Plan) -> None:
-        take = min(room, len(req.tokens) - req.n_prefilled)
+        to_boundary = self.chunk - req.n_prefilled % self.chunk
+        take = min(to_boundary, len(req.tokens) - req.n_prefilled)
+        take = min(take, room)  # a repeatable prompt runs alone: it always has the room
+        if req.aligned == req.n_prefilled and take == self.chunk:
+            req.aligned += take
         end = len(req.tokens) - 1
         for idx in range(req.n_prefilled, req.n_prefilled + take):
             if idx == end:
@@ -139,6 +173,9 @@ class Scheduler:
                 plan.finished.append((req, "cancelled"))
                 continue
             slot, common = self.best_slot(req.tokens)
+            aligned = min(common, self.kept_aligned.get(slot, 0)) // self.chunk * self.chunk
+            if req.repeatable:
+                common = aligned
             if not self._make_room(req.reserve, slot, plan):
                 break  # wait for running sequences to free cache cells
             self.waiting.popleft()
@@ -146,6 +183,7 @@ class Scheduler:
             if len(self.kept.pop(slot, ())) > common:
                 plan.forget.append((slot, common))
             req.slot = slot
+            req.aligned = aligned
             req.n_prefilled = req.n_past = common
             self.reused_tokens += common
             self.reserved += req.reserve
@@ -215,6 +253,7 @@ class Scheduler:
         keep = min(req.n_prefilled, self.keep_prefix) if reason != "error" else 0
         if keep:
             self.kept[req.slot] = req.tokens[:keep]
+            self.kept_aligned[req.slot] = min(keep, req.aligned)
         self.free.append(req.slot)
         self.reserved -= req.reserve
         return [(req.slot, keep)]

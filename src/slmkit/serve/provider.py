@@ -57,8 +57,10 @@ class ModelProvider:
         allowed: tuple[str, ...] = (),
         memory_budget_bytes: int | None = None,
         loader: Loader = load,
+        solo_greedy: bool = False,
     ) -> None:
         self.store = store or Store()
+        self.solo_greedy = solo_greedy
         self.loader = loader
         self.n_seq, self.n_ctx, self.max_waiting = n_seq, n_ctx, max_waiting
         self.keep_alive_s = keep_alive_s
@@ -87,6 +89,7 @@ class ModelProvider:
             allowed=settings.models,
             memory_budget_bytes=budget * 2**20 if budget else None,
             loader=loader,
+            solo_greedy=settings.deterministic_greedy,
         )
 
     @property
@@ -162,6 +165,7 @@ class ModelProvider:
                 n_ctx=self.n_ctx,
                 max_waiting=self.max_waiting,
                 on_step=self._observe_step,
+                solo_greedy=self.solo_greedy,
             )
         except Exception:
             model.close()
