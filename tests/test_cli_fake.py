@@ -49,6 +49,7 @@ def test_importing_the_package_yields_every_command() -> None:
         "report",
         "recommend",
         "doctor",
+        "redact",
     }
 
 

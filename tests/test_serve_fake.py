@@ -347,3 +347,33 @@ def test_tokenizer_endpoints(client: TestClient, provider: ModelProvider) -> Non
     provider.allowed = ("fake-chat",)
     r = client.post("/tokenize", json={"prompt": "x"})
     assert r.status_code == 200 and r.json()["tokens"] == [ord("x")]
+
+
+def test_per_key_limits(provider: ModelProvider) -> None:
+    settings = ServerSettings(
+        api_keys=(KEY, "other"), key_requests_per_minute=2, max_tokens_limit=16
+    )
+    with TestClient(create_app(settings, provider), headers=AUTH) as c:
+        assert c.get("/v1/models").status_code == 200
+        r = c.post(
+            "/v1/chat/completions", json={"model": "fake-chat", "messages": HI, "max_tokens": 17}
+        )
+        assert (
+            r.status_code == 400 and "over this server's limit 16" in r.json()["error"]["message"]
+        )
+        r = c.get("/v1/models")  # the third request within the minute
+        assert r.status_code == 429 and 1 <= int(r.headers["retry-after"]) <= 61
+        assert r.json()["error"]["type"] == "rate_limit_error"
+        other = c.get("/v1/models", headers={"Authorization": "Bearer other"})
+        assert other.status_code == 200  # limits are per key
+
+
+def test_key_limits_count_requests_in_flight() -> None:
+    from slmkit.serve.guard import KeyLimits
+
+    limits = KeyLimits(concurrent=2)
+    assert limits.refuse("k") is None and limits.refuse("k") is None
+    assert limits.refuse("k") == ("2 requests already in flight for this key", 1)
+    assert limits.refuse("j") is None  # another key
+    limits.done("k")
+    assert limits.refuse("k") is None

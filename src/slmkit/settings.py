@@ -79,6 +79,15 @@ class ServerSettings(BaseSettings):
     default_max_tokens: int = Field(
         default=256, ge=1, description="max_tokens when a request gives none."
     )
+    max_tokens_limit: int | None = Field(
+        default=None, ge=1, description="Largest max_tokens a request may ask for (400 above)."
+    )
+    key_requests_per_minute: int | None = Field(
+        default=None, ge=1, description="Requests per minute per API key (429 above)."
+    )
+    key_concurrent: int | None = Field(
+        default=None, ge=1, description="Requests in flight (streams included) per API key."
+    )
     deterministic_greedy: bool = Field(
         default=False,
         description="Decode greedy requests alone like seeded ones, so their text never "

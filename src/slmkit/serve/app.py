@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from slmkit.serve import errors, handlers, routes_openai, routes_ops, routes_tasks
-from slmkit.serve.guard import Guard
+from slmkit.serve.guard import Guard, KeyLimits
 from slmkit.serve.metrics import Metrics
 from slmkit.serve.provider import ModelProvider
 from slmkit.serve.state import ServerState
@@ -37,7 +37,11 @@ def create_app(
         app.include_router(module.router)
     app.include_router(routes_openai.tokenizer_router)
     app.add_middleware(
-        Guard, keys=settings.all_keys(), max_body=settings.max_body_bytes, metrics=metrics
+        Guard,
+        keys=settings.all_keys(),
+        max_body=settings.max_body_bytes,
+        metrics=metrics,
+        limits=KeyLimits(settings.key_requests_per_minute, settings.key_concurrent),
     )
     return app
 

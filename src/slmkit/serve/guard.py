@@ -4,8 +4,11 @@ counts every /v1/ response by status for /metrics, whoever produced it."""
 
 from __future__ import annotations
 
+import collections
 import hmac
 import json
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from slmkit.errors import RequestTooLargeError
@@ -16,9 +19,49 @@ from slmkit.serve.metrics import Metrics
 TOKENIZER_PATHS = ("/tokenize", "/detokenize", "/tokenizer_info")
 
 
+@dataclass
+class KeyLimits:
+    """Per key (or per client address when the server has no keys): requests in the last
+    60 s, and requests in flight, streams included until their last byte is sent."""
+
+    per_minute: int | None = None
+    concurrent: int | None = None
+    recent: dict[str, collections.deque[float]] = field(default_factory=dict)
+    active: dict[str, int] = field(default_factory=dict)
+
+    def refuse(self, who: str) -> tuple[str, int] | None:
+        """(message, Retry-After seconds) if `who` is over a limit, else None (and counted)."""
+        now = time.monotonic()
+        if self.concurrent and self.active.get(who, 0) >= self.concurrent:
+            return f"{self.concurrent} requests already in flight for this key", 1
+        if self.per_minute:
+            window = self.recent.setdefault(who, collections.deque())
+            while window and now - window[0] >= 60:
+                window.popleft()
+            if len(window) >= self.per_minute:
+                wait = int(60 - (now - window[0])) + 1
+                return f"over {self.per_minute} requests per minute for this key", wait
+            window.append(now)
+        self.active[who] = self.active.get(who, 0) + 1
+        return None
+
+    def done(self, who: str) -> None:
+        self.active[who] -= 1
+        if not self.active[who]:
+            del self.active[who]
+
+
 class Guard:
-    def __init__(self, app: Any, keys: tuple[str, ...], max_body: int, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        app: Any,
+        keys: tuple[str, ...],
+        max_body: int,
+        metrics: Metrics,
+        limits: KeyLimits | None = None,
+    ) -> None:
         self.app, self.keys, self.max_body, self.metrics = app, keys, max_body, metrics
+        self.limits = limits or KeyLimits()
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -38,6 +81,18 @@ class Guard:
         if not api:
             await self.app(scope, _limited(receive, self.max_body), send)
             return
+        who = headers.get("authorization", "") or str((scope.get("client") or ("?",))[0])
+        over = self.limits.refuse(who)
+        if over:
+            msg, wait = over
+            await self._refuse(send, 429, msg, "rate_limit_error", "rate_limit", retry=wait)
+            return
+        try:
+            await self._counted(scope, receive, send)
+        finally:
+            self.limits.done(who)
+
+    async def _counted(self, scope: Any, receive: Any, send: Any) -> None:
         status = 500  # if the app raises before it answers, the server sends a 500
 
         async def counting_send(message: Any) -> None:
@@ -56,7 +111,13 @@ class Guard:
         return any(hmac.compare_digest(given.encode(), k.encode()) for k in self.keys)
 
     async def _refuse(
-        self, send: Any, status: int, message: str, type_: str, code: str | None = None
+        self,
+        send: Any,
+        status: int,
+        message: str,
+        type_: str,
+        code: str | None = None,
+        retry: int | None = None,
     ) -> None:
         self.metrics.requests.labels(status=str(status)).inc()
         body = json.dumps(error_body(message, type_, code)).encode()
@@ -64,6 +125,8 @@ class Guard:
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
         ]
+        if retry is not None:
+            headers.append((b"retry-after", str(retry).encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 

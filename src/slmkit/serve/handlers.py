@@ -46,6 +46,10 @@ def prepare(
     item = provider.get(body.model)
     model = item.model
     max_tokens = body.max_tokens or settings.default_max_tokens
+    limit_ = settings.max_tokens_limit
+    asked = (body.max_completion_tokens if isinstance(body, ChatRequest) else None) or max_tokens
+    if limit_ and asked > limit_:
+        raise InputError(f"max_tokens {asked} is over this server's limit {limit_}")
     if isinstance(body, ChatRequest):
         max_tokens = body.max_completion_tokens or max_tokens
         grammar = grammar_for_format(body.response_format)

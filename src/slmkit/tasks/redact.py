@@ -119,9 +119,16 @@ def _names(text: str, model: Any) -> Iterable[Span]:
         "properties": {"names": {"type": "array", "items": {"type": "string"}, "maxItems": 20}},
         "required": ["names"],
     }
-    found = Extractor(model, schema)(
-        "List the full names of people mentioned in this text (none: an empty list).\n\n" + text
-    ).data["names"]
+    from slmkit.errors import ExtractionError, InputError
+
+    ask = "List the full names of people mentioned in this text (none: an empty list).\n\n"
+    try:
+        found = Extractor(model, schema)(ask + text).data["names"]
+    except ExtractionError as e:  # never return the text unredacted as if no names were in it
+        raise InputError(
+            f"{model.id} could not list the names in this text ({e}); redaction refused: "
+            "use a stronger chat model"
+        ) from e
     for name in {n.strip() for n in found if len(n.strip()) > 1}:
         for m in re.finditer(re.escape(name), text):
             yield Span("person", m.start(), m.end())
