@@ -90,7 +90,9 @@ def stream(
         raise InputError("cannot generate from an empty token list")
     runner = cache.runner
     out = SequenceOutput(options, len(tokens))
-    out.stats.cached_tokens = cache.prefill(tokens, repeatable=options.repeatable)
+    # seeded: reuse only aligned cells (greedy chats keep their full reuse: a multi-turn
+    # chat would otherwise prefill its whole history again at every turn)
+    out.stats.cached_tokens = cache.prefill(tokens, repeatable=options.seed is not None)
     out.prefilled()
     budget = min(options.max_tokens, runner.n_ctx - len(cache.tokens))
     k = options.logprobs
