@@ -101,7 +101,9 @@ def test_prefix_reuse_gives_the_same_text_and_skips_prefill(smollm: slmkit.Model
         return smollm.backend.tokenize(smollm.format_chat(msgs))
 
     questions = ["What is the capital of France?", "What is the capital of Japan?"]
-    opts = make_options(temperature=0, max_tokens=16)
+    # top_k 1 picks like greedy but is not a "repeatable" request, whose reuse is limited to
+    # chunk-aligned cells (tests/test_determinism.py covers those)
+    opts = make_options(temperature=0.5, top_k=1, max_tokens=16)
     texts: dict[int, list[str]] = {}
     for keep in (0, 1024):
         engine = Engine(smollm.backend, n_seq=2, n_ctx=1024, keep_prefix=keep)  # type: ignore[arg-type]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import resource
 import sys
 import types
 import typing
@@ -43,8 +42,11 @@ def fail_cleanly(fn: F) -> F:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident set size of this process in MiB (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's own peak resident set size in MiB (VmHWM: getrusage's figure carries
+    the peak of whatever process started this one across fork and exec)."""
+    from slmkit.evaluate import own_peak_rss_mb
+
+    return own_peak_rss_mb()
 
 
 @contextlib.contextmanager

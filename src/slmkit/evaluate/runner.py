@@ -16,7 +16,7 @@ from slmkit.evaluate import (
     classification_metrics,
     ensure_positive,
     field_matches,
-    peak_rss_mb,
+    own_peak_rss_mb,
     rouge,
     sms_gold,
 )
@@ -82,7 +82,9 @@ def evaluate(
                 spec, model, method, limit, train_limit, n_ctx, embedder, k, progress
             )
     result.update(
-        task=task, seconds=round(time.perf_counter() - t0, 2), peak_rss_mb=round(peak_rss_mb(), 1)
+        task=task,
+        seconds=round(time.perf_counter() - t0, 2),
+        peak_rss_mb=round(own_peak_rss_mb(), 1),
     )
     return result
 
@@ -105,7 +107,9 @@ def evaluate_mc_file(
     with load_model(_need(model), n_ctx) as m:
         result: dict[str, Any] = {"task": f"mc:{fmt}", "file": path, "model": m.id}
         result.update(evaluate_mc(m, items, progress=progress))
-    result.update(seconds=round(time.perf_counter() - t0, 2), peak_rss_mb=round(peak_rss_mb(), 1))
+    result.update(
+        seconds=round(time.perf_counter() - t0, 2), peak_rss_mb=round(own_peak_rss_mb(), 1)
+    )
     return result
 
 
