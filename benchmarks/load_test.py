@@ -4,13 +4,16 @@ mid-stream disconnects, embeddings and over-long prompts, for a bounded time.
 Run: .venv/bin/python benchmarks/load_test.py [--clients 64] [--duration 120]
 
 Reports status counts (expects zero 5xx and no transport errors), the server's RSS after
-warm-up and at the end, and /health afterwards. The server is stopped at the end.
+warm-up and at the end (and its growth), /health afterwards, and whether /metrics' request
+counts per status equal what the clients saw. The server is stopped at the end.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -35,8 +38,30 @@ def report(url: str, res: LoadResult, duration: float) -> None:
             f"server RSS after warm-up {warm[0]:.0f} MB, max {max(warm):.0f} MB, "
             f"end {warm[-1]:.0f} MB"
         )
+        growth = 100 * (warm[-1] - warm[0]) / warm[0]
+        print(f"server RSS growth after warm-up: {growth:+.1f} %")
     health = httpx.get(url + "/health", timeout=10)
     print(f"/health after the run: {health.status_code} {health.json()}")
+    compare_metrics(url, res)
+
+
+def compare_metrics(url: str, res: LoadResult) -> None:
+    """The server's request counter per status against what the clients saw."""
+    seen: collections.Counter[str] = collections.Counter({"200": 1})  # wait_ready's probe
+    for key, n in res.counts.items():
+        status = key.split(":")[1]
+        if status.isdigit():
+            seen[status] += n
+    served: dict[str, int] = {}
+    for line in httpx.get(url + "/metrics", timeout=10).text.splitlines():
+        m = re.match(r'slmkit_requests_total\{status="(\d+)"\} ([0-9.e+]+)', line)
+        if m:
+            served[m.group(1)] = int(float(m.group(2)))
+    same = served == dict(seen)
+    print(
+        f"/metrics requests by status {served}; clients saw {dict(seen)}: "
+        f"{'equal' if same else 'DIFFERENT'}"
+    )
 
 
 def main() -> None:
