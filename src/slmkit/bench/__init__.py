@@ -177,13 +177,15 @@ def run_cell(config: BenchConfig, model: str, task: str, store: Store, out: Path
         rec.update(status="does_not_fit", error=too_big)
         return rec
     t0 = time.perf_counter()
-    rec.update(run_child(config, model, task, out, len(read_cells(out))))
+    rec.update(run_child(config, model, task, out))
     rec["wall_s"] = round(time.perf_counter() - t0, 2)
     return finish(rec, config)
 
 
 def _does_not_fit(config: BenchConfig, model: str, store: Store) -> str | None:
-    if config.ram_gb is None or model.startswith(("http://", "https://")):
+    from slmkit.tasks.endpoint import is_endpoint
+
+    if config.ram_gb is None or is_endpoint(model):
         return None
     need = estimate_ram_bytes(store.get(model), config.n_ctx)
     if need is not None and need > config.ram_gb * 2**30:
@@ -194,7 +196,7 @@ def _does_not_fit(config: BenchConfig, model: str, store: Store) -> str | None:
     return None
 
 
-def run_child(config: BenchConfig, model: str, task: str, out: Path, n: int) -> dict[str, Any]:
+def run_child(config: BenchConfig, model: str, task: str, out: Path) -> dict[str, Any]:
     """The cell in a fresh process, watched: RSS over the budget or the cell timeout kills it."""
     from slmkit.tasks.endpoint import is_endpoint
 
@@ -213,6 +215,7 @@ def run_child(config: BenchConfig, model: str, task: str, out: Path, n: int) -> 
         env["SLMKIT_N_THREADS"] = str(config.threads)
     logs = out / "logs"
     logs.mkdir(exist_ok=True)
+    n = len(list(logs.glob("cell*.out")))
     stdout, stderr = logs / f"cell{n:03d}.out", logs / f"cell{n:03d}.err"
     with stdout.open("w") as so, stderr.open("w") as se:
         proc = subprocess.Popen(
@@ -232,23 +235,15 @@ def run_child(config: BenchConfig, model: str, task: str, out: Path, n: int) -> 
     return result
 
 
-def rss_mb(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
 def watch(proc: subprocess.Popen[Any], config: BenchConfig) -> dict[str, Any] | None:
     """Poll until the process ends; kill it (and say why) past the memory or time budget."""
+    from slmkit.evaluate import proc_status_mb
+
     limit_mb = config.ram_gb * 1024 if config.ram_gb else None
     t0 = time.monotonic()
     peak = 0.0
     while proc.poll() is None:
-        peak = max(peak, rss_mb(proc.pid))
+        peak = max(peak, proc_status_mb("VmRSS", proc.pid) or 0.0)
         why = None
         if limit_mb and peak > limit_mb:
             why = {

@@ -43,16 +43,6 @@ def _cpuinfo() -> dict[str, str]:
     return info
 
 
-def _mem_total_bytes() -> int | None:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
 def _versions() -> dict[str, str | None]:
     out: dict[str, str | None] = {"python": platform.python_version()}
     for name in LIBRARIES:
@@ -64,11 +54,11 @@ def _versions() -> dict[str, str | None]:
 
 
 def machine_info() -> dict[str, Any]:
-    from slmkit.catalog.store import available_ram_bytes
+    from slmkit.catalog.store import available_ram_bytes, meminfo_bytes
 
     cpu = _cpuinfo()
     flags = set((cpu.get("flags") or cpu.get("Features") or "").split())
-    total = _mem_total_bytes()
+    total = meminfo_bytes("MemTotal")
     free = available_ram_bytes()
     return {
         "cpu": cpu.get("model name") or platform.processor() or platform.machine(),

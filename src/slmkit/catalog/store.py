@@ -425,15 +425,20 @@ def estimate_ram_bytes(entry: ModelEntry, n_ctx: int) -> int | None:
 RUNTIME_OVERHEAD_BYTES = 120 * 2**20
 
 
-def available_ram_bytes() -> int | None:
-    """Memory the system can give a new process now (MemAvailable), None where unknown."""
+def meminfo_bytes(field: str) -> int | None:
+    """A /proc/meminfo figure (MemTotal, MemAvailable...) in bytes, None where unknown."""
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) * 1024
     except OSError:
         pass
     return None
+
+
+def available_ram_bytes() -> int | None:
+    """Memory the system can give a new process now (MemAvailable), None where unknown."""
+    return meminfo_bytes("MemAvailable")
 
 
 def fit_message(entry: ModelEntry, n_ctx: int, ram_bytes: int | None) -> tuple[bool | None, str]:

@@ -72,7 +72,8 @@ def eval_(
     file of the same shape): quality, latency p50/p95, items/s and peak RSS.
 
     `slm eval mc FILE --format arc|hellaswag|piqa --model M`: a multiple-choice benchmark
-    scored by log-likelihood as lm-evaluation-harness does (acc, acc_norm)."""
+    scored by log-likelihood as lm-evaluation-harness does (acc, acc_norm). `slm eval bias
+    --model M`: bias probes. `--cascade SMALL,LARGE`: see docs/measure.md."""
     with item_progress(f"eval {task}", limit or 0) as advance:
         result = _run(task, file, fmt, model_id, limit, advance, kw)
     if as_json:
@@ -111,6 +112,7 @@ def _run(
             limit=limit,
             target=tune["target_accuracy"],
             compare=tune["compare"],
+            progress=advance,
         )
     if task != "mc":
         return evaluate(task, model=model_id, limit=limit, progress=advance, **kw)

@@ -142,9 +142,10 @@ def _cascade(
         from slmkit.tasks.data import read_rows
 
         rows = read_rows(calibrate_file, required=("text", "label_text"), on_error="fail").rows
-        choice = cascade.calibrate(
-            [r["text"] for r in rows], [r["label_text"] for r in rows], target
-        )
+        with item_progress("calibrate", 2 * len(rows)) as advance:
+            choice = cascade.calibrate(
+                [r["text"] for r in rows], [r["label_text"] for r in rows], target, advance
+            )
         click.echo(
             json.dumps({"calibration": vars(choice), "temperature": cascade.temperature}), err=True
         )

@@ -22,16 +22,22 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def own_peak_rss_mb() -> float:
-    """This process's own peak RSS (VmHWM): getrusage's figure would carry the peak of the
-    process that started it across fork and exec."""
+def proc_status_mb(field: str, pid: int | str = "self") -> float | None:
+    """A memory figure of /proc/PID/status (VmRSS, VmHWM...) in MiB, None where unknown."""
     try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
-    return peak_rss_mb()
+    return None
+
+
+def own_peak_rss_mb() -> float:
+    """This process's own peak RSS (VmHWM): getrusage's figure would carry the peak of the
+    process that started it across fork and exec."""
+    hwm = proc_status_mb("VmHWM")
+    return hwm if hwm is not None else peak_rss_mb()
 
 
 @dataclass

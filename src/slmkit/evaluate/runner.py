@@ -321,11 +321,12 @@ def evaluate_cascade(
     target: float | None = None,
     compare: bool = False,
     timeout: float = 60.0,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Calibrate a SMALL,LARGE cascade on the first `tune_limit` test rows, evaluate it on
     the rest (up to `limit`): accuracy, share escalated, mean latency; with `compare`,
     the large model alone on the same rows."""
-    from slmkit.tasks.cascade import make_cascade
+    from slmkit.tasks.cascade import make_cascade, predict_all
 
     spec = task_spec(task)
     if not isinstance(spec, ClassificationTask):
@@ -338,8 +339,8 @@ def evaluate_cascade(
     if limit:
         test_x, test_y = test_x[:limit], test_y[:limit]
     cascade = make_cascade(models, spec.labels, spec.instruction, timeout=timeout)
-    choice = cascade.calibrate(tune_x, tune_y, target)
-    preds = [p for i in range(0, len(test_x), 16) for p in cascade.predict(test_x[i : i + 16])]
+    choice = cascade.calibrate(tune_x, tune_y, target, progress)
+    preds = predict_all(cascade, test_x, progress)
     n = len(test_x)
     out: dict[str, Any] = {
         "task": task,
@@ -358,7 +359,7 @@ def evaluate_cascade(
     }
     if compare:
         t0 = time.perf_counter()
-        large = [p for i in range(0, n, 16) for p in cascade.large.predict(test_x[i : i + 16])]
+        large = predict_all(cascade.large, test_x, progress)
         out["large_accuracy"] = round(
             sum(p.label == g for p, g in zip(large, test_y, strict=True)) / n, 4
         )

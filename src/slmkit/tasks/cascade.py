@@ -11,7 +11,7 @@ target (by default the large model's accuracy there, less one point).
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +21,23 @@ from slmkit.errors import InputError
 from slmkit.tasks.classify import Classifier, Prediction
 
 TEMPERATURES = np.exp(np.linspace(np.log(0.05), np.log(20.0), 121))
+
+
+BATCH = 16
+
+
+def predict_all(
+    clf: Any, texts: Sequence[str], progress: Callable[[int], None] | None = None
+) -> list[Any]:
+    """A classifier's (or a cascade's) predictions in batches of 16, as `slm classify` runs
+    them, reporting progress."""
+    out: list[Any] = []
+    for i in range(0, len(texts), BATCH):
+        part = list(texts[i : i + BATCH])
+        out.extend(clf.predict(part))
+        if progress:
+            progress(len(part))
+    return out
 
 
 def _probs(preds: Sequence[Prediction], labels: Sequence[str]) -> np.ndarray:
@@ -101,17 +118,22 @@ class Cascade:
     stats: dict[str, Any] = field(default_factory=lambda: {"n": 0, "escalated": 0, "seconds": 0.0})
 
     def calibrate(
-        self, texts: Sequence[str], gold: Sequence[str], target: float | None = None
+        self,
+        texts: Sequence[str],
+        gold: Sequence[str],
+        target: float | None = None,
+        progress: Callable[[int], None] | None = None,
     ) -> ThresholdChoice:
-        """Fit the temperature and choose the threshold on labelled rows (runs both models)."""
+        """Fit the temperature and choose the threshold on labelled rows (runs both models;
+        `progress` is told of each batch, 2 x len(texts) in all)."""
         unknown = sorted(set(gold) - set(self.labels))
         if unknown:
             raise InputError(f"labelled rows use labels the cascade lacks: {unknown}")
         gold_idx = np.array([self.labels.index(g) for g in gold])
-        probs = _probs(self.small.predict(list(texts)), self.labels)
+        probs = _probs(predict_all(self.small, texts, progress), self.labels)
         self.temperature = fit_temperature(probs, gold_idx)
         calibrated = scale(probs, self.temperature)
-        large = self.large.predict(list(texts))
+        large = predict_all(self.large, texts, progress)
         choice = choose_threshold(
             calibrated.max(axis=1),
             calibrated.argmax(axis=1) == gold_idx,
