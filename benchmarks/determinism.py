@@ -3,7 +3,8 @@
     python benchmarks/determinism.py [--repeats 20] [--deterministic-greedy]
 
 Starts `slm serve` on loopback, sends the same request `--repeats` times; every other time
-three other streams run beside it. Prints how many distinct texts came back per sampling
+three other streams run beside it, and every third time a different seeded request (another
+prompt sharing the system prompt, another seed) goes first. Prints how many distinct texts came back per sampling
 setting (1 is the goal) and the engine's steps per batch size.
 """
 
@@ -40,6 +41,8 @@ def run(url: str, repeats: int, sampling: dict[str, object]) -> int:
                 )
                 t.start()
                 threads.append(t)
+        if rep % 3 == 2:
+            ask(url, "Say something nice about the sun.", max_tokens=24, temperature=1.0, seed=rep)
         texts.append(ask(url, "Say something nice about the moon.", max_tokens=16, **sampling))
         for t in threads:
             t.join()

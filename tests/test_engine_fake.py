@@ -191,3 +191,36 @@ def test_a_step_that_raises_after_decoding_fails_its_requests_not_the_engine(
         assert text(out) == "You said: b (café)" and engine.alive
     finally:
         engine.close()
+
+
+def test_seeded_requests_decode_in_their_own_context(fake_model: slmkit.Model) -> None:
+    """A seeded request never shares a batch or a KV cache with other traffic: it runs on a
+    second one-sequence context, made at the first such request; greedy ones join it only
+    with solo_greedy."""
+    engine = Engine(fake_model.backend, n_seq=3, n_ctx=2048, solo_greedy=False)
+    engine.runner.delay_s = 0.002  # type: ignore[attr-defined]
+    try:
+        assert engine.solo.runner is None  # nothing made until a seeded request comes
+        outs: list[list[Chunk]] = [[] for _ in range(4)]
+        seeded = make_options(temperature=0, seed=5, max_tokens=64)  # seed: solo lane
+        plain = make_options(temperature=0, max_tokens=64)
+        for i in range(3):
+            engine.submit(prompt(fake_model, f"other {i}"), plain, outs[i].append)
+        engine.submit(prompt(fake_model, "seeded"), seeded, outs[3].append)
+        deadline = time.monotonic() + 10
+        while not all(o and o[-1].finish_reason for o in outs):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        solo = engine.solo.runner
+        assert isinstance(solo, FakeRunner) and solo.n_seq == 1
+        assert bytes(t for t in solo.cache[0] if t < 256).decode("utf-8", "replace").count(
+            "seeded"
+        )
+        main = engine.runner
+        assert isinstance(main, FakeRunner)
+        assert all(b"seeded" not in bytes(t for t in c if t < 256) for c in main.cache.values())
+        assert max(engine.batch_sizes) >= 2  # the others still shared steps
+    finally:
+        engine.close()
+    assert text(outs[3]) == "You said: seeded (café)"
+    assert solo.closed

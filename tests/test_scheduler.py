@@ -187,20 +187,3 @@ def test_repeatable_requests_reuse_only_chunk_aligned_cells() -> None:
     s.add(c)
     s.schedule()
     assert c.n_prefilled == 27 and s.reused_tokens == 20 + 25
-
-
-def test_solo_sequences_decode_alone_taking_turns() -> None:
-    """A seeded sequence never shares a batch: its steps alternate with everyone else's."""
-    s = Scheduler(n_seq=3, n_ctx=4096, n_batch=64)
-    a, b = req([1, 2, 3]), req([4, 5, 6])
-    solo = Request([7, 8, 9, 10], 4, repeatable=True, solo=True)
-    for r in (a, b, solo):
-        s.add(r)
-    seen = []
-    for _ in range(6):
-        plan = s.schedule()
-        owners = {e[2][0] for e in plan.entries}
-        seen.append("solo" if owners == {solo.slot} else "others")
-        assert owners in ({solo.slot}, {a.slot, b.slot})
-        s.update_from_output([(q, 1, None) for q, _ in plan.outputs])
-    assert seen == ["solo", "others"] * 3

@@ -8,6 +8,14 @@ scheduler records the tokens and frees the slots of sequences that finished. A s
 leaves the batch the moment it finishes or its caller cancels, and a waiting one takes
 its slot. Chunks go to each caller's `emit`; an `emit` that raises cancels its own
 request, never the engine.
+
+Repeatable requests (seeded; greedy too with `solo_greedy`) run in a second lane: their own
+one-sequence llama.cpp context, made at the first such request, one request at a time. On
+a CPU the attention kernels' rounding depends on the batch's row count and on where a
+sequence's cells sit in a shared KV cache (the split-KV decode path cuts the cache into one
+range per thread), so a sequence sharing the main context could not give the same text
+twice. In its own context its cells always sit in the same places; each step decodes the
+main batch, then the solo lane's.
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from slmkit.engine.scheduler import Forget, Plan, Request, Scheduler
+from slmkit.engine.scheduler import Plan, Request, Scheduler
 from slmkit.errors import EngineClosedError, EngineFullError
 from slmkit.options import GenerationOptions
 from slmkit.runtime.base import Backend, BatchRunner, Chunk, FinishReason, TokenLogprob
@@ -32,12 +40,21 @@ log = logging.getLogger("slmkit.engine")
 
 
 @dataclass(eq=False)
+class _Lane:
+    """A scheduler and the context it plans for (made at the lane's first request)."""
+
+    scheduler: Scheduler
+    runner: BatchRunner | None = None
+
+
+@dataclass(eq=False)
 class _Active:
     """The engine's side of a request: where chunks go, its output state and sampler."""
 
     options: GenerationOptions
     emit: Emit
     out: SequenceOutput
+    lane: _Lane
     sampler: Any = None
     ended: bool = False  # the final chunk was emitted
 
@@ -73,6 +90,7 @@ class Engine:
         on_step: Callable[[int], None] | None = None,
         solo_greedy: bool = False,
     ) -> None:
+        self.backend = backend
         self.runner: BatchRunner = backend.batch_runner(n_ctx=n_ctx, n_seq=n_seq, n_batch=n_batch)
         self.scheduler = Scheduler(
             n_seq=n_seq,
@@ -81,8 +99,14 @@ class Engine:
             max_waiting=max_waiting,
             keep_prefix=keep_prefix,
         )
+        self.main = _Lane(self.scheduler, self.runner)
+        solo = Scheduler(
+            n_seq=1, n_ctx=n_ctx, n_batch=n_batch, max_waiting=max_waiting, keep_prefix=keep_prefix
+        )
+        self.solo = _Lane(solo)  # repeatable requests (module docstring)
+        self._lanes = (self.main, self.solo)
         self.on_step = on_step
-        self.solo_greedy = solo_greedy  # greedy requests decode alone too (see Request.solo)
+        self.solo_greedy = solo_greedy  # greedy requests take the solo lane too
         self.steps = 0
         self.batch_sizes: collections.Counter[int] = collections.Counter()
         self._cv = threading.Condition()
@@ -97,15 +121,14 @@ class Engine:
         Raises EngineFullError when the waiting queue is full, ContextOverflowError when
         the request could never fit the cache, EngineClosedError after close().
         """
-        state = _Active(options, emit, SequenceOutput(options, len(tokens)))
         solo = options.seed is not None or (self.solo_greedy and options.temperature == 0)
-        req = Request(
-            list(tokens), options.max_tokens, state, repeatable=options.repeatable, solo=solo
-        )
+        lane = self.solo if solo else self.main
+        state = _Active(options, emit, SequenceOutput(options, len(tokens)), lane)
+        req = Request(list(tokens), options.max_tokens, state, repeatable=options.repeatable)
         with self._cv:
             if self._stop:
                 raise EngineClosedError("the engine is closed (its model was unloaded); retry")
-            self.scheduler.add(req)
+            lane.scheduler.add(req)
             self._cv.notify()
         return Handle(self, req)
 
@@ -135,11 +158,11 @@ class Engine:
 
     @property
     def queue_depth(self) -> int:
-        return len(self.scheduler.waiting)
+        return sum(len(lane.scheduler.waiting) for lane in self._lanes)
 
     @property
     def running(self) -> int:
-        return len(self.scheduler.running)
+        return sum(len(lane.scheduler.running) for lane in self._lanes)
 
     @property
     def alive(self) -> bool:
@@ -148,7 +171,7 @@ class Engine:
 
     @property
     def reused_tokens(self) -> int:
-        return self.scheduler.reused_tokens
+        return sum(lane.scheduler.reused_tokens for lane in self._lanes)
 
     def close(self) -> None:
         """Cancel what is queued or running, stop the thread, free the context."""
@@ -156,56 +179,78 @@ class Engine:
             self._stop = True
             self._cv.notify()
         self._thread.join(timeout=30)
-        self.runner.close()
+        for lane in self._lanes:
+            if lane.runner is not None:
+                lane.runner.close()
 
     # --- engine thread ----------------------------------------------------------------------
     def _loop(self) -> None:
         while True:
             with self._cv:
-                while not self._stop and not self.scheduler.has_work:
+                while not self._stop and not any(ln.scheduler.has_work for ln in self._lanes):
                     self._cv.wait()
                 if self._stop:
-                    leftover = self.scheduler.drain()
+                    leftover = [r for ln in self._lanes for r in ln.scheduler.drain()]
                 else:
-                    plan = self.scheduler.schedule()
+                    plans = [(ln, ln.scheduler.schedule()) for ln in self._lanes]
             if self._stop:
                 for req in leftover:
                     self._end(req, "cancelled")
                 return
-            self._run(plan)
+            for lane, plan in plans:
+                self._run(lane, plan)
 
-    def _run(self, plan: Plan) -> None:
-        self._forget(plan.forget)
+    def _lane_runner(self, lane: _Lane) -> BatchRunner:
+        if lane.runner is None:  # the solo lane, at its first request
+            sched = lane.scheduler
+            lane.runner = self.backend.batch_runner(
+                n_ctx=sched.n_ctx, n_seq=sched.n_seq, n_batch=sched.n_batch
+            )
+        return lane.runner
+
+    def _run(self, lane: _Lane, plan: Plan) -> None:
+        runner = self._lane_runner(lane) if plan.entries or plan.forget else lane.runner
+        if runner is not None:
+            for slot, start in plan.forget:
+                runner.forget(slot, start)
         for req, reason in plan.finished:
             self._end(req, reason)
         for req in plan.admitted:
             self._start(req)
-        if not plan.entries:
+        if runner is None or not plan.entries:
             return
         try:
-            self.runner.decode(plan.entries)
-            results = self._sample_all(plan)
+            runner.decode(plan.entries)
+            results = self._sample_all(plan, runner)
         except Exception:  # a failed step fails its requests, not the server
             log.exception("engine step failed")
             with self._cv:
-                failed, forget = self.scheduler.fail_running()
-            self._forget(forget)
+                failed, forget = lane.scheduler.fail_running()
+            for slot, start in forget:
+                runner.forget(slot, start)
             for req in failed:
                 self._end(req, "error")
             return
         with self._cv:
-            forget = self.scheduler.update_from_output(results)
-        self._forget(forget)
+            forget = lane.scheduler.update_from_output(results)
+        for slot, start in forget:
+            runner.forget(slot, start)
         for req, _, done in results:
             if done is not None:
                 self._end(req, done)
 
-    def _sample_all(self, plan: Plan) -> list[tuple[Request, int, FinishReason | None]]:
+    def _sample_all(
+        self, plan: Plan, runner: BatchRunner
+    ) -> list[tuple[Request, int, FinishReason | None]]:
         self.steps += 1
         self.batch_sizes[len(plan.outputs)] += 1
         if self.on_step is not None:
             self.on_step(len(plan.outputs))
-        return [(req, *self._sample(req, idx)) for req, idx in plan.outputs if not req.state.ended]
+        return [
+            (req, *self._sample(req, idx, runner))
+            for req, idx in plan.outputs
+            if not req.state.ended
+        ]
 
     def _start(self, req: Request) -> None:
         """Give an admitted request its sampler; one that cannot be built (a grammar
@@ -217,9 +262,10 @@ class Engine:
             self._end(req, "error")
             req.cancelled = True  # the scheduler frees its slot at the next step
 
-    def _sample(self, req: Request, idx: int) -> tuple[int, FinishReason | None]:
+    def _sample(
+        self, req: Request, idx: int, r: BatchRunner
+    ) -> tuple[int, FinishReason | None]:
         st: _Active = req.state
-        r = self.runner
         tok = r.sample(st.sampler, idx)
         k = st.options.logprobs
         lps: tuple[TokenLogprob, ...] = ()
@@ -232,10 +278,6 @@ class Engine:
 
     def _text(self, tok: int) -> str:
         return self.runner.piece(tok).decode("utf-8", errors="replace")
-
-    def _forget(self, ops: list[Forget]) -> None:
-        for slot, start in ops:
-            self.runner.forget(slot, start)
 
     def _end(self, req: Request, reason: FinishReason) -> None:
         st: _Active = req.state

@@ -41,9 +41,6 @@ class Request:
     # were computed in those same chunks, so its text never depends on what came before.
     repeatable: bool = False
     aligned: int = 0  # leading prompt tokens computed in full chunks aligned at position 0
-    # Decoded alone (seeded; greedy too if the engine says so): CPU kernels round
-    # differently with the number of rows in a batch, so its text must not share one.
-    solo: bool = False
 
     @property
     def reserve(self) -> int:
@@ -82,7 +79,6 @@ class Scheduler:
         self.kept: dict[int, list[int]] = {}  # slot -> tokens its cells hold, oldest first
         self.kept_aligned: dict[int, int] = {}  # slot -> how many of those are chunk-aligned
         self.reused_tokens = 0
-        self.turn = 0  # alternates repeatable sequences' solo steps with everyone else's
 
     @property
     def chunk(self) -> int:
@@ -119,17 +115,13 @@ class Scheduler:
     # --- one step ---------------------------------------------------------------------------
     def schedule(self) -> Plan:
         """Drop cancelled requests, admit waiting ones, and compose the next batch: one
-        next token per sequence past its prompt, then prompt chunks in the room left.
-
-        A solo sequence (seeded) runs its steps alone, taking turns with the others:
-        llama.cpp's CPU kernels round differently with the number of rows in a batch, so
-        sharing a batch would make its text depend on the traffic beside it."""
+        next token per sequence past its prompt, then prompt chunks in the room left."""
         plan = Plan()
         for req in [r for r in self.running if r.cancelled]:
             plan.forget += self._release(req, "cancelled")
             plan.finished.append((req, "cancelled"))
         self._admit(plan)
-        group = self._group()
+        group = list(self.running)
         for req in group:
             if req.n_prefilled == len(req.tokens) and req.last >= 0:
                 plan.outputs.append((req, len(plan.entries)))
@@ -140,16 +132,6 @@ class Scheduler:
             if req.n_prefilled < len(req.tokens) and room > 0:
                 self._prefill_chunk(req, room, plan)
         return plan
-
-    def _group(self) -> list[Request]:
-        """Who decodes this step: every ordinary sequence, or one solo one alone (turns
-        alternate while both kinds run; solo ones take turns among themselves)."""
-        solo = [r for r in self.running if r.solo]
-        others = [r for r in self.running if not r.solo]
-        self.turn += 1
-        if solo and (not others or self.turn % 2):
-            return [solo[(self.turn // 2) % len(solo)]]
-        return others
 
     def _prefill_chunk(self, req: Request, room: int, plan: Plan) -> None:
         to_boundary = self.chunk - req.n_prefilled % self.chunk
