@@ -4,8 +4,8 @@
 
 Starts `slm serve` on loopback, sends the same request `--repeats` times; every other time
 three other streams run beside it, and every third time a different seeded request (another
-prompt sharing the system prompt, another seed) goes first. Prints how many distinct texts came back per sampling
-setting (1 is the goal) and the engine's steps per batch size.
+prompt sharing the system prompt, another seed) goes first. Prints how many distinct texts
+came back per sampling setting (1 is the goal).
 """
 
 from __future__ import annotations

@@ -256,3 +256,23 @@ def install_fake(store: Store, entry: ModelEntry) -> Path:
     }
     (d / "manifest.json").write_text(json.dumps(manifest))
     return d / entry.filename
+
+
+def stalled_stream(port: int, body: dict[str, Any], path: str = "/v1/chat/completions") -> Any:
+    """A client that asks for a streamed completion, reads the first bytes, then stops
+    reading (a 4 KiB receive buffer, so the server's writes back up soon). Returns the open
+    socket; close it to end the stall."""
+    import socket
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    data = json.dumps({**body, "stream": True}).encode()
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(data)}\r\n\r\n"
+    ).encode()
+    sock.sendall(head + data)
+    got = sock.recv(1024)
+    assert got.startswith(b"HTTP/1.1 200"), got[:200]
+    return sock

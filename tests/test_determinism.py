@@ -4,10 +4,9 @@ concurrent streams (docs/trust.md, "Repeatable output")."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
-
-import threading
 
 import httpx
 import pytest

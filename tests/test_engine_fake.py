@@ -213,9 +213,7 @@ def test_seeded_requests_decode_in_their_own_context(fake_model: slmkit.Model) -
             time.sleep(0.01)
         solo = engine.solo.runner
         assert isinstance(solo, FakeRunner) and solo.n_seq == 1
-        assert bytes(t for t in solo.cache[0] if t < 256).decode("utf-8", "replace").count(
-            "seeded"
-        )
+        assert bytes(t for t in solo.cache[0] if t < 256).decode("utf-8", "replace").count("seeded")
         main = engine.runner
         assert isinstance(main, FakeRunner)
         assert all(b"seeded" not in bytes(t for t in c if t < 256) for c in main.cache.values())

@@ -30,9 +30,12 @@ def free_port() -> int:
 
 
 class LiveServer:
-    """uvicorn on 127.0.0.1 in a thread; stops on close() (and is a daemon either way)."""
+    """uvicorn on 127.0.0.1 in a thread; stops on close() (and is a daemon either way).
 
-    def __init__(self, app: Any, lifespan: str = "off") -> None:
+    sndbuf: a fixed send buffer for its connections (the kernel's autotuning lets a
+    loopback socket buffer up to 4 MB, which would hide a client that stops reading)."""
+
+    def __init__(self, app: Any, lifespan: str = "off", sndbuf: int | None = None) -> None:
         import uvicorn
 
         self.port = free_port()
@@ -41,7 +44,16 @@ class LiveServer:
                 app, host="127.0.0.1", port=self.port, log_level="error", lifespan=lifespan
             )
         )
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        sockets = None
+        if sndbuf is not None:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)  # accepted ones inherit
+            sock.bind(("127.0.0.1", self.port))
+            sockets = [sock]
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": sockets}, daemon=True
+        )
         self.thread.start()
         deadline = time.monotonic() + 20
         while not self.server.started:

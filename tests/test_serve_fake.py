@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -377,3 +378,45 @@ def test_key_limits_count_requests_in_flight() -> None:
     assert limits.refuse("j") is None  # another key
     limits.done("k")
     assert limits.refuse("k") is None
+
+
+def test_a_client_that_stops_reading_is_cancelled_after_the_send_timeout(
+    fake_store: Store,
+) -> None:
+    """The engine never waits for a client; a stream whose reader is stuck for longer than
+    --send-timeout while tokens keep coming is cancelled, freeing its slot, and counted."""
+    import time
+
+    import httpx
+
+    from tests.fakes import stalled_stream
+    from tests.test_serve import LiveServer
+
+    provider = ModelProvider(fake_store, n_seq=2, n_ctx=8192)
+    server = LiveServer(create_app(ServerSettings(send_timeout=0.5), provider), sndbuf=8192)
+    sock = None
+    try:
+        engine = provider.get("fake-chat").engine
+        engine.runner.delay_s = 0.005  # type: ignore[attr-defined]  # 815 tokens: > 4 s
+        long = [{"role": "user", "content": "x " * 400}]  # the fake echoes it
+        body = {"model": "fake-chat", "messages": long, "max_tokens": 1000, "temperature": 0}
+        t0 = time.monotonic()
+        sock = stalled_stream(server.port, {**body, "logprobs": True, "top_logprobs": 5})
+        other = httpx.post(
+            f"{server.url}/v1/chat/completions",
+            json={"model": "fake-chat", "messages": HI, "temperature": 0},
+            timeout=30,
+        )
+        assert other.json()["choices"][0]["message"]["content"] == "You said: hi (café)"
+        while engine.running:
+            assert time.monotonic() - t0 < 10, "the stalled stream is still decoding"
+            time.sleep(0.05)
+        metrics = httpx.get(f"{server.url}/metrics").text
+        assert "slmkit_stalled_streams_total 1.0" in metrics
+        made = re.search(r"^slmkit_completion_tokens_total (\S+)$", metrics, re.M)
+        assert made and float(made[1]) < 815 + 21  # cut before the stalled reply's end
+    finally:
+        if sock is not None:
+            sock.close()
+        server.close()
+        provider.close()

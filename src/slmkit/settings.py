@@ -88,10 +88,16 @@ class ServerSettings(BaseSettings):
     key_concurrent: int | None = Field(
         default=None, ge=1, description="Requests in flight (streams included) per API key."
     )
+    send_timeout: float = Field(
+        default=30.0,
+        ge=0,
+        description="Cancel a stream whose client has read nothing for this many seconds "
+        "(0: never).",
+    )
     deterministic_greedy: bool = Field(
         default=False,
-        description="Decode greedy requests alone like seeded ones, so their text never "
-        "depends on other traffic (costs their batching).",
+        description="Run greedy requests in their own context like seeded ones, one at a "
+        "time, so their text never depends on other traffic (costs their batching).",
     )
     log_prompts: bool = Field(
         default=False, description="Log prompts and texts, personal data redacted (off by default)."

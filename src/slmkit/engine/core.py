@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from slmkit.engine.scheduler import Plan, Request, Scheduler
+from slmkit.engine.scheduler import Forget, Plan, Request, Scheduler
 from slmkit.errors import EngineClosedError, EngineFullError
 from slmkit.options import GenerationOptions
 from slmkit.runtime.base import Backend, BatchRunner, Chunk, FinishReason, TokenLogprob
@@ -211,14 +211,16 @@ class Engine:
     def _run(self, lane: _Lane, plan: Plan) -> None:
         runner = self._lane_runner(lane) if plan.entries or plan.forget else lane.runner
         if runner is not None:
-            for slot, start in plan.forget:
-                runner.forget(slot, start)
+            self._forget(runner, plan.forget)
         for req, reason in plan.finished:
             self._end(req, reason)
         for req in plan.admitted:
             self._start(req)
-        if runner is None or not plan.entries:
-            return
+        if runner is not None and plan.entries:
+            self._step(lane, runner, plan)
+
+    def _step(self, lane: _Lane, runner: BatchRunner, plan: Plan) -> None:
+        """Decode one batch and sample it; a failure fails this lane's running requests."""
         try:
             runner.decode(plan.entries)
             results = self._sample_all(plan, runner)
@@ -226,18 +228,21 @@ class Engine:
             log.exception("engine step failed")
             with self._cv:
                 failed, forget = lane.scheduler.fail_running()
-            for slot, start in forget:
-                runner.forget(slot, start)
+            self._forget(runner, forget)
             for req in failed:
                 self._end(req, "error")
             return
         with self._cv:
             forget = lane.scheduler.update_from_output(results)
-        for slot, start in forget:
-            runner.forget(slot, start)
+        self._forget(runner, forget)
         for req, _, done in results:
             if done is not None:
                 self._end(req, done)
+
+    @staticmethod
+    def _forget(runner: BatchRunner, ops: list[Forget]) -> None:
+        for slot, start in ops:
+            runner.forget(slot, start)
 
     def _sample_all(
         self, plan: Plan, runner: BatchRunner
@@ -262,9 +267,7 @@ class Engine:
             self._end(req, "error")
             req.cancelled = True  # the scheduler frees its slot at the next step
 
-    def _sample(
-        self, req: Request, idx: int, r: BatchRunner
-    ) -> tuple[int, FinishReason | None]:
+    def _sample(self, req: Request, idx: int, r: BatchRunner) -> tuple[int, FinishReason | None]:
         st: _Active = req.state
         tok = r.sample(st.sampler, idx)
         k = st.options.logprobs

@@ -13,6 +13,7 @@ from slmkit.serve.guard import Guard, KeyLimits
 from slmkit.serve.metrics import Metrics
 from slmkit.serve.provider import ModelProvider
 from slmkit.serve.state import ServerState
+from slmkit.serve.streaming import StreamHub
 from slmkit.settings import ServerSettings
 
 if TYPE_CHECKING:
@@ -31,7 +32,8 @@ def create_app(
     if settings.log_prompts:
         handlers.redact_logs()  # personal data never reaches a log handler
     app = FastAPI(title="slmkit", docs_url=None, redoc_url=None, lifespan=_lifespan(provider))
-    app.state.server = ServerState(settings, provider, metrics)
+    hub = StreamHub(settings.send_timeout)
+    app.state.server = ServerState(settings, provider, metrics, hub)
     errors.install(app)
     for module in (routes_openai, routes_tasks, routes_ops):
         app.include_router(module.router)

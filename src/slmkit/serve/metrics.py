@@ -16,6 +16,11 @@ class Metrics:
         )
         self.tokens_in = Counter("slmkit_prompt_tokens", "Prompt tokens received", registry=r)
         self.tokens_out = Counter("slmkit_completion_tokens", "Tokens generated", registry=r)
+        self.stalled = Counter(
+            "slmkit_stalled_streams",
+            "Streams cancelled because the client read nothing for --send-timeout seconds",
+            registry=r,
+        )
         self.ttft = Histogram(
             "slmkit_time_to_first_token_seconds",
             "Time to first token",

@@ -4,17 +4,26 @@
 all that arrive together (an engine step emits one chunk per running sequence), instead
 of one call_soon_threadsafe per chunk: on 2 cores every syscall is taken from the decode.
 One hub belongs to one app (no module-level state).
+
+Slow readers: the engine thread never waits for a client (chunks queue on the loop), so a
+client that stops reading cannot hold the batch. The hub also cancels a stream whose
+reader has been stuck handing one chunk to its socket for longer than `send_timeout`
+seconds while more arrive, so a stalled client does not keep decoding (and holding a slot)
+until max_tokens.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 import threading
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
 
 from slmkit.engine import Engine
+from slmkit.engine.core import Handle
 from slmkit.errors import RuntimeFailure
 from slmkit.options import GenerationOptions
 from slmkit.runtime.base import Chunk
@@ -22,18 +31,32 @@ from slmkit.serve.errors import sse_error
 from slmkit.serve.metrics import Metrics
 from slmkit.serve.responses import Shape
 
+log = logging.getLogger("slmkit.serve")
+
+
+@dataclass(eq=False)
+class _Pipe:
+    """One stream's queue, and since when its reader has been handing a chunk on."""
+
+    on_stall: Callable[[], None]
+    queue: asyncio.Queue[Chunk] = field(default_factory=asyncio.Queue)
+    handle: Handle | None = None
+    sending_since: float | None = None
+    stalled: bool = False
+
 
 class StreamHub:
     """Per-app relay from the engine thread to the loop the app runs on."""
 
-    def __init__(self) -> None:
+    def __init__(self, send_timeout: float | None = None) -> None:
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.pending: collections.deque[tuple[asyncio.Queue[Chunk], Chunk]] = collections.deque()
+        self.pending: collections.deque[tuple[_Pipe, Chunk]] = collections.deque()
         self.lock = threading.Lock()
         self.scheduled = False
+        self.send_timeout = send_timeout or None
 
-    def put(self, queue: asyncio.Queue[Chunk], chunk: Chunk) -> None:
-        self.pending.append((queue, chunk))
+    def put(self, pipe: _Pipe, chunk: Chunk) -> None:
+        self.pending.append((pipe, chunk))
         with self.lock:
             if self.scheduled:
                 return
@@ -44,9 +67,21 @@ class StreamHub:
     def _drain(self) -> None:
         with self.lock:
             self.scheduled = False
+        now = time.monotonic()
         while self.pending:
-            queue, chunk = self.pending.popleft()
-            queue.put_nowait(chunk)
+            pipe, chunk = self.pending.popleft()
+            pipe.queue.put_nowait(chunk)
+            since = pipe.sending_since
+            if since is not None and self.send_timeout and now - since > self.send_timeout:
+                self._stall(pipe, now - since)
+
+    def _stall(self, pipe: _Pipe, waited: float) -> None:
+        if pipe.stalled or pipe.handle is None:
+            return
+        pipe.stalled = True
+        pipe.handle.cancel()
+        pipe.on_stall()
+        log.warning("a client read nothing for %.1f s: its stream was cancelled", waited)
 
     async def stream(
         self, engine: Engine, tokens: list[int], options: GenerationOptions, metrics: Metrics
@@ -54,19 +89,21 @@ class StreamHub:
         """Submit to the engine and yield its chunks; cancels the sequence if abandoned."""
         if self.loop is None:
             self.loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Chunk] = asyncio.Queue()
+        pipe = _Pipe(metrics.stalled.inc)
         put = self.put
-        handle = engine.submit(tokens, options, lambda c: put(queue, c))
+        handle = pipe.handle = engine.submit(tokens, options, lambda c: put(pipe, c))
         metrics.tokens_in.inc(len(tokens))
         finished, first, last = False, True, time.perf_counter()
         try:
             while True:
-                chunk = await queue.get()
+                pipe.sending_since = None
+                chunk = await pipe.queue.get()
                 now = time.perf_counter()
                 if chunk.text or chunk.token_ids:
                     (metrics.ttft if first else metrics.itl).observe(now - last)
                     first, last = False, now
                     metrics.tokens_out.inc(len(chunk.token_ids))
+                pipe.sending_since = time.monotonic()
                 yield chunk
                 if chunk.finish_reason is not None:
                     finished = True
