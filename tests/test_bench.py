@@ -165,3 +165,24 @@ def test_cascade_cli(models: Store) -> None:
     lines = [json.loads(x) for x in cls.stdout.splitlines()]
     assert [x["escalated"] for x in lines] == [True, True]
     assert "escalated 2/2" in cls.stderr
+
+
+def test_bench_bias_cells(models: Store, tmp_path: Path) -> None:
+    """Bias probes as matrix tasks on a real model: classifier probes (zero-shot) and
+    generator probes (the model completes openings and rates its own sentences)."""
+    out = tmp_path / "bias"
+    run = slm(
+        "bench", "--models", SMALL, "--tasks", "bias,bias-gen", "--out", str(out), "--no-record"
+    )
+    assert run.returncode == 0, run.stderr
+    cells = json.loads((out / "results.json").read_text())["cells"]
+    assert [(c["task"], c["status"]) for c in cells] == [("bias", "ok"), ("bias-gen", "ok")]
+    for c in cells:
+        assert set(c["bias"]) == {"gender", "name", "nationality", "religion"}
+        for b in c["bias"].values():
+            lo, hi = b["flip_rate_ci95"]
+            assert 0 <= lo <= b["flip_rate"] <= hi <= 1
+    examples = cells[1]["task_detail"]["attributes"]["gender"]["examples"]
+    assert examples[0].startswith("The man worked as ") and len(examples[0]) > 25
+    assert "<h2>Bias probes</h2>" in (out / "report.html").read_text()
+    assert "Bias probes" in run.stdout

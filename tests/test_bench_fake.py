@@ -245,3 +245,30 @@ def test_fit_message(fake_store: Store) -> None:
     assert fits and "fits" in text and "8.0 GB available" in text
     fits, text = fit_message(entry, 2048, 2**30)
     assert fits is False and "does NOT fit" in text
+
+
+def test_bias_cells_get_their_own_table(tmp_path: Path) -> None:
+    """A bias cell (flip rates, no score) is not plotted as accuracy; the report shows its
+    flip rates per attribute with intervals, in HTML and Markdown."""
+    from slmkit.bench import BenchConfig, check_tasks, finish
+    from slmkit.evaluate.bias import probe
+
+    check_tasks(["bias", "bias-gen"])  # matrix task names, not data files
+
+    def predict(texts: list[str]) -> list[Prediction]:
+        p = [0.9 if "Greg" in t else 0.2 for t in texts]
+        return [Prediction("positive" if x > 0.5 else "negative", {"positive": x}) for x in p]
+
+    task = {"task": "bias", "probe": "classifier", "attributes": probe(predict, "positive")}
+    rec = {"key": "m|Q4|bias", "model": "m", "quant": "Q4", "task": "bias", "status": "ok"}
+    rec = finish({**rec, "task_result": task}, BenchConfig(models=["m"], tasks=["bias"]))
+    assert rec["metric"] == "flip_rate" and "score" not in rec
+    name = rec["bias"]["name"]["flip_rate"]
+    assert name > 0 and rec["bias"]["gender"]["flip_rate"] == 0
+    out = tmp_path / "b"
+    out.mkdir()
+    (out / "cells.jsonl").write_text(json.dumps(rec) + "\n")
+    summary = render(out)
+    assert "Bias probes" in summary and f"| {100 * name:.1f} [" in summary
+    page = (out / "report.html").read_text()
+    assert "<h2>Bias probes</h2>" in page and "name flip %" in page

@@ -58,3 +58,43 @@ def test_cli_on_a_fake_model(fake_store: Store, monkeypatch: pytest.MonkeyPatch)
     assert set(res["attributes"]) == set(ATTRIBUTES)
     for v in res["attributes"].values():
         assert 0 <= v["flip_rate"] <= 1 and v["flip_rate_ci95"][0] <= v["flip_rate_ci95"][1]
+
+
+def test_generator_probes_score_what_the_model_wrote() -> None:
+    """A 'model' that writes kindly about Greg and coldly about everyone else: the scorer
+    sees the sentences, so only pairs with Greg flip."""
+    from slmkit.evaluate.bias import GEN_TEMPLATES, probe_generator
+
+    def complete(openings: list[str]) -> list[str]:
+        return [" a wonderful person" if "Greg" in o else " a dull person" for o in openings]
+
+    def predict(texts: list[str]) -> list[Prediction]:
+        return [
+            Prediction("positive", {"positive": 0.9, "negative": 0.1})
+            if "wonderful" in t
+            else Prediction("negative", {"positive": 0.2, "negative": 0.8})
+            for t in texts
+        ]
+
+    res = probe_generator(complete, predict, "positive", ["name", "gender"])  # type: ignore[arg-type]
+    n = len(ATTRIBUTES["name"])
+    assert res["name"]["flip_rate"] == pytest.approx(round((n - 1) / (n * (n - 1) // 2), 4))
+    assert res["name"]["templates"] == len(GEN_TEMPLATES["name"])
+    assert res["name"]["examples"][1] == "Greg worked as a wonderful person"
+    assert res["gender"]["flip_rate"] == 0
+
+
+def test_generator_cli_on_a_fake_model(fake_store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    from slmkit.cli import cli
+
+    monkeypatch.setenv("SLMKIT_HOME", str(fake_store.root))
+    args = ["eval", "bias", "--model", "fake-base", "--generator", "--scorer", "fake-chat"]
+    r = CliRunner().invoke(cli, [*args, "--json"])
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.output)
+    assert res["probe"] == "generator" and res["scorer"] == "fake-chat"
+    examples = res["attributes"]["name"]["examples"]
+    # the fake base model reverses the words of raw text: its sentences show it ran
+    assert examples[0].startswith("Emily worked as as worked Emily")
+    bad = CliRunner().invoke(cli, ["eval", "sst2", "--model", "fake-chat", "--generator"])
+    assert bad.exit_code != 0 and "slm eval bias" in bad.output

@@ -68,13 +68,18 @@ def read_cells(out: Path) -> list[dict[str, Any]]:
     return list(cells.values())
 
 
+# Bias probes as matrix tasks: "bias" probes the model as a sentiment classifier (zero-shot,
+# or a fine-tuned classifier), "bias-gen" as a generator scored by itself (evaluate/bias.py).
+BIAS_TASKS = ("bias", "bias-gen")
+
+
 def check_tasks(tasks: list[str]) -> None:
     """Every task resolves (a known name, or a readable file with the needed fields) before
     any cell runs."""
     from slmkit.evaluate.runner import task_spec
 
     for task in tasks:
-        if task != "extract_sms":
+        if task not in ("extract_sms", *BIAS_TASKS):
             task_spec(task)
 
 
@@ -267,6 +272,14 @@ def finish(rec: dict[str, Any], config: BenchConfig) -> dict[str, Any]:
 
     task = rec.pop("task_result", None)
     if rec.get("status") != "ok" or task is None:
+        return rec
+    if "attributes" in task:  # bias probes: flip rates, not a score (lower is better)
+        rec["metric"] = "flip_rate"
+        rec["bias"] = {
+            a: {k: v[k] for k in ("flip_rate", "flip_rate_ci95", "mean_abs_change")}
+            for a, v in task["attributes"].items()
+        }
+        rec["task_detail"] = task
         return rec
     rec["metric"] = next(
         (m for m in ("accuracy", "field_accuracy", "rougeL") if m in task), "score"

@@ -93,9 +93,15 @@ def run_local(spec: dict[str, Any]) -> dict[str, Any]:
             result["speed"] = _speed_local(model, spec["repeat"])
         finally:
             model.close()
-    result["task_result"] = evaluate(
-        spec["task"], model=spec["model"], limit=spec["limit"], n_ctx=spec["n_ctx"]
-    )
+    if spec["task"] in ("bias", "bias-gen"):  # bench.BIAS_TASKS
+        from slmkit.evaluate.runner import evaluate_bias
+
+        gen = spec["task"] == "bias-gen"
+        result["task_result"] = evaluate_bias(spec["model"], generator=gen)
+    else:
+        result["task_result"] = evaluate(
+            spec["task"], model=spec["model"], limit=spec["limit"], n_ctx=spec["n_ctx"]
+        )
     result["peak_rss_mb"] = round(own_peak_rss_mb(), 1)
     return result
 

@@ -172,11 +172,36 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def bias_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the bias-probe table: flip rate in % with its 95 % interval, per
+    attribute, for each bias cell."""
+    cells = [r for r in rows if r.get("bias")]
+    attrs = sorted({a for r in cells for a in r["bias"]})
+    head = ["model", "probe", *(f"{a} flip %" for a in attrs)]
+    body = []
+    for r in cells:
+        line = [f"{r['model']} ({r['quant']})", str(r["task"])]
+        for a in attrs:
+            b = r["bias"].get(a)
+            if b is None:
+                line.append("")
+                continue
+            lo, hi = b["flip_rate_ci95"]
+            line.append(f"{100 * b['flip_rate']:.1f} [{100 * lo:.1f}-{100 * hi:.1f}]")
+        body.append(line)
+    return head, body
+
+
 def markdown(rows: list[dict[str, Any]]) -> str:
     cols = [c for c in COLUMNS if c[0] not in ("profile", "error", "metric")]
     lines = ["| " + " | ".join(h for _, h in cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
         lines.append("| " + " | ".join(_fmt(r.get(k)) for k, _ in cols) + " |")
+    head, body = bias_table(rows)
+    if body:
+        lines += ["", "Bias probes (flip rate between swapped variants, 95 % interval):", ""]
+        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        lines += ["| " + " | ".join(b) + " |" for b in body]
     bad = [r for r in rows if r.get("status") != "ok"]
     lines += [f"\n- {r['key']}: {r['status']}: {r.get('error', '')}" for r in bad]
     return "\n".join(lines)
@@ -192,6 +217,22 @@ def _html(meta: dict[str, Any], rows: list[dict[str, Any]], figs: list[tuple[str
         f'<h2>{html.escape(t)}</h2><img alt="{html.escape(t)}" src="data:image/png;base64,{b}">'
         for t, b in figs
     )
+    bias_head, bias_rows = bias_table(rows)
+    bias = ""
+    if bias_rows:
+        bias = (
+            "<h2>Bias probes</h2><p>How often the prediction flips between two variants of a "
+            "sentence that differ only in a name, gender, nationality or religion (percent, "
+            "95 % bootstrap interval over templates; 0 is the goal). docs/trust.md says how "
+            "they are built.</p><table><tr>"
+            + "".join(f"<th>{html.escape(h)}</th>" for h in bias_head)
+            + "</tr>"
+            + "".join(
+                "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in line) + "</tr>"
+                for line in bias_rows
+            )
+            + "</table>"
+        )
     machine = html.escape(json.dumps(meta.get("machine", {}), indent=2))
     config = html.escape(json.dumps(meta.get("config", {}), indent=2))
     return f"""<!doctype html>
@@ -202,7 +243,7 @@ th{{background:#eee}}img{{max-width:100%}}pre{{background:#f6f6f6;padding:1em}}<
 </head><body><h1>slmkit bench report</h1>
 <p>Each cell ran in a fresh process; speed figures are medians of repeated runs; scores are
 points (accuracy, mean field accuracy, or ROUGE-L x 100).</p>
-{images}<h2>All cells</h2><table><tr>{head}</tr>{body}</table>
+{images}{bias}<h2>All cells</h2><table><tr>{head}</tr>{body}</table>
 <h2>Machine</h2><pre>{machine}</pre><h2>Configuration</h2><pre>{config}</pre>
 </body></html>"""
 

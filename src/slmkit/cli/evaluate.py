@@ -19,6 +19,16 @@ EVAL_CASCADE_OPTIONS: list[Any] = [
     click.option("--tune-limit", type=click.IntRange(min=10), default=300, show_default=True),
     click.option("--target-accuracy", type=click.FloatRange(0, 1), help="Cascade target accuracy."),
     click.option("--compare", is_flag=True, help="Cascade: also run LARGE alone on the same rows."),
+    click.option(
+        "--generator",
+        is_flag=True,
+        help="bias: probe MODEL as a generator (it completes openings; --scorer rates them).",
+    ),
+    click.option(
+        "--scorer",
+        default=None,
+        help="bias --generator: sentiment classifier for the sentences (default: MODEL zero-shot).",
+    ),
 ]
 
 
@@ -73,7 +83,8 @@ def eval_(
 
     `slm eval mc FILE --format arc|hellaswag|piqa --model M`: a multiple-choice benchmark
     scored by log-likelihood as lm-evaluation-harness does (acc, acc_norm). `slm eval bias
-    --model M`: bias probes. `--cascade SMALL,LARGE`: see docs/measure.md."""
+    --model M [--generator [--scorer S]]`: bias probes. `--cascade SMALL,LARGE`: see
+    docs/measure.md."""
     with item_progress(f"eval {task}", limit or 0) as advance:
         result = _run(task, file, fmt, model_id, limit, advance, kw)
     if as_json:
@@ -98,10 +109,13 @@ def _run(
         raise InvalidOptionsError("FILE goes with `slm eval mc FILE --format F` only")
     cascade = kw.pop("cascade_models")
     tune = {k: kw.pop(k) for k in ("tune_limit", "target_accuracy", "compare")}
+    bias = {k: kw.pop(k) for k in ("generator", "scorer")}
     if task == "bias":
         from slmkit.evaluate.runner import evaluate_bias
 
-        return evaluate_bias(model_id, method=kw["method"])
+        return evaluate_bias(model_id, method=kw["method"], **bias)
+    if bias["generator"] or bias["scorer"]:
+        raise InvalidOptionsError("--generator and --scorer go with `slm eval bias` only")
     if cascade:
         from slmkit.evaluate.runner import evaluate_cascade
 

@@ -367,40 +367,71 @@ def evaluate_cascade(
     return out
 
 
-def evaluate_bias(
-    model_id: str | None, *, method: str = "zeroshot", task: str = "sst2"
-) -> dict[str, Any]:
-    """Counterfactual probes (evaluate/bias.py) on a sentiment classifier: a classifier from
-    `slm finetune`, or a language model zero-shot with the task's labels and question."""
-    from slmkit.evaluate.bias import probe
+def _sentiment_classifier(model_id: str, method: str, spec: Any) -> tuple[Any, str]:
+    """A fine-tuned classifier by id, or a language model zero-shot on the task's labels."""
     from slmkit.tasks.classify import make_classifier
     from slmkit.tasks.finetuned import classifier_entry, load_classifier
+
+    if classifier_entry(model_id, Store()):
+        tuned = load_classifier(model_id)
+        tuned.check_labels(spec.labels)
+        return tuned, "finetuned"
+    model = load_model(model_id, None)
+    clf = make_classifier(method, labels=spec.labels, model=model, instruction=spec.instruction)
+    return clf, method
+
+
+def evaluate_bias(
+    model_id: str | None,
+    *,
+    method: str = "zeroshot",
+    task: str = "sst2",
+    generator: bool = False,
+    scorer: str | None = None,
+) -> dict[str, Any]:
+    """Counterfactual probes (evaluate/bias.py). Classifier probes: a classifier from
+    `slm finetune`, or a language model zero-shot with the task's labels and question.
+    `generator`: the model completes swapped sentence openings and `scorer` (default: the
+    model itself, zero-shot) rates the sentiment of each sentence."""
+    from slmkit.evaluate.bias import probe, probe_generator
 
     spec = task_spec(task)
     if not isinstance(spec, ClassificationTask) or "positive" not in spec.labels:
         raise InputError("bias probes need a sentiment task with a 'positive' label (sst2)")
     t0 = time.perf_counter()
-    clf: Any
-    if classifier_entry(_need(model_id), Store()):
-        clf, method = load_classifier(_need(model_id)), "finetuned"
-        clf.check_labels(spec.labels)
-    else:
-        clf = make_classifier(
-            method,
-            labels=spec.labels,
-            model=load_model(_need(model_id), None),
-            instruction=spec.instruction,
-        )
+    out: dict[str, Any] = {"task": "bias", "model": model_id, "target": "positive"}
+    if generator:
+        from slmkit.tasks.finetuned import classifier_entry
 
+        if classifier_entry(_need(model_id), Store()):
+            raise InputError(f"{model_id} is a fine-tuned classifier: it has no generator probes")
+        gen = load_model(_need(model_id), None)
+        clf, method = _sentiment_classifier(scorer or _need(model_id), method, spec)
+        out.update(probe="generator", scorer=scorer or model_id, scorer_method=method)
+        out["attributes"] = probe_generator(_completer(gen), _batched(clf), "positive")
+    else:
+        clf, method = _sentiment_classifier(_need(model_id), method, spec)
+        out.update(probe="classifier", method=method)
+        out["attributes"] = probe(_batched(clf), "positive")
+    out["seconds"] = round(time.perf_counter() - t0, 2)
+    return out
+
+
+def _batched(clf: Any) -> Any:
     def predict(texts: list[str]) -> list[Any]:
         return [p for i in range(0, len(texts), 16) for p in clf.predict(texts[i : i + 16])]
 
-    out: dict[str, Any] = {
-        "task": "bias",
-        "model": model_id,
-        "method": method,
-        "target": "positive",
-    }
-    out["attributes"] = probe(predict, "positive")
-    out["seconds"] = round(time.perf_counter() - t0, 2)
-    return out
+    return predict
+
+
+def _completer(model: Model) -> Any:
+    """Greedy raw completions of sentence openings, up to the end of the sentence."""
+    from slmkit.engine import generate_many
+
+    def complete(openings: list[str]) -> list[str]:
+        outs = generate_many(
+            model, openings, n_seq=8, temperature=0.0, max_tokens=24, stop=[".", "\n"]
+        )
+        return [c.text.rstrip() + "." for c in outs]
+
+    return complete
