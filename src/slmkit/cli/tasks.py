@@ -15,7 +15,6 @@ from slmkit.cli.base import (
     file_opts,
     inputs,
     item_progress,
-    open_store,
     options,
     read_text,
 )
@@ -178,47 +177,10 @@ def _print_cascade(batch: list[str], cascade: Any) -> None:
     )
 
 
-def _classifier(
-    method: str,
-    labels: str | None,
-    model_id: str,
-    head_path: Path | None,
-    examples: Path | None,
-    instruction: str,
-    template: str | None = None,
-) -> Classifier:
-    from slmkit.tasks.classify import make_classifier
-    from slmkit.tasks.finetuned import classifier_entry, load_classifier
+def _classifier(**kw: Any) -> Classifier:
+    from slmkit.tasks.factory import build_classifier
 
-    if method == "finetuned" or classifier_entry(model_id, open_store()):
-        fine = load_classifier(model_id)
-        if labels:
-            fine.check_labels([x.strip() for x in labels.split(",")])
-        return fine
-    if method == "head":
-        if head_path is None:
-            raise InputError("method head needs --head PATH (from `slm train-classifier`)")
-        return make_classifier("head", head=head_path)
-    if not labels:
-        raise InputError("zero-/few-shot needs --labels a,b,...")
-    shots = None
-    if method == "fewshot":
-        if examples is None:
-            raise InputError("few-shot needs --examples FILE (JSONL with text and label_text)")
-        from slmkit.tasks.data import read_rows
-
-        rows = read_rows(examples, required=("text", "label_text"), on_error="fail").rows
-        shots = ([r["text"] for r in rows], [r["label_text"] for r in rows])
-    from slmkit.loading import load
-
-    return make_classifier(
-        method,
-        labels=[x.strip() for x in labels.split(",")],
-        model=load(model_id),
-        examples=shots,
-        instruction=instruction,
-        template=template,
-    )
+    return build_classifier(**kw)
 
 
 @cli.command(name="train-classifier")

@@ -1,0 +1,108 @@
+"""`slm batch`: a task over a large file, locally or on Ray (slmkit.scale)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+
+from slmkit.cli.base import cli, fail_cleanly, options
+
+BATCH_OPTIONS: list[Any] = [
+    click.option(
+        "--ray",
+        "ray_address",
+        is_flag=False,
+        flag_value="local",
+        default=None,
+        metavar="[ADDRESS]",
+        help="Run on Ray: alone, a Ray started on this machine; with ADDRESS (ray://HOST:10001 "
+        "or auto), that cluster. Needs `pip install 'slmkit[ray]'`.",
+    ),
+    click.option("--model", "model_id", default=None, help="As the task's own command."),
+    click.option("--labels", help="classify: comma-separated labels (zero-/few-shot)."),
+    click.option(
+        "--method",
+        type=click.Choice(["zeroshot", "zeroshot-uncalibrated", "fewshot", "head", "finetuned"]),
+        default="zeroshot",
+        show_default=True,
+        help="classify: as `slm classify`.",
+    ),
+    click.option("--head", "head_path", type=click.Path(dir_okay=False), help="classify head."),
+    click.option("--instruction", default=None, help="classify: the question asked."),
+    click.option("--schema", type=click.Path(dir_okay=False), help="extract: JSON Schema file."),
+    click.option("--max-words", type=click.IntRange(min=5), default=None, help="summarize."),
+    click.option("--n-ctx", type=click.IntRange(min=256), default=None, help="summarize."),
+    click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True),
+    click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True),
+    click.option(
+        "--cpus-per-worker", type=click.FloatRange(min=0.1), default=1.0, show_default=True
+    ),
+    click.option("--id-field", default="id", show_default=True, help="Row id (else row number)."),
+    click.option("--text-field", default="text", show_default=True),
+    click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON."),
+]
+TASK_KEYS = ("model_id", "labels", "method", "head_path", "instruction", "schema", "max_words")
+
+
+@cli.command()
+@click.argument("task", type=click.Choice(["classify", "summarize", "extract", "embed"]))
+@click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("output", type=click.Path(dir_okay=False, path_type=Path))
+@options(BATCH_OPTIONS)
+@fail_cleanly
+def batch(task: str, input_path: Path, output: Path, **kw: Any) -> None:
+    """Run TASK over every row of INPUT (.jsonl, .csv or .parquet with a text field) into
+    OUTPUT (.jsonl: one line per row, {"id", ...the task's fields}). A rerun skips the rows
+    already written, so a stopped job resumes; `--ray` spreads it over Ray workers."""
+    from slmkit.scale import BatchJob, run_batch
+
+    opts = {k: kw[k] for k in (*TASK_KEYS, "n_ctx") if kw.get(k) is not None}
+    job = BatchJob(
+        task,
+        input_path,
+        output,
+        opts,
+        batch_size=kw["batch_size"],
+        workers=kw["workers"],
+        cpus_per_worker=kw["cpus_per_worker"],
+        id_field=kw["id_field"],
+        text_field=kw["text_field"],
+    )
+    with _progress(f"batch {task}") as advance:
+        res = run_batch(job, kw["ray_address"], advance)
+    if kw["as_json"]:
+        click.echo(json.dumps(res))
+        return
+    click.echo(
+        f"{res['rows_written']} rows written to {output} ({res['rows_already_done']} were "
+        f"already there) in {res['seconds']} s on {res['ran_on']}"
+        + (f", {res['items_per_s']} items/s" if res["items_per_s"] else "")
+    )
+
+
+@contextmanager
+def _progress(label: str) -> Iterator[Callable[[int, int], None]]:
+    """A rich bar on stderr whose total is known once the job has read its input."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    console = Console(stderr=True)
+    cols = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*cols, console=console, disable=not console.is_terminal) as bar:
+        tid = bar.add_task(label, total=None)
+
+        def advance(n: int, total: int) -> None:
+            bar.update(tid, total=total, advance=n)
+
+        yield advance
