@@ -14,7 +14,7 @@ $(RUN_STAMP): pyproject.toml
 	touch $@
 
 $(TEST_STAMP): $(RUN_STAMP)
-	$(BIN)/python -m pip install --disable-pip-version-check -q -e '.[test,torch]'
+	$(BIN)/python -m pip install --disable-pip-version-check -q -e '.[test,torch,ray]'
 	touch $@
 
 demo: $(RUN_STAMP)
