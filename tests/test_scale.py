@@ -124,3 +124,45 @@ def test_a_killed_local_run_resumes_without_duplicates(
     assert summary["rows_already_done"] == part and summary["rows_written"] == 96 - part
     ids = [r["id"] for r in rows(out)]
     assert len(ids) == len(set(ids)) == 96
+
+
+def test_the_http_app_on_ray_serve(local_ray: None) -> None:
+    """`slm serve --ray`'s application: same routes, keys and metrics through Ray Serve's
+    proxy, the replica loading the model itself (offline guard on in the replica)."""
+    import httpx
+    from ray import serve
+
+    from slmkit.scale.ray_serve import application
+    from slmkit.settings import ServerSettings
+    from tests.test_serve import free_port
+
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    settings = ServerSettings(api_keys=("k-1",), models=(MODEL,), parallel=4, n_ctx=2048)
+    serve.run(application(settings), name="slmkit", route_prefix="/", blocking=False)
+    url, auth = f"http://127.0.0.1:{port}", {"Authorization": "Bearer k-1"}
+    try:
+        assert httpx.get(f"{url}/v1/models", timeout=60).status_code == 401
+        ids = [m["id"] for m in httpx.get(f"{url}/v1/models", headers=auth).json()["data"]]
+        assert ids == [MODEL]
+        body = {"model": MODEL, "messages": [{"role": "user", "content": "Say hi."}]}
+        r = httpx.post(
+            f"{url}/v1/chat/completions",
+            json={**body, "max_tokens": 8, "temperature": 0},
+            headers=auth,
+            timeout=120,
+        )
+        assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"]
+        with httpx.stream(
+            "POST",
+            f"{url}/v1/chat/completions",
+            json={**body, "max_tokens": 8, "stream": True},
+            headers=auth,
+            timeout=120,
+        ) as s:
+            lines = [x for x in s.iter_lines() if x.startswith("data: ")]
+        assert lines[-1] == "data: [DONE]" and len(lines) >= 3
+        metrics = httpx.get(f"{url}/metrics", headers=auth).text
+        assert 'slmkit_requests_total{status="200"}' in metrics
+    finally:
+        serve.shutdown()

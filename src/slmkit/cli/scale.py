@@ -106,3 +106,54 @@ def _progress(label: str) -> Iterator[Callable[[int, int], None]]:
             bar.update(tid, total=total, advance=n)
 
         yield advance
+
+
+@cli.group()
+def deploy() -> None:
+    """Write deployment manifests."""
+
+
+@deploy.command()
+@click.option("--model", "model_id", required=True, help="The model to serve and run jobs on.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option(
+    "--image",
+    default="slmkit:latest",
+    show_default=True,
+    help="A container image holding slmkit[ray] and the model's store (SLMKIT_HOME).",
+)
+@click.option("--name", default="slmkit", show_default=True)
+@click.option("--task", type=click.Choice(["classify", "summarize", "extract", "embed"]))
+@click.option("--input", "input_uri", default="/data/input.jsonl", show_default=True)
+@click.option("--output", "output_uri", default="/data/output.jsonl", show_default=True)
+@click.option("--labels", help="classify: comma-separated labels for the job.")
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--cpus-per-worker", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--replicas", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--max-replicas", type=click.IntRange(min=1), default=4, show_default=True)
+@click.option("--n-ctx", type=click.IntRange(min=256), default=4096, show_default=True)
+@fail_cleanly
+def kuberay(model_id: str, out: Path, task: str | None, **kw: Any) -> None:
+    """RayJob (rayjob.yaml: `slm batch TASK` on its own Ray cluster) and RayService
+    (rayservice.yaml: `slm serve` on Ray Serve, autoscaling) manifests for KubeRay, with CPU
+    and memory requests from the model's memory estimate. Apply with `kubectl apply -f`."""
+    from slmkit.catalog.store import Store
+    from slmkit.scale.kuberay import Deployment, rayjob, rayservice, write
+
+    store = Store()
+    d = Deployment(
+        model_id,
+        kw["image"],
+        name=kw["name"],
+        workers=kw["workers"],
+        cpus_per_worker=kw["cpus_per_worker"],
+        replicas=kw["replicas"],
+        max_replicas=max(kw["max_replicas"], kw["replicas"]),
+        n_ctx=kw["n_ctx"],
+    )
+    docs = {"rayservice.yaml": rayservice(d, store)}
+    if task:
+        extra = ["--labels", kw["labels"]] if kw["labels"] else []
+        docs["rayjob.yaml"] = rayjob(d, store, task, kw["input_uri"], kw["output_uri"], extra)
+    for path in write(out, docs):
+        click.echo(f"wrote {path}")

@@ -37,14 +37,38 @@ def settings_from(given: dict[str, Any]) -> ServerSettings:
 @click.option(
     "--show-settings", is_flag=True, help="Print the settings in effect as JSON and exit."
 )
+@click.option(
+    "--ray",
+    "ray_address",
+    is_flag=False,
+    flag_value="local",
+    default=None,
+    metavar="[ADDRESS]",
+    help="Serve as a Ray Serve deployment (alone: a Ray started here; or a cluster address). "
+    "Needs `pip install 'slmkit[ray]'`.",
+)
+@click.option("--replicas", type=click.IntRange(min=1), default=1, help="--ray: replicas.")
+@click.option(
+    "--max-replicas",
+    type=click.IntRange(min=1),
+    default=None,
+    help="--ray: autoscale from --replicas up to this many.",
+)
 @fail_cleanly
-def serve(show_settings: bool, **given: Any) -> None:
+def serve(show_settings: bool, ray_address: str | None, **given: Any) -> None:
     """Serve an OpenAI-compatible API (and a chat page at /) with continuous batching."""
+    replicas, max_replicas = given.pop("replicas"), given.pop("max_replicas")
     settings = settings_from(given)
     if show_settings:
         shown = settings.model_dump(mode="json")
         shown["api_keys"] = ["***" for _ in settings.api_keys]  # never print secrets
         click.echo(json.dumps(shown))
+        return
+    if ray_address is not None:
+        from slmkit.scale.ray_serve import run
+
+        click.echo(f"serving on Ray Serve at http://{settings.host}:{settings.port}", err=True)
+        run(settings, ray_address, replicas=replicas, max_replicas=max_replicas)
         return
     _run(settings, click.echo)
 
