@@ -50,6 +50,8 @@ def test_importing_the_package_yields_every_command() -> None:
         "recommend",
         "doctor",
         "redact",
+        "batch",
+        "deploy",
     }
 
 
