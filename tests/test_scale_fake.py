@@ -104,3 +104,20 @@ def test_cli_batch_and_ray_missing(
     )
     assert r.exit_code != 0 and "pip install 'slmkit[ray]'" in r.output
     assert not out.exists() or out.read_text() == ""
+
+
+def test_every_task_runs_through_the_batch_path(
+    fake_store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """summarize and extract take their commands' options; each output line holds the
+    task's own fields, keyed by id."""
+    monkeypatch.setenv("SLMKIT_HOME", str(fake_store.root))
+    src = write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "text": "Call Ann at noon."}])
+    out = tmp_path / "sum.jsonl"
+    run_local(BatchJob("summarize", src, out, {"model_id": "fake-chat", "max_words": 20}))
+    (line,) = [json.loads(x) for x in out.read_text().splitlines()]
+    assert line["id"] == "a" and line["summary"] and line["chunks"] >= 1
+    with pytest.raises(InputError, match="--schema"):
+        run_local(BatchJob("extract", src, tmp_path / "ex.jsonl", {"model_id": "fake-chat"}))
+    with pytest.raises(InputError, match="unknown task"):
+        run_local(BatchJob("translate", src, tmp_path / "t.jsonl"))
