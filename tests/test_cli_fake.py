@@ -143,3 +143,19 @@ def test_recommend_without_measurements_says_estimate(run) -> None:  # type: ign
     assert small["pick"] != big["pick"]
     assert "Not measured on sst2 yet" in small["reason"] and "estimate" in small["reason"]
     assert all(not c["measured"] for c in big["candidates"])
+
+
+def test_models_table_never_cuts_an_id_in_80_columns(run) -> None:  # type: ignore[no-untyped-def]
+    """Users copy ids from this table: at 80 columns (and 60) every id is printed whole on
+    its row; the other columns shrink instead."""
+    from slmkit.catalog.builtin import BUILTIN
+
+    ids = [e.id for e in BUILTIN] + ["fake-chat", "fake-base"]
+    assert max(map(len, ids)) >= 25  # the long Qwen ids are the ones that used to be cut
+    for cols in ("80", "60"):
+        r = run("models", env={"COLUMNS": cols})
+        assert r.exit_code == 0, r.output
+        lines = r.output.splitlines()
+        assert max(map(len, lines)) <= int(cols)
+        for i in ids:
+            assert any(line.split()[:1] == [i] for line in lines), (cols, i)

@@ -38,22 +38,44 @@ def models(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({"store": str(store.root), "models": rows}))
         return
+    _print_models(rows, store.root)
+
+
+def _short_params(n: int) -> str:
+    return f"{n / 1e9:.1f}B" if n >= 1e9 else f"{n / 1e6:.0f}M"
+
+
+def _print_models(rows: list[dict[str, Any]], root: Path) -> None:
+    """A table whose id column is never cut (users copy ids from it): in a narrow terminal
+    the other columns shrink or go (sources first), the ids stay whole."""
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"models (store: {store.root})")
-    for col in ("id", "params", "quant", "size", "license", "sources", "installed"):
-        table.add_column(col, no_wrap=True)
+    console = Console()
+    width = max([len(r["id"]) for r in rows] + [2])
+    table = Table(title=f"models (store: {root})", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("id", no_wrap=True, min_width=width)
+    table.add_column("params", no_wrap=True, justify="right", min_width=6)
+    table.add_column("quant", no_wrap=True, min_width=6)
+    table.add_column("size", no_wrap=True, justify="right", min_width=8)
+    table.add_column("license", no_wrap=True, overflow="ellipsis")
+    wide = console.width >= width + 70
+    if wide:
+        table.add_column("sources", no_wrap=True, overflow="ellipsis")
+    table.add_column("on disk", no_wrap=True)
     for r in rows:
-        table.add_row(
+        cells = [
             r["id"],
-            f"{r['params'] / 1e6:.0f}M",
+            _short_params(r["params"]),
             r["quantization"],
             human(r["size_bytes"]),
             r["license"],
-            ",".join(r["sources"]),
-            "yes" if r["installed"] else "-",
-        )
+        ]
+        if wide:
+            cells.append(",".join(r["sources"]))
+        table.add_row(*cells, "yes" if r["installed"] else "-")
+    console.print(table)
     Console().print(table)
 
 
