@@ -186,3 +186,20 @@ def test_qwen_coder_from_pypi_parts_chats_with_its_template(real_store) -> None:
         out = m.chat(FRANCE, temperature=0, max_tokens=32)
         assert "Paris" in out.text
         assert out.finish_reason == "stop"
+
+
+def test_demo_poem_does_not_loop(smollm: slmkit.Model) -> None:
+    """`make demo`'s poem with the demo's settings (the model card's sampling + DEMO_POEM):
+    no 4-gram more than twice. Before, at temperature 0.7 it looped on one line (a 4-gram
+    up to 11 times); the card's sampling alone loops worse (up to 20)."""
+    import collections
+
+    from slmkit.cli.generate import demo_poem_options
+
+    msgs = [{"role": "user", "content": "Write a short poem about the sea."}]
+    opts = demo_poem_options(smollm)
+    assert opts["temperature"] == 0.2 and opts["repeat_penalty"] == 1.1  # card + demo
+    for seed in (1, 2, 3):  # the demo's seed, and two more
+        words = smollm.chat(msgs, seed=seed, max_tokens=160, **opts).text.split()
+        grams = collections.Counter(tuple(words[i : i + 4]) for i in range(len(words) - 3))
+        assert max(grams.values(), default=0) <= 2, (seed, grams.most_common(2))

@@ -133,3 +133,43 @@ def test_sequence_output_holds_back_a_possible_stop(tmp_path: Path) -> None:
     assert chunk is not None and chunk.text == "E" and reason is None  # holds len("END")-1
     final = out.finish("length")
     assert final.text == "NX" and final.stats is not None and final.stats.completion_tokens == 5
+
+
+def test_model_card_sampling_fills_only_what_the_caller_left_unset(
+    fake_model: slmkit.Model, fake_store: Store
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from slmkit.options import GenerationOptions, with_defaults
+    from slmkit.serve import ModelProvider, ServerSettings, create_app
+
+    card = {"temperature": 0.2, "top_p": 0.9, "top_k": 20, "repeat_penalty": 1.1}
+    fake_model.entry = fake_model.entry.model_copy(update={"generation_defaults": card})
+    o = fake_model.options(max_tokens=8, seed=3)  # no sampling field set: the card's
+    got = (o.temperature, o.top_p, o.top_k, o.repeat_penalty, o.max_tokens)
+    assert got == (0.2, 0.9, 20, 1.1, 8)
+    o = fake_model.options(temperature=0.0)  # a task asking for greedy gets just that
+    assert (o.temperature, o.top_k, o.repeat_penalty) == (0.0, 40, 1.0)
+    again = make_options(make_options(max_tokens=3), seed=1)  # rebuilding keeps unset unset
+    assert again.model_fields_set == {"max_tokens", "seed"}
+    assert with_defaults(again, card).top_p == 0.9
+    assert with_defaults(GenerationOptions(), {"grammar": 1.0}) == GenerationOptions()  # type: ignore[dict-item]
+
+    # the server: a request setting neither temperature nor top_p gets the card's sampling
+    seen: list[GenerationOptions] = []
+    provider = ModelProvider(fake_store, n_seq=2, n_ctx=2048, loader=lambda *a, **k: fake_model)
+    with TestClient(create_app(ServerSettings(), provider)) as client:
+        engine_submit = provider.get("fake-chat").engine.submit
+
+        def spy(tokens, options, emit):  # type: ignore[no-untyped-def]
+            seen.append(options)
+            return engine_submit(tokens, options, emit)
+
+        provider.get("fake-chat").engine.submit = spy  # type: ignore[method-assign]
+        msgs = [{"role": "user", "content": "hi"}]
+        for extra in ({}, {"temperature": 0.9}):
+            body = {"model": "fake-chat", "messages": msgs, "max_tokens": 4, **extra}
+            assert client.post("/v1/chat/completions", json=body).status_code == 200
+    provider.close()
+    assert (seen[0].temperature, seen[0].top_k, seen[0].repeat_penalty) == (0.2, 20, 1.1)
+    assert (seen[1].temperature, seen[1].top_k, seen[1].repeat_penalty) == (0.9, 0, 1.0)

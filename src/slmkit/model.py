@@ -15,7 +15,7 @@ from slmkit.errors import (
     InputError,
     RuntimeFailure,
 )
-from slmkit.options import GenerationOptions, make_options
+from slmkit.options import GenerationOptions, make_options, with_defaults
 from slmkit.runtime.base import Backend, Chunk, GenerationStats, LogLikelihood
 
 Message = Mapping[str, str]
@@ -135,9 +135,14 @@ class Model:
         **kw: Any,
     ) -> Iterator[Chunk]:
         """Stream chunks: a str is completed as raw text, a message list is chatted."""
+        o = self.options(options, **kw)
         if isinstance(prompt, str):
-            return self._stream_text(prompt, make_options(options, **kw))
-        return self._stream_chat(prompt, system, make_options(options, **kw))
+            return self._stream_text(prompt, o)
+        return self._stream_chat(prompt, system, o)
+
+    def options(self, options: GenerationOptions | None = None, **kw: Any) -> GenerationOptions:
+        """The caller's options, the model card's sampling for what they leave unset."""
+        return with_defaults(make_options(options, **kw), self.entry.generation_defaults)
 
     def _stream_text(self, prompt: str, o: GenerationOptions) -> Iterator[Chunk]:
         if not prompt.strip():
@@ -168,7 +173,7 @@ class Model:
         self, prompt: str, *, options: GenerationOptions | None = None, **kw: Any
     ) -> Completion:
         """Complete raw text (no chat template); returns the joined result."""
-        return join(self._stream_text(prompt, make_options(options, **kw)))
+        return join(self._stream_text(prompt, self.options(options, **kw)))
 
     def chat(
         self,
@@ -181,7 +186,7 @@ class Model:
         """Answer a conversation (or one user message) with the model's chat template."""
         if isinstance(messages, str):
             messages = [{"role": "user", "content": messages}]
-        return join(self._stream_chat(messages, system, make_options(options, **kw)))
+        return join(self._stream_chat(messages, system, self.options(options, **kw)))
 
     # --- scoring and embeddings ---------------------------------------------------------------
     def _split(self, context: str, continuation: str) -> tuple[list[int], list[int]]:

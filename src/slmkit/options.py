@@ -62,9 +62,22 @@ def make_options(options: GenerationOptions | None = None, **overrides: Any) -> 
             return GenerationOptions(**overrides)
         if not overrides:
             return options
-        return GenerationOptions(**{**options.model_dump(), **overrides})
+        # exclude_unset: what the caller never set stays unset (model defaults may fill it)
+        return GenerationOptions(**{**options.model_dump(exclude_unset=True), **overrides})
     except ValidationError as e:
         raise InvalidOptionsError(_describe(e)) from e
+
+
+SAMPLING_DEFAULTS = ("temperature", "top_p", "top_k", "min_p", "repeat_penalty")
+
+
+def with_defaults(options: GenerationOptions, defaults: dict[str, float]) -> GenerationOptions:
+    """A model's recommended sampling, when the caller set none of the sampling fields (a
+    caller who chose any of them, e.g. temperature 0 for a task, gets exactly that)."""
+    if set(SAMPLING_DEFAULTS) & options.model_fields_set:
+        return options
+    fill = {k: v for k, v in defaults.items() if k in SAMPLING_DEFAULTS}
+    return options.model_copy(update=fill) if fill else options
 
 
 def _describe(e: ValidationError) -> str:

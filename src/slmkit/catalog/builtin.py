@@ -57,6 +57,8 @@ BUILTIN: tuple[ModelEntry, ...] = (
         arch=Architecture(n_layer=30, n_head_kv=3, head_dim=64, n_embd=576),
         default_system_prompt=PLAIN_SYSTEM_PROMPT,
         description="Default model: tiny, fast chat model from Hugging Face (SmolLM2).",
+        # the model card's example: generate(..., temperature=0.2, top_p=0.9)
+        generation_defaults={"temperature": 0.2, "top_p": 0.9},
     ),
     ModelEntry(
         id="qwen2.5-coder-0.5b-instruct",
@@ -82,6 +84,8 @@ BUILTIN: tuple[ModelEntry, ...] = (
         ),
         arch=Architecture(n_layer=24, n_head_kv=2, head_dim=64, n_embd=896),
         description="Qwen2.5-Coder 0.5B Instruct: code and structured output.",
+        # Qwen's generation_config.json for its small instruct models
+        generation_defaults={"temperature": 0.7, "top_p": 0.8, "top_k": 20, "repeat_penalty": 1.1},
     ),
     ModelEntry(
         id="gemma-3-270m",
@@ -107,6 +111,8 @@ BUILTIN: tuple[ModelEntry, ...] = (
         ),
         arch=Architecture(n_layer=18, n_head_kv=1, head_dim=256, n_embd=640),
         description="Gemma 3 270M base model: text completion only (no chat template).",
+        # Gemma 3's recommended inference settings (Gemma team)
+        generation_defaults={"temperature": 1.0, "top_k": 64, "top_p": 0.95, "min_p": 0.0},
     ),
     ModelEntry(
         id="qwen2.5-coder-1.5b-instruct",
@@ -132,6 +138,8 @@ BUILTIN: tuple[ModelEntry, ...] = (
         ),
         arch=Architecture(n_layer=28, n_head_kv=2, head_dim=128, n_embd=1536),
         description="Qwen2.5-Coder 1.5B Instruct: the strongest model that still fits small boxes.",
+        # Qwen's generation_config.json for its small instruct models
+        generation_defaults={"temperature": 0.7, "top_p": 0.8, "top_k": 20, "repeat_penalty": 1.1},
     ),
     ModelEntry(
         id="llama-3.2-1b-instruct",
@@ -155,6 +163,8 @@ BUILTIN: tuple[ModelEntry, ...] = (
         ),
         arch=Architecture(n_layer=16, n_head_kv=8, head_dim=64, n_embd=2048),
         description="Meta Llama 3.2 1B Instruct (Hugging Face source only).",
+        # Meta's generation_config.json
+        generation_defaults={"temperature": 0.6, "top_p": 0.9},
     ),
     ModelEntry(
         id="qwen2.5-0.5b-instruct",
@@ -175,6 +185,8 @@ BUILTIN: tuple[ModelEntry, ...] = (
         ),
         arch=Architecture(n_layer=24, n_head_kv=2, head_dim=64, n_embd=896),
         description="Qwen2.5 0.5B Instruct (Hugging Face source only; sha256 recorded at pull).",
+        # Qwen's generation_config.json for its small instruct models
+        generation_defaults={"temperature": 0.7, "top_p": 0.8, "top_k": 20, "repeat_penalty": 1.1},
     ),
     ModelEntry(
         id="mobilebert",

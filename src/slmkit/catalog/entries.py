@@ -85,3 +85,8 @@ class ModelEntry(_Frozen):
     lineage: dict[str, Any] | None = Field(
         default=None, description="How a model made here was made: base, data, method, metrics."
     )
+    generation_defaults: dict[str, float] = Field(
+        default_factory=dict,
+        description="Sampling its authors recommend (temperature, top_p, top_k, min_p, "
+        "repeat_penalty), used for the options a caller does not set.",
+    )

@@ -167,6 +167,14 @@ def info(model_id: str, n_ctx: int | None, as_json: bool) -> None:
         click.echo(f"{key:22} {data[key]}")
     click.echo(f"{'sources':22} " + "; ".join(_source_text(s) for s in entry.sources))
     click.echo(f"{'ram estimate':22} {human(data['ram_estimate_bytes'])} at n_ctx={ctx}")
+    _print_extras(entry)
+
+
+def _print_extras(entry: Any) -> None:
+    """What only some models have: sampling defaults, kind, labels, lineage."""
+    if entry.generation_defaults:
+        shown = ", ".join(f"{k}={v:g}" for k, v in entry.generation_defaults.items())
+        click.echo(f"{'sampling defaults':22} {shown} (the model card's; options you set win)")
     if entry.kind != "decoder":
         click.echo(f"{'kind':22} {entry.kind}")
     if entry.labels:
@@ -178,9 +186,9 @@ def info(model_id: str, n_ctx: int | None, as_json: bool) -> None:
             made += f" on {lin['data']}"
         click.echo(f"{'made':22} {made} ({lin.get('date')})")
         metrics = lin.get("metrics") or {}
-        shown = {k: v for k, v in metrics.items() if k.endswith("accuracy") or k == "train_s"}
-        if shown:
-            click.echo(f"{'metrics':22} " + ", ".join(f"{k} {v}" for k, v in shown.items()))
+        kept = {k: v for k, v in metrics.items() if k.endswith("accuracy") or k == "train_s"}
+        if kept:
+            click.echo(f"{'metrics':22} " + ", ".join(f"{k} {v}" for k, v in kept.items()))
 
 
 def _source_text(s: Any) -> str:

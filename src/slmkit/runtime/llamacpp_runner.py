@@ -99,7 +99,10 @@ class LlamaRunner(BatchRunner):
                 raise RuntimeFailure("llama.cpp rejected the grammar (it failed to parse)")
             add(chain, g)
         if o.repeat_penalty != 1.0:
-            add(chain, lc.llama_sampler_init_penalties(64, o.repeat_penalty, 0.0, 0.0))
+            # this llama.cpp takes n_vocab first (llama.h of llama-cpp-python 0.3.36)
+            add(
+                chain, lc.llama_sampler_init_penalties(self.n_vocab, 64, o.repeat_penalty, 0.0, 0.0)
+            )
         if o.temperature <= 0.0:
             add(chain, lc.llama_sampler_init_greedy())
             return chain

@@ -4,6 +4,7 @@ the task adapters. They call the same task code as the CLI."""
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from slmkit.errors import ContextOverflowError, InputError
 from slmkit.options import GenerationOptions, make_options
@@ -64,17 +65,17 @@ def prepare(
             tokens = model.backend.tokenize(shown)
         else:
             tokens = check_token_ids(shown, item.engine.runner.n_vocab)
+    sampling = _sampling(body, model)
     options = make_options(
         logprobs=n_lp,
         max_tokens=max_tokens,
-        temperature=body.temperature,
-        top_p=body.top_p,
-        top_k=0,
-        min_p=0.0,
         seed=body.seed,
         stop=body.stop,
         grammar=grammar,
+        **sampling,
     )
+    if not sampling:
+        options = model.options(options)  # the model card's sampling
     if settings.log_prompts:
         log.info("%s prompt: %r", body.model, shown)
     limit = min(item.engine.n_ctx, model.n_ctx)
@@ -198,3 +199,11 @@ class RedactingFilter(logging.Filter):
         record.msg = _redact(record.getMessage()).text
         record.args = ()
         return True
+
+
+def _sampling(body: Any, model: Any) -> dict[str, Any]:
+    """OpenAI semantics when the request sets temperature or top_p (those two alone shape
+    sampling); the model card's recommended sampling when it sets neither."""
+    if {"temperature", "top_p"} & body.model_fields_set or not model.entry.generation_defaults:
+        return {"temperature": body.temperature, "top_p": body.top_p, "top_k": 0, "min_p": 0.0}
+    return {}
