@@ -203,3 +203,19 @@ def test_demo_poem_does_not_loop(smollm: slmkit.Model) -> None:
         words = smollm.chat(msgs, seed=seed, max_tokens=160, **opts).text.split()
         grams = collections.Counter(tuple(words[i : i + 4]) for i in range(len(words) - 3))
         assert max(grams.values(), default=0) <= 2, (seed, grams.most_common(2))
+
+
+def test_prompt_lookup_gives_the_greedy_text(smollm: slmkit.Model) -> None:
+    """Drafts copied from the prompt, verified in one batch, leave greedy text unchanged
+    (a grammar-constrained extraction too) and some of them are kept."""
+    msg = "Repeat this sentence exactly: the quick brown fox jumps over the lazy dog by the river."
+    plain = smollm.chat(msg, temperature=0, max_tokens=48)
+    fast = smollm.chat(msg, temperature=0, max_tokens=48, prompt_lookup=8)
+    assert fast.text == plain.text
+    assert fast.stats.accepted_tokens > 0
+    from slmkit.tasks.extract import Extractor
+
+    schema = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
+    text = "Maria Lopez called about the invoice."
+    a = Extractor(smollm, schema)(text).data
+    assert Extractor(smollm, schema, prompt_lookup=8)(text).data == a

@@ -173,3 +173,26 @@ def test_model_card_sampling_fills_only_what_the_caller_left_unset(
     provider.close()
     assert (seen[0].temperature, seen[0].top_k, seen[0].repeat_penalty) == (0.2, 20, 1.1)
     assert (seen[1].temperature, seen[1].top_k, seen[1].repeat_penalty) == (0.9, 0, 1.0)
+
+
+def test_prompt_lookup_keeps_the_text_and_decodes_less(fake_model: slmkit.Model) -> None:
+    """The fake echoes the user's message, so drafts copied from the prompt are right: the
+    text equals plain greedy decoding, drafts are counted, and fewer decodes run."""
+    runner = fake_model.backend.runner
+    msg = "please copy this sentence back to me word for word"
+    plain_decodes = runner.decodes
+    plain = fake_model.chat(msg, temperature=0, max_tokens=80)
+    plain_decodes = runner.decodes - plain_decodes
+    fake_model.backend._cache.reset()  # type: ignore[attr-defined]
+    before = runner.decodes
+    fast = fake_model.chat(msg, temperature=0, max_tokens=80, prompt_lookup=8)
+    assert fast.text == plain.text == f"You said: {msg} (café)"
+    assert (
+        fast.stats.accepted_tokens > 20 and fast.stats.drafted_tokens >= fast.stats.accepted_tokens
+    )
+    assert runner.decodes - before < plain_decodes / 2
+    # a stop inside the drafts ends there; max_tokens is never passed
+    short = fake_model.chat(msg, temperature=0, max_tokens=15, prompt_lookup=8)
+    assert short.text == plain.text[:15] and short.stats.completion_tokens == 15
+    stopped = fake_model.chat(msg, temperature=0, max_tokens=80, prompt_lookup=8, stop=["word"])
+    assert stopped.text == plain.text.split("word")[0]

@@ -31,6 +31,14 @@ class GenerationOptions(BaseModel):
     grammar: str | None = Field(
         default=None, description="GBNF grammar the output must follow (see tasks/extract.py)."
     )
+    prompt_lookup: int = Field(
+        default=0,
+        ge=0,
+        le=32,
+        description="Prompt-lookup decoding: draft up to this many tokens by copying what "
+        "followed the last 3 (or 2) tokens earlier in the text, verify them in one batch "
+        "(0: off). Helps outputs that copy their input (extraction, summaries, edits).",
+    )
     overflow: Literal["error", "truncate"] = Field(
         default="error",
         description="When prompt + max_tokens exceed the context: raise, or drop the oldest "

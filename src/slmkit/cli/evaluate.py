@@ -20,6 +20,12 @@ EVAL_CASCADE_OPTIONS: list[Any] = [
     click.option("--target-accuracy", type=click.FloatRange(0, 1), help="Cascade target accuracy."),
     click.option("--compare", is_flag=True, help="Cascade: also run LARGE alone on the same rows."),
     click.option(
+        "--prompt-lookup",
+        type=click.IntRange(0, 32),
+        default=0,
+        help="extract_sms: draft up to N tokens copied from the input (prompt lookup).",
+    ),
+    click.option(
         "--generator",
         is_flag=True,
         help="bias: probe MODEL as a generator (it completes openings; --scorer rates them).",

@@ -24,6 +24,12 @@ def generation_options(fn: F) -> F:
         click.option("--max-tokens", type=int, default=None),
         click.option("--seed", type=int, default=None),
         click.option("--stop", multiple=True, help="Stop string (repeatable)."),
+        click.option(
+            "--prompt-lookup",
+            type=int,
+            default=None,
+            help="Draft up to N tokens copied from the text so far (prompt-lookup decoding).",
+        ),
         click.option("--system", default=None, help='System prompt ("" for none).'),
         click.option("--n-ctx", type=int, default=None, help="Context window to load with."),
         click.option(
@@ -43,7 +49,7 @@ def _options(kw: dict[str, Any], **extra: Any) -> GenerationOptions:
 
     picked = {
         k: kw[k]
-        for k in ("temperature", "top_p", "top_k", "max_tokens", "seed")
+        for k in ("temperature", "top_p", "top_k", "max_tokens", "seed", "prompt_lookup")
         if kw.get(k) is not None
     }
     if kw.get("stop"):
@@ -110,10 +116,14 @@ def _echo_stream(chunks: Iterator[Chunk]) -> GenerationStats:
 
 
 def _echo_stats(s: GenerationStats) -> None:
+    drafts = ""
+    if s.drafted_tokens:
+        rate = s.accepted_tokens / s.drafted_tokens
+        drafts = f", drafts kept {s.accepted_tokens}/{s.drafted_tokens} ({rate:.0%})"
     click.echo(
         f"[{s.prompt_tokens} prompt tokens in {s.prompt_s:.2f}s, {s.completion_tokens} tokens "
         f"at {s.tokens_per_s:.1f} tok/s, first token {s.ttft_s * 1000:.0f} ms, "
-        f"peak RSS {peak_rss_mb():.0f} MB]",
+        f"peak RSS {peak_rss_mb():.0f} MB{drafts}]",
         err=True,
     )
 

@@ -66,13 +66,14 @@ def evaluate(
     embedder: str = "minilm-int8",
     k: int = 4,
     progress: Progress | None = None,
+    prompt_lookup: int = 0,
 ) -> dict[str, Any]:
     """Evaluate and return one flat dict of figures (see docs/tasks.md)."""
     ensure_positive("limit", limit)
     ensure_positive("train_limit", train_limit)
     t0 = time.perf_counter()
     if task == "extract_sms":
-        result = _eval_extract(_need(model), limit, n_ctx, progress)
+        result = _eval_extract(_need(model), limit, n_ctx, progress, prompt_lookup)
     else:
         spec = task_spec(task)
         if isinstance(spec, SummarizationTask):
@@ -231,7 +232,11 @@ def _eval_summarize(
 
 
 def _eval_extract(
-    model_id: str, limit: int | None, n_ctx: int | None, progress: Progress | None
+    model_id: str,
+    limit: int | None,
+    n_ctx: int | None,
+    progress: Progress | None,
+    prompt_lookup: int = 0,
 ) -> dict[str, Any]:
     from slmkit.tasks.data import builtin_task as bt
     from slmkit.tasks.extract import Extractor
@@ -240,7 +245,7 @@ def _eval_extract(
     assert isinstance(spec, ClassificationTask)
     texts, labels = spec.load("test", limit or 100)
     model = load_model(model_id, n_ctx)
-    ex = Extractor(model, SMS_SCHEMA)
+    ex = Extractor(model, SMS_SCHEMA, prompt_lookup=prompt_lookup)
     timer = Timer()
     valid, fields = 0, {k: 0 for k in SMS_SCHEMA["properties"]}
     outputs = timer.run(lambda batch: [_try_extract(ex, t) for t in batch], texts, 1, progress)

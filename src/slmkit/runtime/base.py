@@ -29,6 +29,8 @@ class GenerationStats:
     ttft_s: float = 0.0
     decode_s: float = 0.0
     total_s: float = 0.0
+    drafted_tokens: int = 0  # prompt lookup: tokens proposed
+    accepted_tokens: int = 0  # ...and kept
 
     @property
     def tokens_per_s(self) -> float:

@@ -7,7 +7,7 @@ shares a prefix with the last one (the earlier turns of a chat) decodes only the
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 
 import numpy as np
 
@@ -85,7 +85,8 @@ def stream(
     cache: PromptCache, tokens: Sequence[int], options: GenerationOptions
 ) -> Iterator[Chunk]:
     """Prefill `tokens`, then sample one token at a time until a stop condition; the last
-    chunk carries the stats."""
+    chunk carries the stats. With `options.prompt_lookup`, drafts copied from the text so far
+    are verified several at a time (`_Drafts`)."""
     if not tokens:
         raise InputError("cannot generate from an empty token list")
     runner = cache.runner
@@ -96,25 +97,120 @@ def stream(
     out.prefilled()
     budget = min(options.max_tokens, runner.n_ctx - len(cache.tokens))
     k = options.logprobs
-    sample, piece, is_eog = runner.sample, runner.piece, runner.is_eog
-    text = _Text(runner)
+    drafts = _Drafts(tokens, options.prompt_lookup) if options.prompt_lookup and k is None else None
     sampler = runner.new_sampler(options)
-    reason: FinishReason = "length"
     try:
-        for i in range(budget):
-            tok = sample(sampler, -1)
-            lps = top_logprobs(runner.logits(-1), tok, k, text) if k is not None else ()
-            chunk, done = out.token(tok, piece(tok), is_eog(tok), lps)
+        reason = yield from _decode(cache, sampler, out, budget, k, drafts)
+    finally:
+        runner.free_sampler(sampler)
+    if drafts is not None:
+        out.stats.drafted_tokens, out.stats.accepted_tokens = drafts.drafted, drafts.accepted
+    yield out.finish(reason)
+
+
+def _decode(
+    cache: PromptCache,
+    sampler: object,
+    out: SequenceOutput,
+    budget: int,
+    k: int | None,
+    drafts: _Drafts | None,
+) -> Generator[Chunk, None, FinishReason]:
+    """Sample, emit and feed back tokens until a stop condition; returns the reason."""
+    runner = cache.runner
+    text = _Text(runner)
+    n, tok = 0, runner.sample(sampler, -1)
+    while True:
+        lps = top_logprobs(runner.logits(-1), tok, k, text) if k is not None else ()
+        chunk, done = out.token(tok, runner.piece(tok), runner.is_eog(tok), lps)
+        if chunk is not None:
+            yield chunk
+        n += 1
+        if done is not None or n >= budget:
+            return done or "length"
+        if drafts is None:
+            cache.extend((tok,))
+            tok = runner.sample(sampler, -1)
+            continue
+        for item in drafts.step(cache, sampler, out, tok, budget - n):
+            if isinstance(item, Chunk):
+                yield item
+            else:
+                tok, kept, done = item
+                n += kept
+        if done is not None:
+            return done
+
+
+class _Drafts:
+    """Prompt-lookup decoding (Saxena 2023): the tokens that followed the latest earlier
+    occurrence of the text's last 3 (else 2) tokens are a free draft; the model decodes the
+    current token and the draft in one batch, and each row is sampled with the request's own
+    sampler chain (so greedy, grammar and penalties behave as in plain decoding): drafts are
+    kept while the sample equals them, the first sample that differs is the next token, and
+    the rejected drafts' cells are dropped. Written here because llama.cpp's Python binding
+    has no speculative API. Drafting stops for the request once 16+ drafts were proposed and
+    fewer than a third were kept, so it never costs much more than plain decoding."""
+
+    def __init__(self, tokens: Sequence[int], k: int) -> None:
+        self.k, self.hist = k, list(tokens)
+        self.index: dict[tuple[int, ...], int] = {}  # n-gram -> where its latest copy ends
+        for end in range(2, len(self.hist)):
+            self._note(end)
+        self.drafted = self.accepted = 0
+
+    def _note(self, end: int) -> None:
+        """Index the 2- and 3-grams ending just before position `end` (which follows them)."""
+        for n in (2, 3):
+            if end >= n:
+                self.index[tuple(self.hist[end - n : end])] = end
+
+    def add(self, tok: int) -> None:
+        self.hist.append(tok)
+        self._note(len(self.hist) - 1)
+
+    def propose(self, limit: int) -> list[int]:
+        if self.drafted >= 16 and self.accepted * 3 < self.drafted:
+            return []
+        for n in (3, 2):
+            end = self.index.get(tuple(self.hist[-n:]))
+            if end is not None and end < len(self.hist):
+                return self.hist[end : end + min(self.k, limit)]
+        return []
+
+    def step(
+        self, cache: PromptCache, sampler: object, out: SequenceOutput, tok: int, room: int
+    ) -> Iterator[Chunk | tuple[int, int, FinishReason | None]]:
+        """Decode `tok` (+ a draft of at most room - 1 tokens), yield the kept drafts'
+        chunks, then (next token, drafts kept, finish reason if one of them ended it)."""
+        runner = cache.runner
+        self.add(tok)
+        draft = self.propose(room - 1)
+        cache.extend([tok, *draft], all_logits=bool(draft))
+        if not draft:
+            yield runner.sample(sampler, -1), 0, None
+            return
+        self.drafted += len(draft)
+        kept = 0
+        for j in range(len(draft) + 1):
+            t = runner.sample(sampler, j)
+            if j == len(draft) or t != draft[j]:
+                break
+            kept += 1
+            self.add(t)
+            chunk, done = out.token(t, runner.piece(t), runner.is_eog(t))
             if chunk is not None:
                 yield chunk
             if done is not None:
-                reason = done
-                break
-            if i + 1 < budget:
-                cache.extend((tok,))
-    finally:
-        runner.free_sampler(sampler)
-    yield out.finish(reason)
+                self.accepted += kept
+                yield t, kept, done
+                return
+        self.accepted += kept
+        rejected = len(draft) - kept
+        if rejected:
+            runner.forget(0, len(cache.tokens) - rejected)
+            del cache.tokens[len(cache.tokens) - rejected :]
+        yield t, kept, None
 
 
 class _Text:

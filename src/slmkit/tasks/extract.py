@@ -65,8 +65,10 @@ class Extractor:
         *,
         instruction: str = DEFAULT_INSTRUCTION,
         max_tokens: int = 384,
+        prompt_lookup: int = 0,
     ) -> None:
         self.model = model
+        self.prompt_lookup = prompt_lookup  # drafts copied from the text (GenerationOptions)
         self.pydantic = schema if isinstance(schema, type) else None
         self.schema = schema_of(schema)
         self.grammar = grammar_for(self.schema)
@@ -85,6 +87,7 @@ class Extractor:
             max_tokens=self.max_tokens,
             grammar=self.grammar,
             overflow="error",
+            prompt_lookup=self.prompt_lookup,
         )
         try:
             data = json.loads(out.text)
