@@ -15,7 +15,9 @@ from pathlib import Path
 from slmkit.catalog.store import Store, estimate_ram_bytes
 from slmkit.errors import InputError
 
-RAY_OVERHEAD_MIB = 768  # a Ray worker process, Python and slmkit's imports, measured ~600
+# An allowance for a Ray worker process beside the model: idle Ray actors showed ~210 MB RSS
+# here, and slmkit's imports, onnxruntime/llama.cpp buffers and the batch come on top.
+RAY_OVERHEAD_MIB = 768
 
 
 @dataclass
