@@ -114,8 +114,9 @@ def cli(ctx: click.Context, online: bool) -> None:
 
 
 @contextlib.contextmanager
-def item_progress(label: str, total: int) -> Iterator[Callable[[int], None]]:
-    """A rich progress bar over items on stderr (hidden when stderr is not a terminal)."""
+def item_progress(label: str, total: int) -> Iterator[Callable[..., None]]:
+    """A rich progress bar over items on stderr (hidden when stderr is not a terminal).
+    advance(n) moves it; advance(n, total) also sets a total learnt late (0: unknown)."""
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -129,7 +130,13 @@ def item_progress(label: str, total: int) -> Iterator[Callable[[int], None]]:
     columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console, disable=not console.is_terminal) as bar:
         task = bar.add_task(label, total=total or None)
-        yield lambda n: bar.advance(task, n)
+
+        def advance(n: int, new_total: int | None = None) -> None:
+            if new_total is not None:
+                bar.update(task, total=new_total)
+            bar.advance(task, n)
+
+        yield advance
 
 
 def inputs(texts: tuple[str, ...], file: Path | None, field: str, on_error: str) -> list[str]:

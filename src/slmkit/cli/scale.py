@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
 
-from slmkit.cli.base import cli, fail_cleanly, options
+from slmkit.cli.base import cli, fail_cleanly, item_progress, options
 
 BATCH_OPTIONS: list[Any] = [
     click.option(
@@ -73,7 +71,7 @@ def batch(task: str, input_path: Path, output: Path, **kw: Any) -> None:
         id_field=kw["id_field"],
         text_field=kw["text_field"],
     )
-    with _progress(f"batch {task}") as advance:
+    with item_progress(f"batch {task}", 0) as advance:
         res = run_batch(job, kw["ray_address"], advance)
     if kw["as_json"]:
         click.echo(json.dumps(res))
@@ -83,29 +81,6 @@ def batch(task: str, input_path: Path, output: Path, **kw: Any) -> None:
         f"already there) in {res['seconds']} s on {res['ran_on']}"
         + (f", {res['items_per_s']} items/s" if res["items_per_s"] else "")
     )
-
-
-@contextmanager
-def _progress(label: str) -> Iterator[Callable[[int, int], None]]:
-    """A rich bar on stderr whose total is known once the job has read its input."""
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-
-    console = Console(stderr=True)
-    cols = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*cols, console=console, disable=not console.is_terminal) as bar:
-        tid = bar.add_task(label, total=None)
-
-        def advance(n: int, total: int) -> None:
-            bar.update(tid, total=total, advance=n)
-
-        yield advance
 
 
 @cli.group()
