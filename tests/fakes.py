@@ -25,6 +25,7 @@ from slmkit.errors import RuntimeFailure
 from slmkit.options import GenerationOptions
 from slmkit.runtime import generate, register_backend
 from slmkit.runtime.base import Backend, BatchRunner, Chunk, Entry, LogLikelihood, TokenLogprob
+from slmkit.runtime.speculate import CostModel, DraftModel, make_draft
 
 EOS = 256
 N_VOCAB = 257
@@ -158,6 +159,9 @@ class FakeBackend(Backend):
         self._cache = generate.PromptCache(self.runner)
         self.runners: list[FakeRunner] = []
         self.closed = False
+        # speculation drafts whatever it costs here: fake timings say nothing about hardware
+        self.costs = CostModel(guard=False)
+        self.draft: DraftModel | None = None
 
     @classmethod
     def load(cls, path: Path, entry: ModelEntry, *, n_ctx: int, n_threads: int) -> Backend:
@@ -180,7 +184,10 @@ class FakeBackend(Backend):
         return "", ""
 
     def stream_tokens(self, tokens: Sequence[int], options: GenerationOptions) -> Iterator[Chunk]:
-        return generate.stream(self._cache, tokens, options)
+        return generate.stream(self._cache, tokens, options, self.draft, self.costs)
+
+    def attach_draft(self, draft: Backend | None) -> None:
+        self.draft = None if draft is None else make_draft(self.runner, draft, self.n_ctx)
 
     def prompt_logprobs(self, tokens: Sequence[int], k: int) -> list[TokenLogprob]:
         return generate.prompt_logprobs(self._cache, tokens, k)  # the real code, fake logits

@@ -8,7 +8,7 @@ from pathlib import Path
 from slmkit.catalog.builtin import DEFAULT_MODEL
 from slmkit.catalog.entries import ModelEntry
 from slmkit.catalog.store import Store
-from slmkit.errors import ModelNotFoundError
+from slmkit.errors import InputError, ModelNotFoundError
 from slmkit.model import Model
 
 
@@ -20,12 +20,15 @@ def load(
     pull: bool = False,
     store: Store | None = None,
     backend: str | None = None,
+    draft: str | Path | None = None,
 ) -> Model:
     """Load a model by catalog id or GGUF path and return a ready Model.
 
     Nothing is downloaded unless `pull=True` (offline by design): a catalog model that is
     not installed raises ModelNotInstalledError naming the `slm pull` command. `backend`
     overrides the entry's (e.g. 'transformers' runs a GGUF in PyTorch, dequantized).
+    `draft` (an id, a GGUF path, or 'auto': the entry's first installed compatible draft)
+    turns on speculative decoding with that smaller model (runtime/speculate.py).
     """
     from slmkit.runtime import get_backend
 
@@ -38,7 +41,32 @@ def load(
     loaded = get_backend(entry.backend).load(
         path, entry, n_ctx=ctx, n_threads=n_threads or settings.n_threads
     )
-    return Model(entry, loaded, path)
+    model_ = Model(entry, loaded, path)
+    if draft is not None:
+        try:
+            attach_draft(model_, draft, store)
+        except BaseException:
+            model_.close()
+            raise
+    return model_
+
+
+def attach_draft(target: Model, draft: str | Path, store: Store) -> None:
+    """Load `draft` with the target's context and threads and draft with it; InputError if
+    'auto' finds no installed draft or the vocabularies differ."""
+    if draft == "auto":
+        found = [d for d in target.entry.drafts if store.path(d) is not None]
+        if not found:
+            wanted = ", ".join(target.entry.drafts) or "none in the catalog"
+            raise InputError(f"no draft model installed for {target.id} (compatible: {wanted})")
+        draft = found[0]
+    helper = load(draft, n_ctx=min(512, target.n_ctx), store=store)  # its own context: unused
+    try:
+        target.backend.attach_draft(helper.backend)
+    except BaseException:
+        helper.close()
+        raise
+    target.draft = helper
 
 
 def hf_folder_entry(path: Path) -> ModelEntry:

@@ -49,6 +49,7 @@ class Model:
         self.entry = entry
         self.backend = backend
         self.path = path
+        self.draft: Model | None = None  # speculative decoding's draft model (load(draft=))
         self._formatter: Any = None
 
     @property
@@ -66,8 +67,11 @@ class Model:
         self.close()
 
     def close(self) -> None:
-        """Free the native model and context."""
+        """Free the native model and context (and the draft model's)."""
         self.backend.close()
+        if self.draft is not None:
+            self.draft.close()
+            self.draft = None
 
     def count_tokens(self, text: str) -> int:
         return len(self.backend.tokenize(text))

@@ -39,6 +39,13 @@ class GenerationOptions(BaseModel):
         "followed the last 3 (or 2) tokens earlier in the text, verify them in one batch "
         "(0: off). Helps outputs that copy their input (extraction, summaries, edits).",
     )
+    draft_max: int = Field(
+        default=8,
+        ge=0,
+        le=32,
+        description="With a draft model attached (load(..., draft=ID), --draft): draft up to "
+        "this many tokens per step (adapted below it; 0: do not use the draft).",
+    )
     overflow: Literal["error", "truncate"] = Field(
         default="error",
         description="When prompt + max_tokens exceed the context: raise, or drop the oldest "

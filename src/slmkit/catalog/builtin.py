@@ -138,6 +138,7 @@ BUILTIN: tuple[ModelEntry, ...] = (
         ),
         arch=Architecture(n_layer=28, n_head_kv=2, head_dim=128, n_embd=1536),
         description="Qwen2.5-Coder 1.5B Instruct: the strongest model that still fits small boxes.",
+        drafts=("qwen2.5-coder-0.5b-instruct",),
         # Qwen's generation_config.json for its small instruct models
         generation_defaults={"temperature": 0.7, "top_p": 0.8, "top_k": 20, "repeat_penalty": 1.1},
     ),

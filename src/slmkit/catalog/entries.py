@@ -85,6 +85,11 @@ class ModelEntry(_Frozen):
     lineage: dict[str, Any] | None = Field(
         default=None, description="How a model made here was made: base, data, method, metrics."
     )
+    drafts: tuple[str, ...] = Field(
+        default=(),
+        description="Catalog ids of smaller models with the same tokenizer that can draft "
+        "for this one in speculative decoding (`--draft auto` takes the first installed).",
+    )
     generation_defaults: dict[str, float] = Field(
         default_factory=dict,
         description="Sampling its authors recommend (temperature, top_p, top_k, min_p, "

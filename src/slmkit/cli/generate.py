@@ -30,6 +30,14 @@ def generation_options(fn: F) -> F:
             default=None,
             help="Draft up to N tokens copied from the text so far (prompt-lookup decoding).",
         ),
+        click.option(
+            "--draft",
+            default=None,
+            metavar="MODEL",
+            help="Speculative decoding with this smaller model of the same vocabulary ('auto': "
+            "the catalog's draft for the model). Used only where it measurably pays.",
+        ),
+        click.option("--draft-max", type=int, default=None, help="Most tokens drafted a step."),
         click.option("--system", default=None, help='System prompt ("" for none).'),
         click.option("--n-ctx", type=int, default=None, help="Context window to load with."),
         click.option(
@@ -44,14 +52,13 @@ def generation_options(fn: F) -> F:
     return fn
 
 
+_PASSED = ("temperature", "top_p", "top_k", "max_tokens", "seed", "prompt_lookup", "draft_max")
+
+
 def _options(kw: dict[str, Any], **extra: Any) -> GenerationOptions:
     from slmkit.options import make_options
 
-    picked = {
-        k: kw[k]
-        for k in ("temperature", "top_p", "top_k", "max_tokens", "seed", "prompt_lookup")
-        if kw.get(k) is not None
-    }
+    picked = {k: kw[k] for k in _PASSED if kw.get(k) is not None}
     if kw.get("stop"):
         picked["stop"] = list(kw["stop"])
     return make_options(**picked, **extra)
@@ -59,7 +66,7 @@ def _options(kw: dict[str, Any], **extra: Any) -> GenerationOptions:
 
 # The poem takes the model card's sampling plus a mild repetition penalty: without it the
 # small default model loops on one line for most of its 160 tokens (docs/benchmarks.md).
-DEMO_POEM: dict[str, Any] = {"repeat_penalty": 1.1}
+DEMO_POEM: dict[str, Any] = {"repeat_penalty": 1.2}
 
 
 def demo_poem_options(model: Any) -> dict[str, Any]:
@@ -87,7 +94,9 @@ def run(
     opts = _options(kw, overflow=overflow)
     if not prompt.strip():
         raise EmptyPromptError("the prompt is empty")
-    model = load(model_id, n_ctx=kw.get("n_ctx"), pull=False, backend=kw.get("backend"))
+    model = load(
+        model_id, n_ctx=kw.get("n_ctx"), pull=False, backend=kw.get("backend"), draft=kw["draft"]
+    )
     if raw:
         chunks = model.stream(prompt, options=opts)
     else:
@@ -137,7 +146,9 @@ def chat(model_id: str, **kw: Any) -> None:
     from slmkit.loading import load
 
     opts = _options(kw, overflow="truncate")
-    model = load(model_id, n_ctx=kw.get("n_ctx"), pull=False, backend=kw.get("backend"))
+    model = load(
+        model_id, n_ctx=kw.get("n_ctx"), pull=False, backend=kw.get("backend"), draft=kw["draft"]
+    )
     system: str | None = kw["system"]
     history: list[dict[str, str]] = []
     click.echo(

@@ -175,6 +175,8 @@ def _print_extras(entry: Any) -> None:
     if entry.generation_defaults:
         shown = ", ".join(f"{k}={v:g}" for k, v in entry.generation_defaults.items())
         click.echo(f"{'sampling defaults':22} {shown} (the model card's; options you set win)")
+    if entry.drafts:
+        click.echo(f"{'draft models':22} {', '.join(entry.drafts)} (--draft auto)")
     if entry.kind != "decoder":
         click.echo(f"{'kind':22} {entry.kind}")
     if entry.labels:

@@ -191,6 +191,11 @@ class Backend(ABC):
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         """One L2-normalised vector per text."""
 
+    def attach_draft(self, draft: Backend | None) -> None:
+        """Speculative decoding with a smaller model of the same vocabulary (None: detach);
+        InputError if the vocabularies differ."""
+        raise BackendUnavailableError(f"the {self.name} backend has no speculative decoding")
+
     def batch_runner(self, *, n_ctx: int, n_seq: int, n_batch: int = 512) -> BatchRunner:
         """A new multi-sequence context over the loaded weights (the engine runs on one)."""
         raise BackendUnavailableError(f"the {self.name} backend has no batched runner")
