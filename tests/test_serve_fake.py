@@ -420,3 +420,17 @@ def test_a_client_that_stops_reading_is_cancelled_after_the_send_timeout(
             sock.close()
         server.close()
         provider.close()
+
+
+def test_summarize_runs_on_the_engine_not_behind_the_task_lock(provider: ModelProvider) -> None:
+    """A summary goes through the model's engine with the chat traffic: holding the per-model
+    task lock (as a classification does) does not block it."""
+    from slmkit.serve import handlers
+    from slmkit.serve.schemas import SummarizeRequest
+
+    item = provider.get("fake-chat")
+    steps = item.engine.steps
+    body = SummarizeRequest(model="fake-chat", input="word " * 50)
+    with item.task_lock:
+        res = handlers.summarize(provider, ServerSettings(), body)
+    assert res.coverage == 1.0 and item.engine.steps > steps

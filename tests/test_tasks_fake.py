@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -92,3 +93,67 @@ def test_a_long_document_is_summarized_in_chunks_with_full_coverage(
 def test_bad_schemas_are_schema_errors(fake_model: slmkit.Model, schema: object) -> None:
     with pytest.raises(SchemaError):
         Extractor(fake_model, schema)  # type: ignore[arg-type]
+
+
+def test_summary_chunks_run_concurrently_on_an_engine_with_the_same_result(
+    fake_store: object,
+) -> None:
+    from slmkit.engine import Engine
+
+    model = slmkit.load("fake-chat", store=fake_store, n_ctx=512)  # type: ignore[arg-type]
+    doc = " ".join(f"sentence {i} says something." for i in range(300))
+    plain = Summarizer(model, max_words=20)(doc)
+    engine = Engine(model.backend, n_seq=4, n_ctx=4 * 512)
+    ticks: list[tuple[int, int]] = []
+    try:
+        res = Summarizer(model, max_words=20, engine=engine, window=3)(
+            doc, progress=lambda d, n: ticks.append((d, n))
+        )
+        sizes = engine.batch_sizes
+    finally:
+        engine.close()
+    assert res == plain
+    assert max(sizes) == 3  # three chunks decoded together, never more than the window
+    assert (res.chunks, res.chunks) in ticks  # progress counted the first level to its end
+
+
+def test_a_chat_request_does_not_wait_behind_a_summary(fake_store: object) -> None:
+    """Mixed load on one engine: while a long document's chunks are being summarized (at
+    most half the slots), a chat request gets its first token within the engine step under
+    way when it arrives and its own next step or two (its prefill shares a step's budget)."""
+    import threading
+    import time
+
+    from slmkit.engine import Engine
+    from slmkit.options import make_options
+
+    model = slmkit.load("fake-chat", store=fake_store, n_ctx=512)  # type: ignore[arg-type]
+    engine = Engine(model.backend, n_seq=4, n_ctx=4 * 512)
+    engine.runner.delay_s = 0.002  # type: ignore[attr-defined]
+    doc = " ".join(f"sentence {i} says something." for i in range(600))
+    summarizer = Summarizer(model, max_words=20, engine=engine, window=2)
+    worker = threading.Thread(target=summarizer, args=(doc,))
+    try:
+        worker.start()
+        deadline = time.monotonic() + 10
+        while engine.running < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+        tokens = model.backend.tokenize(model.format_chat([{"role": "user", "content": "hi"}]))
+        first: list[int] = []
+        done = threading.Event()
+
+        def emit(c: Any) -> None:
+            if not first:
+                first.append(engine.steps)  # the step that sampled the first token
+            if c.finish_reason is not None:
+                done.set()
+
+        at = engine.steps
+        engine.submit(tokens, make_options(temperature=0, max_tokens=4), emit)
+        assert done.wait(10)
+        assert worker.is_alive()  # the summary is still running: the chat did not wait for it
+    finally:
+        worker.join(timeout=60)
+        engine.close()
+    assert first[0] - at <= 3

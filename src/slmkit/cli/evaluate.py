@@ -26,6 +26,13 @@ EVAL_CASCADE_OPTIONS: list[Any] = [
         help="extract_sms: draft up to N tokens copied from the input (prompt lookup).",
     ),
     click.option(
+        "--parallel",
+        type=click.IntRange(1, 64),
+        default=8,
+        show_default=True,
+        help="Summarization: chunks summarized at once in shared decode steps (1: one by one).",
+    ),
+    click.option(
         "--generator",
         is_flag=True,
         help="bias: probe MODEL as a generator (it completes openings; --scorer rates them).",

@@ -260,20 +260,29 @@ def _train_head(
 @click.option("--model", "model_id", default="smollm2-135m-instruct", show_default=True)
 @click.option("--max-words", type=click.IntRange(min=5), default=60, show_default=True)
 @click.option("--n-ctx", type=click.IntRange(min=256), default=None)
+@click.option(
+    "--parallel",
+    type=click.IntRange(1, 64),
+    default=8,
+    show_default=True,
+    help="Chunks summarized at once in shared decode steps (1: one by one).",
+)
 @click.option("--json", "as_json", is_flag=True)
 @fail_cleanly
-def summarize(file: Path, model_id: str, max_words: int, n_ctx: int | None, as_json: bool) -> None:
+def summarize(
+    file: Path, model_id: str, max_words: int, n_ctx: int | None, parallel: int, as_json: bool
+) -> None:
     """Summarize a text file of any length (map-reduce when it exceeds the context)."""
     from slmkit.loading import load
-    from slmkit.tasks.summarize import Summarizer
+    from slmkit.tasks.summarize import summarizer_for
 
     text = sys.stdin.read() if str(file) == "-" else read_text(file)
     model = load(model_id, n_ctx=n_ctx)
-    summarizer = Summarizer(model, max_words=max_words)
     tick = None
     if sys.stderr.isatty():
         tick = lambda i, n: click.echo(f"\rchunk {i}/{n}", err=True, nl=i == n)  # noqa: E731
-    res = summarizer(text, progress=tick)
+    with summarizer_for(model, max_words=max_words, parallel=parallel) as summarizer:
+        res = summarizer(text, progress=tick)
     if as_json:
         click.echo(
             json.dumps(

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from slmkit.model import Completion, Message, Model, join
-from slmkit.options import make_options
+from slmkit.options import GenerationOptions, make_options
 from slmkit.runtime.base import Chunk
+
+if TYPE_CHECKING:
+    from slmkit.engine.core import Engine, Handle
 
 
 def generate_many(
@@ -18,10 +22,14 @@ def generate_many(
     n_seq: int = 16,
     system: str | None = None,
     progress: Callable[[int], None] | None = None,
+    engine: Engine | None = None,
+    window: int | None = None,
     **options: Any,
 ) -> list[Completion]:
     """Generate for every prompt (a str is completed raw, a message list is chatted), up to
-    n_seq at a time in shared decode steps; results in prompt order."""
+    n_seq at a time in shared decode steps; results in prompt order. With `engine` (a
+    server's, shared with other traffic) the prompts go to it, at most `window` of them
+    queued or running at once (default: all), and it is left open."""
     from slmkit.engine.core import Engine
 
     opts = make_options(**options)
@@ -31,26 +39,62 @@ def generate_many(
         tokens = model.backend.tokenize(text)
         model.fit(tokens, opts.model_copy(update={"overflow": "error"}))
         token_lists.append(tokens)
-    n_ctx = max(2048, min(len(token_lists), n_seq) * model.n_ctx)
-    engine = Engine(model.backend, n_seq=n_seq, n_ctx=n_ctx, max_waiting=len(token_lists))
-    chunks: list[list[Chunk]] = [[] for _ in token_lists]
-    done = threading.Semaphore(0)
-
-    def sink(i: int) -> Callable[[Chunk], None]:
-        def emit(c: Chunk) -> None:
-            chunks[i].append(c)
-            if c.finish_reason is not None:
-                done.release()
-
-        return emit
-
+    own = engine is None
+    if engine is None:
+        n_ctx = max(2048, min(len(token_lists), n_seq) * model.n_ctx)
+        engine = Engine(model.backend, n_seq=n_seq, n_ctx=n_ctx, max_waiting=len(token_lists))
     try:
-        for i, tokens in enumerate(token_lists):
-            engine.submit(tokens, opts, sink(i))
+        chunks = _run_all(engine, token_lists, opts, window or len(token_lists), progress)
+    finally:
+        if own:
+            engine.close()
+    return [join(iter(c)) for c in chunks]
+
+
+class _Batch:
+    """Prompts submitted to an engine, at most `window` at once, and their chunks."""
+
+    def __init__(self, engine: Engine, token_lists: list[list[int]], opts: GenerationOptions):
+        self.engine, self.token_lists, self.opts = engine, token_lists, opts
+        self.chunks: list[list[Chunk]] = [[] for _ in token_lists]
+        self.done = threading.Semaphore(0)
+        self.handles: list[Handle] = []
+
+    def _emit(self, i: int, c: Chunk) -> None:
+        self.chunks[i].append(c)
+        if c.finish_reason is not None:
+            self.done.release()
+
+    def submit(self, i: int) -> None:
+        emit = functools.partial(self._emit, i)
+        self.handles.append(self.engine.submit(self.token_lists[i], self.opts, emit))
+
+    def cancel(self) -> None:
+        for h in self.handles:
+            h.cancel()
+
+
+def _run_all(
+    engine: Engine,
+    token_lists: list[list[int]],
+    opts: GenerationOptions,
+    window: int,
+    progress: Callable[[int], None] | None,
+) -> list[list[Chunk]]:
+    """Submit the prompts, keeping at most `window` in the engine; wait for all."""
+    batch = _Batch(engine, token_lists, opts)
+    nxt = min(window, len(token_lists))
+    try:
+        for i in range(nxt):
+            batch.submit(i)
         for _ in token_lists:
-            done.acquire()
+            batch.done.acquire()
             if progress:
                 progress(1)
-    finally:
-        engine.close()
-    return [join(iter(c)) for c in chunks]
+            if nxt < len(token_lists):
+                batch.submit(nxt)
+                nxt += 1
+    except BaseException:
+        batch.cancel()  # a caller interrupted: free the (maybe shared) engine's slots
+        raise
+    return batch.chunks

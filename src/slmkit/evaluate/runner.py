@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -67,6 +68,7 @@ def evaluate(
     k: int = 4,
     progress: Progress | None = None,
     prompt_lookup: int = 0,
+    parallel: int = 8,
 ) -> dict[str, Any]:
     """Evaluate and return one flat dict of figures (see docs/tasks.md)."""
     ensure_positive("limit", limit)
@@ -77,7 +79,8 @@ def evaluate(
     else:
         spec = task_spec(task)
         if isinstance(spec, SummarizationTask):
-            result = _eval_summarize(spec, _need(model), limit, n_ctx, max_words, progress)
+            run = SummaryRun(limit, n_ctx, max_words, parallel)
+            result = _eval_summarize(spec, _need(model), run, progress)
         else:
             result = _eval_classify(
                 spec, model, method, limit, train_limit, n_ctx, embedder, k, progress
@@ -196,28 +199,32 @@ def eval_classifier(
     return out
 
 
-def _eval_summarize(
-    spec: SummarizationTask,
-    model_id: str,
-    limit: int | None,
-    n_ctx: int | None,
-    max_words: int,
-    progress: Progress | None,
-) -> dict[str, Any]:
-    from slmkit.tasks.summarize import Summarizer
+@dataclass(frozen=True)
+class SummaryRun:
+    limit: int | None
+    n_ctx: int | None
+    max_words: int
+    parallel: int  # chunks summarized at once on an engine (1: one by one)
 
-    docs, refs = spec.load(limit)
-    model = load_model(model_id, n_ctx)
-    summarizer = Summarizer(model, max_words=max_words)
+
+def _eval_summarize(
+    spec: SummarizationTask, model_id: str, run: SummaryRun, progress: Progress | None
+) -> dict[str, Any]:
+    from slmkit.tasks.summarize import summarizer_for
+
+    docs, refs = spec.load(run.limit)
+    model = load_model(model_id, run.n_ctx)
     timer = Timer()
-    results = timer.run(lambda batch: [summarizer(d) for d in batch], docs, 1, progress)
+    with summarizer_for(model, max_words=run.max_words, parallel=run.parallel) as summarizer:
+        results = timer.run(lambda batch: [summarizer(d) for d in batch], docs, 1, progress)
     cover = [r.coverage for r in results]
     out: dict[str, Any] = {
         "model": model.id,
         "method": "map-reduce",
         "n": len(docs),
         "n_ctx": model.n_ctx,
-        "max_words": max_words,
+        "max_words": run.max_words,
+        "parallel": run.parallel,
     }
     out.update(rouge([r.summary for r in results], refs))
     out.update(

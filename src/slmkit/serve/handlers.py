@@ -169,12 +169,15 @@ def classify(
 def summarize(
     provider: ModelProvider, settings: ServerSettings, body: SummarizeRequest
 ) -> SummaryResult:
-    """Map-reduce summary on the model's own context (one task at a time per model)."""
+    """Map-reduce summary through the model's engine, with the chat traffic: a level's chunks
+    are summarized concurrently, at most half the engine's slots at once, so other requests
+    keep theirs (and nothing waits on a per-model lock behind a long document)."""
     item = provider.get(body.model)
     if settings.log_prompts:
         log.info("summarize %s document=%r", body.model, body.input)
-    with item.task_lock:
-        return Summarizer(item.model, max_words=body.max_words)(body.input)
+    window = max(1, item.engine.scheduler.n_seq // 2)
+    summarizer = Summarizer(item.model, max_words=body.max_words, engine=item.engine, window=window)
+    return summarizer(body.input)
 
 
 def redact(provider: ModelProvider, body: RedactRequest, texts: list[str]) -> list[Redaction]:

@@ -3,10 +3,13 @@ over token-counted chunks cut on paragraph and sentence boundaries."""
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from slmkit.engine.batch import generate_many
+from slmkit.engine.core import Engine
 from slmkit.errors import ChatTemplateError, EmptyPromptError, InputError
 from slmkit.model import Model
 
@@ -83,7 +86,12 @@ class Summarizer:
         max_words: int = 60,
         chunk_tokens: int | None = None,
         temperature: float = 0.0,
+        engine: Engine | None = None,
+        window: int | None = None,
     ) -> None:
+        """With an `engine` (continuous batching), the chunks of a level are summarized
+        concurrently in shared decode steps, at most `window` at once (a server passes its
+        own engine and half its slots, so chat traffic keeps its turn)."""
         if max_words < 5:
             raise InputError("max_words must be at least 5")
         self.model = model
@@ -96,6 +104,7 @@ class Summarizer:
             )
         self.chunk_tokens = min(chunk_tokens or budget, budget)
         self.temperature = temperature
+        self.engine, self.window = engine, window
 
     @staticmethod
     def prompt(text: str, words: int, part: bool = False) -> str:
@@ -116,9 +125,46 @@ class Summarizer:
         return max(PROMPT_RESERVE, model.count_tokens(wrapped) + 16)
 
     def _ask(self, text: str, words: int, part: bool) -> str:
-        prompt = self.prompt(text, words, part)
-        out = self.model.chat(prompt, temperature=self.temperature, max_tokens=self.max_tokens)
-        return out.text.strip()
+        return self._ask_all([text], words, part)[0]
+
+    def _ask_all(
+        self,
+        texts: list[str],
+        words: int,
+        part: bool,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> list[str]:
+        """Summaries of `texts`: one after another on the model's own context, or all at
+        once through the engine."""
+        if self.engine is None:
+            outs = []
+            for i, text in enumerate(texts):
+                prompt = self.prompt(text, words, part)
+                got = self.model.chat(
+                    prompt, temperature=self.temperature, max_tokens=self.max_tokens
+                )
+                outs.append(got.text.strip())
+                if progress:
+                    progress(i + 1, len(texts))
+            return outs
+        done = [0]
+
+        def tick(n: int) -> None:
+            done[0] += n
+            if progress:
+                progress(done[0], len(texts))
+
+        msgs = [[{"role": "user", "content": self.prompt(t, words, part)}] for t in texts]
+        got_all = generate_many(
+            self.model,
+            msgs,
+            engine=self.engine,
+            window=self.window,
+            progress=tick,
+            temperature=self.temperature,
+            max_tokens=self.max_tokens,
+        )
+        return [c.text.strip() for c in got_all]
 
     def __call__(
         self, text: str, progress: Callable[[int, int], None] | None = None
@@ -134,11 +180,7 @@ class Summarizer:
         coverage = sum(_content(p) for p in pieces) / _content(text)
         n_chunks, levels = len(pieces), 1
         while True:
-            partials = []
-            for i, piece in enumerate(pieces):
-                partials.append(self._ask(piece, self.max_words, True))
-                if progress:
-                    progress(i + 1, len(pieces))
+            partials = self._ask_all(pieces, self.max_words, True, progress)
             joined = "\n".join(partials)
             levels += 1
             if count(joined) <= self.chunk_tokens:
@@ -147,6 +189,22 @@ class Summarizer:
             pieces = split_text(joined, self.chunk_tokens, count)
 
 
-def summarize(model: Model, text: str, *, max_words: int = 60) -> SummaryResult:
-    """Summarize one document of any length with a loaded chat model."""
-    return Summarizer(model, max_words=max_words)(text)
+@contextlib.contextmanager
+def summarizer_for(model: Model, *, max_words: int = 60, parallel: int = 1) -> Iterator[Summarizer]:
+    """A Summarizer that summarizes up to `parallel` chunks at once on its own engine (closed
+    on exit); parallel=1: one by one on the model's own context."""
+    if parallel <= 1:
+        yield Summarizer(model, max_words=max_words)
+        return
+    engine = Engine(model.backend, n_seq=parallel, n_ctx=parallel * model.n_ctx)
+    try:
+        yield Summarizer(model, max_words=max_words, engine=engine)
+    finally:
+        engine.close()
+
+
+def summarize(model: Model, text: str, *, max_words: int = 60, parallel: int = 1) -> SummaryResult:
+    """Summarize one document of any length with a loaded chat model; `parallel` > 1
+    summarizes that many chunks at once in shared decode steps."""
+    with summarizer_for(model, max_words=max_words, parallel=parallel) as summarizer:
+        return summarizer(text)
