@@ -187,3 +187,21 @@ def test_repeatable_requests_reuse_only_chunk_aligned_cells() -> None:
     s.add(c)
     s.schedule()
     assert c.n_prefilled == 27 and s.reused_tokens == 20 + 25
+
+
+def test_background_requests_yield_the_queue_and_the_prefill_budget() -> None:
+    """Bulk work (a summary's chunks) queued and prefilling does not hold up a chat: the
+    chat is admitted ahead of queued background requests and its prompt is prefilled first,
+    so its first token comes from the next step."""
+    s = Scheduler(n_seq=2, n_ctx=4096, n_batch=64)
+    bg = [Request([7] * 100, 4, background=True) for _ in range(3)]
+    for r in bg:
+        s.add(r)
+    s.schedule()  # two background prompts running, one queued
+    chat = req([1, 2, 3, 4, 5])
+    s.add(chat)
+    assert list(s.waiting) == [chat, bg[2]]
+    s.update_from_output([(bg[0], 1, "stop")])  # a slot frees: the chat takes it
+    plan = s.schedule()
+    assert chat in plan.admitted and bg[2] not in plan.admitted
+    assert (chat, 4) in plan.outputs  # its whole prompt came first: it samples this step

@@ -119,8 +119,9 @@ def test_summary_chunks_run_concurrently_on_an_engine_with_the_same_result(
 
 def test_a_chat_request_does_not_wait_behind_a_summary(fake_store: object) -> None:
     """Mixed load on one engine: while a long document's chunks are being summarized (at
-    most half the slots), a chat request gets its first token within the engine step under
-    way when it arrives and its own next step or two (its prefill shares a step's budget)."""
+    most half the slots, as background work), a chat request gets its first token from the
+    step after the one under way when it arrives: it is admitted ahead of the summary's
+    queued chunks and its prompt is prefilled before theirs."""
     import threading
     import time
 
@@ -156,4 +157,4 @@ def test_a_chat_request_does_not_wait_behind_a_summary(fake_store: object) -> No
     finally:
         worker.join(timeout=60)
         engine.close()
-    assert first[0] - at <= 3
+    assert first[0] - at <= 2

@@ -28,7 +28,7 @@ EVAL_CASCADE_OPTIONS: list[Any] = [
     click.option(
         "--parallel",
         type=click.IntRange(1, 64),
-        default=8,
+        default=1,
         show_default=True,
         help="Summarization: chunks summarized at once in shared decode steps (1: one by one).",
     ),

@@ -263,7 +263,7 @@ def _train_head(
 @click.option(
     "--parallel",
     type=click.IntRange(1, 64),
-    default=8,
+    default=1,
     show_default=True,
     help="Chunks summarized at once in shared decode steps (1: one by one).",
 )

@@ -24,12 +24,14 @@ def generate_many(
     progress: Callable[[int], None] | None = None,
     engine: Engine | None = None,
     window: int | None = None,
+    background: bool = False,
     **options: Any,
 ) -> list[Completion]:
     """Generate for every prompt (a str is completed raw, a message list is chatted), up to
     n_seq at a time in shared decode steps; results in prompt order. With `engine` (a
     server's, shared with other traffic) the prompts go to it, at most `window` of them
-    queued or running at once (default: all), and it is left open."""
+    queued or running at once (default: all), and it is left open; `background` puts them
+    behind interactive requests in its queue and prefills."""
     from slmkit.engine.core import Engine
 
     opts = make_options(**options)
@@ -44,7 +46,8 @@ def generate_many(
         n_ctx = max(2048, min(len(token_lists), n_seq) * model.n_ctx)
         engine = Engine(model.backend, n_seq=n_seq, n_ctx=n_ctx, max_waiting=len(token_lists))
     try:
-        chunks = _run_all(engine, token_lists, opts, window or len(token_lists), progress)
+        batch = _Batch(engine, token_lists, opts, background)
+        chunks = _run_all(batch, window or len(token_lists), progress)
     finally:
         if own:
             engine.close()
@@ -54,8 +57,15 @@ def generate_many(
 class _Batch:
     """Prompts submitted to an engine, at most `window` at once, and their chunks."""
 
-    def __init__(self, engine: Engine, token_lists: list[list[int]], opts: GenerationOptions):
+    def __init__(
+        self,
+        engine: Engine,
+        token_lists: list[list[int]],
+        opts: GenerationOptions,
+        background: bool,
+    ) -> None:
         self.engine, self.token_lists, self.opts = engine, token_lists, opts
+        self.background = background
         self.chunks: list[list[Chunk]] = [[] for _ in token_lists]
         self.done = threading.Semaphore(0)
         self.handles: list[Handle] = []
@@ -67,7 +77,9 @@ class _Batch:
 
     def submit(self, i: int) -> None:
         emit = functools.partial(self._emit, i)
-        self.handles.append(self.engine.submit(self.token_lists[i], self.opts, emit))
+        tokens = self.token_lists[i]
+        handle = self.engine.submit(tokens, self.opts, emit, background=self.background)
+        self.handles.append(handle)
 
     def cancel(self) -> None:
         for h in self.handles:
@@ -75,14 +87,10 @@ class _Batch:
 
 
 def _run_all(
-    engine: Engine,
-    token_lists: list[list[int]],
-    opts: GenerationOptions,
-    window: int,
-    progress: Callable[[int], None] | None,
+    batch: _Batch, window: int, progress: Callable[[int], None] | None
 ) -> list[list[Chunk]]:
     """Submit the prompts, keeping at most `window` in the engine; wait for all."""
-    batch = _Batch(engine, token_lists, opts)
+    token_lists = batch.token_lists
     nxt = min(window, len(token_lists))
     try:
         for i in range(nxt):

@@ -115,8 +115,16 @@ class Engine:
         self._thread.start()
 
     # --- public ---------------------------------------------------------------------------
-    def submit(self, tokens: Sequence[int], options: GenerationOptions, emit: Emit) -> Handle:
+    def submit(
+        self,
+        tokens: Sequence[int],
+        options: GenerationOptions,
+        emit: Emit,
+        *,
+        background: bool = False,
+    ) -> Handle:
         """Queue a generation; emit(chunk) is called from the engine thread for each chunk.
+        `background` (bulk work): admitted and prefilled after interactive requests.
 
         Raises EngineFullError when the waiting queue is full, ContextOverflowError when
         the request could never fit the cache, EngineClosedError after close().
@@ -124,7 +132,13 @@ class Engine:
         solo = options.seed is not None or (self.solo_greedy and options.temperature == 0)
         lane = self.solo if solo else self.main
         state = _Active(options, emit, SequenceOutput(options, len(tokens)), lane)
-        req = Request(list(tokens), options.max_tokens, state, repeatable=options.repeatable)
+        req = Request(
+            list(tokens),
+            options.max_tokens,
+            state,
+            repeatable=options.repeatable,
+            background=background,
+        )
         with self._cv:
             if self._stop:
                 raise EngineClosedError("the engine is closed (its model was unloaded); retry")

@@ -41,6 +41,9 @@ class Request:
     # were computed in those same chunks, so its text never depends on what came before.
     repeatable: bool = False
     aligned: int = 0  # leading prompt tokens computed in full chunks aligned at position 0
+    # Bulk work (a summary's chunks): admitted and prefilled after interactive requests, so
+    # a chat arriving beside it is not queued behind its prompts.
+    background: bool = False
 
     @property
     def reserve(self) -> int:
@@ -102,7 +105,11 @@ class Scheduler:
             )
         if len(self.waiting) >= self.max_waiting + len(self.free):
             raise EngineFullError(f"{len(self.waiting)} requests already waiting")
-        self.waiting.append(req)
+        if req.background or not self.waiting or not self.waiting[-1].background:
+            self.waiting.append(req)
+        else:  # ahead of the queued background requests, behind other interactive ones
+            first_bg = next(i for i, r in enumerate(self.waiting) if r.background)
+            self.waiting.insert(first_bg, req)
 
     @property
     def has_work(self) -> bool:
@@ -127,7 +134,7 @@ class Scheduler:
                 plan.outputs.append((req, len(plan.entries)))
                 plan.entries.append((req.last, req.n_past, (req.slot,), True))
                 req.n_past += 1
-        for req in group:
+        for req in sorted(group, key=lambda r: r.background):  # interactive prompts first
             room = self.n_batch - len(plan.entries)
             if req.n_prefilled < len(req.tokens) and room > 0:
                 self._prefill_chunk(req, room, plan)

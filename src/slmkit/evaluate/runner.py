@@ -68,7 +68,7 @@ def evaluate(
     k: int = 4,
     progress: Progress | None = None,
     prompt_lookup: int = 0,
-    parallel: int = 8,
+    parallel: int = 1,
 ) -> dict[str, Any]:
     """Evaluate and return one flat dict of figures (see docs/tasks.md)."""
     ensure_positive("limit", limit)

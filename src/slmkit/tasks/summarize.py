@@ -160,6 +160,7 @@ class Summarizer:
             msgs,
             engine=self.engine,
             window=self.window,
+            background=True,  # bulk work: chat requests beside it go first
             progress=tick,
             temperature=self.temperature,
             max_tokens=self.max_tokens,
