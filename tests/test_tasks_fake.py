@@ -158,3 +158,18 @@ def test_a_chat_request_does_not_wait_behind_a_summary(fake_store: object) -> No
         worker.join(timeout=60)
         engine.close()
     assert first[0] - at <= 2
+
+
+def test_summaries_with_prompt_lookup_are_the_same_and_decode_less(fake_store: object) -> None:
+    model = slmkit.load("fake-chat", store=fake_store, n_ctx=512)  # type: ignore[arg-type]
+    runner = model.backend.runner  # type: ignore[attr-defined]
+    doc = " ".join(f"sentence {i} says something." for i in range(120))
+    model.chat("warm up", temperature=0, max_tokens=4, prompt_lookup=8)  # exactness probe
+    counts = []
+    results = []
+    for k in (0, 8):
+        before = runner.decodes
+        results.append(Summarizer(model, max_words=20, prompt_lookup=k)(doc))
+        counts.append(runner.decodes - before)
+    assert results[0] == results[1]
+    assert counts[1] < counts[0] / 2  # the fake echoes its prompt: drafts are kept

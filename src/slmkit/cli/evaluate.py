@@ -23,7 +23,8 @@ EVAL_CASCADE_OPTIONS: list[Any] = [
         "--prompt-lookup",
         type=click.IntRange(0, 32),
         default=0,
-        help="extract_sms: draft up to N tokens copied from the input (prompt lookup).",
+        help="extract_sms and summaries: draft up to N tokens copied from the input "
+        "(prompt lookup; summaries one chunk at a time).",
     ),
     click.option(
         "--parallel",

@@ -79,7 +79,7 @@ def evaluate(
     else:
         spec = task_spec(task)
         if isinstance(spec, SummarizationTask):
-            run = SummaryRun(limit, n_ctx, max_words, parallel)
+            run = SummaryRun(limit, n_ctx, max_words, parallel, prompt_lookup)
             result = _eval_summarize(spec, _need(model), run, progress)
         else:
             result = _eval_classify(
@@ -205,6 +205,7 @@ class SummaryRun:
     n_ctx: int | None
     max_words: int
     parallel: int  # chunks summarized at once on an engine (1: one by one)
+    prompt_lookup: int = 0  # drafts copied from the text, one by one only
 
 
 def _eval_summarize(
@@ -215,7 +216,9 @@ def _eval_summarize(
     docs, refs = spec.load(run.limit)
     model = load_model(model_id, run.n_ctx)
     timer = Timer()
-    with summarizer_for(model, max_words=run.max_words, parallel=run.parallel) as summarizer:
+    with summarizer_for(
+        model, max_words=run.max_words, parallel=run.parallel, prompt_lookup=run.prompt_lookup
+    ) as summarizer:
         results = timer.run(lambda batch: [summarizer(d) for d in batch], docs, 1, progress)
     cover = [r.coverage for r in results]
     out: dict[str, Any] = {
@@ -225,6 +228,7 @@ def _eval_summarize(
         "n_ctx": model.n_ctx,
         "max_words": run.max_words,
         "parallel": run.parallel,
+        "prompt_lookup": run.prompt_lookup,
     }
     out.update(rouge([r.summary for r in results], refs))
     out.update(

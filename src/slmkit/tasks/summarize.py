@@ -88,10 +88,12 @@ class Summarizer:
         temperature: float = 0.0,
         engine: Engine | None = None,
         window: int | None = None,
+        prompt_lookup: int = 0,
     ) -> None:
         """With an `engine` (continuous batching), the chunks of a level are summarized
         concurrently in shared decode steps, at most `window` at once (a server passes its
-        own engine and half its slots, so chat traffic keeps its turn)."""
+        own engine and half its slots, so chat traffic keeps its turn). `prompt_lookup`:
+        drafts copied from the text (GenerationOptions; one chunk at a time only)."""
         if max_words < 5:
             raise InputError("max_words must be at least 5")
         self.model = model
@@ -105,6 +107,7 @@ class Summarizer:
         self.chunk_tokens = min(chunk_tokens or budget, budget)
         self.temperature = temperature
         self.engine, self.window = engine, window
+        self.prompt_lookup = prompt_lookup
 
     @staticmethod
     def prompt(text: str, words: int, part: bool = False) -> str:
@@ -141,7 +144,10 @@ class Summarizer:
             for i, text in enumerate(texts):
                 prompt = self.prompt(text, words, part)
                 got = self.model.chat(
-                    prompt, temperature=self.temperature, max_tokens=self.max_tokens
+                    prompt,
+                    temperature=self.temperature,
+                    max_tokens=self.max_tokens,
+                    prompt_lookup=self.prompt_lookup,
                 )
                 outs.append(got.text.strip())
                 if progress:
@@ -191,11 +197,13 @@ class Summarizer:
 
 
 @contextlib.contextmanager
-def summarizer_for(model: Model, *, max_words: int = 60, parallel: int = 1) -> Iterator[Summarizer]:
+def summarizer_for(
+    model: Model, *, max_words: int = 60, parallel: int = 1, prompt_lookup: int = 0
+) -> Iterator[Summarizer]:
     """A Summarizer that summarizes up to `parallel` chunks at once on its own engine (closed
-    on exit); parallel=1: one by one on the model's own context."""
+    on exit); parallel=1: one by one on the model's own context (with `prompt_lookup`)."""
     if parallel <= 1:
-        yield Summarizer(model, max_words=max_words)
+        yield Summarizer(model, max_words=max_words, prompt_lookup=prompt_lookup)
         return
     engine = Engine(model.backend, n_seq=parallel, n_ctx=parallel * model.n_ctx)
     try:
