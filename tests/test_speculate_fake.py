@@ -150,3 +150,28 @@ def test_cost_model_drafts_only_where_it_pays() -> None:
     partial.note_rows(5, 70 * ms)
     assert partial.row_cost(3) == pytest.approx(50 * ms)
     assert partial.row_cost(9) == pytest.approx(110 * ms)
+
+
+class _RoundsLongBatches(FakeRunner):
+    """Batches of 2+ rows round differently once the context passes 256 cells (as llama.cpp's
+    one-row decode switches attention paths there)."""
+
+    def decode(self, entries: Sequence[Entry]) -> None:
+        super().decode(entries)
+        if len(entries) >= 2 and max(e[1] for e in entries) >= 256:
+            self._rows[: len(entries)] += np.float32(1e-3)
+
+
+def test_exactness_is_measured_apart_for_long_contexts(fake_model: slmkit.Model) -> None:
+    backend = fake_model.backend
+    backend.runner = _RoundsLongBatches(default_reply, n_ctx=2048, n_seq=1)  # type: ignore[attr-defined]
+    backend._cache = PromptCache(backend.runner)  # type: ignore[attr-defined]
+    backend.costs = CostModel(guard=False)  # type: ignore[attr-defined]
+    short = fake_model.chat(MSG, temperature=0, max_tokens=40, prompt_lookup=8)
+    assert (backend.costs.exact_rows, backend.costs.exact_rows_long) == (9, 0)  # type: ignore[attr-defined]
+    assert short.stats.accepted_tokens > 10
+    long_msg = "copy this: " + " ".join(f"w{i}" for i in range(60)) + " " + MSG
+    plain = fake_model.chat(long_msg, temperature=0, max_tokens=200)
+    fast = fake_model.chat(long_msg, temperature=0, max_tokens=200, prompt_lookup=8)
+    assert backend.costs.exact_rows_long == 1  # type: ignore[attr-defined]
+    assert fast.text == plain.text and fast.stats.drafted_tokens == 0  # all beyond 256 cells

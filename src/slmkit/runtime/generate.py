@@ -18,7 +18,7 @@ from slmkit.runtime.speculate import (
     DraftModel,
     PromptLookup,
     Speculator,
-    measure_exact_rows,
+    exact_caps,
 )
 
 __all__ = ["PromptCache", "loglikelihood", "prompt_logprobs", "stream"]
@@ -65,20 +65,19 @@ def speculator(
 ) -> Speculator | None:
     """The request's speculator: the draft model if one is attached and wanted, else prompt
     lookup if asked for, else none. A greedy request drafts at most as many tokens as keep
-    its text exactly the plain text (measured once per model: `measure_exact_rows`)."""
+    its text exactly the plain text (measured once per model: `exact_caps`)."""
     use_draft = draft is not None and options.draft_max > 0
     k_max = options.draft_max if use_draft else options.prompt_lookup
     if not k_max:
         return None
     costs = costs or CostModel()
-    if options.temperature == 0.0:
-        if not costs.exact_rows:
-            costs.exact_rows = measure_exact_rows(cache, tokens)
-        k_max = min(k_max, costs.exact_rows - 1)
-        if k_max < 1:
+    exact = options.temperature == 0.0
+    if exact:
+        exact_caps(costs, cache, tokens, len(tokens) + options.max_tokens)
+        if max(costs.exact_rows, costs.exact_rows_long) < 2:
             return None
     source = draft if use_draft and draft is not None else PromptLookup(tokens)
-    return Speculator(source, tokens, k_max, costs)
+    return Speculator(source, tokens, k_max, costs, exact=exact)
 
 
 def _decode(

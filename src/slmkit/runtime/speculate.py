@@ -119,7 +119,9 @@ class CostModel:
         self.draft_s: dict[str, float] = {}
         self.alpha: dict[str, float] = {}
         self.guard = guard  # False: draft whatever it costs (benchmarks measure that cost)
-        self.exact_rows = 0  # rows one decode may hold and still round as single decodes
+        # rows one decode may hold and still round as single decodes (0: not measured),
+        # within SHORT_CELLS cells of context and beyond
+        self.exact_rows = self.exact_rows_long = 0
 
     @staticmethod
     def _avg(table: dict, key: object, value: float) -> None:
@@ -164,32 +166,56 @@ class CostModel:
         return best
 
 
-def measure_exact_rows(cache: PromptCache, tokens: Sequence[int], most: int = 9) -> int:
+# llama.cpp pads the cells a decode attends over to 256 and takes other attention paths for a
+# one-row decode beyond them (split-KV), so exactness is measured apart below and above.
+SHORT_CELLS = 256
+_LONG_PROBE_AT = 600
+
+
+def measure_exact_rows(
+    cache: PromptCache, tokens: Sequence[int], most: int = 9, at: int = 0
+) -> int:
     """How many rows one decode may hold while every row's logits equal, bit for bit, those
     of decoding the tokens one at a time (a kernel that rounds differently for bigger batches
-    would make greedy drafts change the text). Tried on sequence 0 with the prompt's first
-    tokens, which is left empty; 1 if the prompt is too short to tell."""
+    would make greedy drafts change the text). Tried on sequence 0 after `at` cells of
+    context (the prompt's tokens, repeated as needed), which is left empty; 1 if the prompt
+    is too short to tell."""
     n = min(most, len(tokens) - 1)
     if n < 2:
         return 1
-    runner, head = cache.runner, list(tokens[: n + 1])
+    seq = list(tokens) * (1 + (at + n + 1) // len(tokens))
+    head, base = seq[: at + n + 1], at + 1
+    runner = cache.runner
     cache.reset()
-    cache.extend(head[:1])
+    cache.extend(head[:base])
     singles = []
-    runner.forget(0, 1)  # each pass below starts from this same state
-    for i in range(1, n + 1):
+    runner.forget(0, base)  # each pass below starts from this same state
+    for i in range(base, base + n):
         runner.decode([(head[i], i, (0,), True)])
         singles.append(runner.logits(-1).copy())
     exact = 1
     for rows in range(2, n + 1):
-        runner.forget(0, 1)
-        runner.decode([(head[i], i, (0,), True) for i in range(1, rows + 1)])
+        runner.forget(0, base)
+        runner.decode([(head[i], i, (0,), True) for i in range(base, base + rows)])
         got = runner.logit_rows(rows)
         if not all(np.array_equal(got[j], singles[j]) for j in range(rows)):
             break
         exact = rows
     cache.reset()
     return exact
+
+
+def exact_caps(costs: CostModel, cache: PromptCache, tokens: Sequence[int], reach: int) -> None:
+    """Measure (once per model) the exact rows for contexts up to SHORT_CELLS cells, and
+    beyond them if this request can reach that far (`reach`: prompt + max_tokens)."""
+    if not costs.exact_rows:
+        costs.exact_rows = measure_exact_rows(cache, tokens)
+    if reach > SHORT_CELLS and not costs.exact_rows_long:
+        at = min(_LONG_PROBE_AT, cache.runner.n_ctx - 16)
+        # a context too small to probe past SHORT_CELLS: no drafts there (1 row)
+        costs.exact_rows_long = (
+            measure_exact_rows(cache, tokens, at=at) if at > SHORT_CELLS + 16 else 1
+        )
 
 
 @dataclass(slots=True)
@@ -207,10 +233,14 @@ class Speculator:
         prompt: Sequence[int],
         k_max: int,
         costs: CostModel | None = None,
+        *,
+        exact: bool = False,
     ) -> None:
-        """`k_max`: most tokens drafted per step (a greedy request passes at most
-        costs.exact_rows - 1, so that its text is exactly the plain greedy text)."""
+        """`k_max`: most tokens drafted per step; `exact` (greedy requests): no more than the
+        rows that round as single decodes at the context length reached (CostModel), so the
+        text is exactly the plain greedy text."""
         self.source, self.k_max, self.k = source, k_max, min(4, k_max)
+        self.exact = exact
         self.kind = type(source).__name__
         self.hist = list(prompt)
         self.costs = costs or CostModel()
@@ -228,6 +258,10 @@ class Speculator:
     def _draft(self, room: int) -> list[int]:
         k = self.costs.best_k(self.kind, self.k_max) if self.costs.guard else self.k
         k = min(k, room)
+        if self.exact:
+            c = self.costs
+            rows = c.exact_rows if len(self.hist) + k <= SHORT_CELLS else c.exact_rows_long
+            k = min(k, rows - 1)
         if k <= 0:
             return []
         t0 = time.perf_counter()
