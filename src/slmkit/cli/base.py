@@ -155,6 +155,17 @@ def inputs(texts: tuple[str, ...], file: Path | None, field: str, on_error: str)
     return [ln for ln in sys.stdin.read().splitlines() if ln.strip()]
 
 
+# `slm summarize` and `slm eval` (summarization tasks): map steps through an engine.
+PARALLEL_OPTION = click.option(
+    "--parallel",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Summaries: chunks summarized at once in shared decode steps (1: one by one; "
+    "no faster on 2 cores, docs/benchmarks.md).",
+)
+
+
 def options(opts: list[Callable[[F], F]]) -> Callable[[F], F]:
     """Apply a module-level list of click options (in the order listed in --help)."""
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from slmkit.cli.base import cli, fail_cleanly, item_progress, options
+from slmkit.cli.base import PARALLEL_OPTION, cli, fail_cleanly, item_progress, options
 
 EVAL_CASCADE_OPTIONS: list[Any] = [
     click.option(
@@ -26,13 +26,7 @@ EVAL_CASCADE_OPTIONS: list[Any] = [
         help="extract_sms and summaries: draft up to N tokens copied from the input "
         "(prompt lookup; summaries one chunk at a time).",
     ),
-    click.option(
-        "--parallel",
-        type=click.IntRange(1, 64),
-        default=1,
-        show_default=True,
-        help="Summarization: chunks summarized at once in shared decode steps (1: one by one).",
-    ),
+    PARALLEL_OPTION,
     click.option(
         "--generator",
         is_flag=True,

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from slmkit.cli.base import (
+    PARALLEL_OPTION,
     cli,
     fail_cleanly,
     file_opts,
@@ -260,13 +261,7 @@ def _train_head(
 @click.option("--model", "model_id", default="smollm2-135m-instruct", show_default=True)
 @click.option("--max-words", type=click.IntRange(min=5), default=60, show_default=True)
 @click.option("--n-ctx", type=click.IntRange(min=256), default=None)
-@click.option(
-    "--parallel",
-    type=click.IntRange(1, 64),
-    default=1,
-    show_default=True,
-    help="Chunks summarized at once in shared decode steps (1: one by one).",
-)
+@PARALLEL_OPTION
 @click.option("--json", "as_json", is_flag=True)
 @fail_cleanly
 def summarize(

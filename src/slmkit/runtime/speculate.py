@@ -34,27 +34,28 @@ from slmkit.runtime.decoding import SequenceOutput
 
 class PromptLookup:
     """Drafts copied from the text so far: what followed the latest earlier occurrence of
-    the last 3 (else 2) tokens."""
+    the last 3 (else 2) tokens. Indexes the speculator's history (it keeps no copy)."""
 
     def __init__(self, tokens: Sequence[int]) -> None:
-        self.hist: list[int] = []
         self.index: dict[tuple[int, ...], int] = {}  # n-gram -> where its latest copy ends
-        for tok in tokens:
-            self.add(tok)
+        for end in range(len(tokens)):
+            self._note(tokens, end)
 
-    def add(self, tok: int) -> None:
-        """Append a token and index the 2- and 3-grams ending just before it."""
-        self.hist.append(tok)
-        end = len(self.hist) - 1
+    def _note(self, hist: Sequence[int], end: int) -> None:
+        """Index the 2- and 3-grams ending just before position `end` (which follows them)."""
         for n in (2, 3):
             if end >= n:
-                self.index[tuple(self.hist[end - n : end])] = end
+                self.index[tuple(hist[end - n : end])] = end
+
+    def add(self, hist: Sequence[int]) -> None:
+        """`hist` grew by one token: index the n-grams that its last token follows."""
+        self._note(hist, len(hist) - 1)
 
     def propose(self, hist: Sequence[int], k: int) -> list[int]:
         for n in (3, 2):
-            end = self.index.get(tuple(self.hist[-n:]))
-            if end is not None and end < len(self.hist):
-                return self.hist[end : end + k]
+            end = self.index.get(tuple(hist[-n:]))
+            if end is not None and end < len(hist):
+                return list(hist[end : end + k])
         return []
 
 
@@ -65,7 +66,7 @@ class DraftModel:
     def __init__(self, runner: BatchRunner) -> None:
         self.cache = PromptCache(runner)
 
-    def add(self, tok: int) -> None:
+    def add(self, hist: Sequence[int]) -> None:
         """Nothing to index: the draft model reads the whole text at `propose`."""
 
     def propose(self, hist: Sequence[int], k: int) -> list[int]:
@@ -277,7 +278,7 @@ class Speculator:
         chunks, then (next token, drafts kept, finish reason if one of them ended it)."""
         runner = cache.runner
         self.hist.append(tok)
-        self.source.add(tok)
+        self.source.add(self.hist)
         draft = self._draft(room - 1)
         t0 = time.perf_counter()
         cache.extend([tok, *draft], all_logits=bool(draft))
@@ -292,7 +293,7 @@ class Speculator:
                 break
             kept += 1
             self.hist.append(nxt)
-            self.source.add(nxt)
+            self.source.add(self.hist)
             chunk, done = out.token(nxt, runner.piece(nxt), runner.is_eog(nxt))
             if chunk is not None:
                 yield chunk
