@@ -136,7 +136,10 @@ class Engine:
             list(tokens),
             options.max_tokens,
             state,
-            repeatable=options.repeatable,
+            # only the solo lane's requests are repeatable: in the shared batch their text
+            # depends on the traffic anyway, and aligned-only reuse would make every greedy
+            # request prefill its whole prompt again (16 clients: TTFT p50 0.13 s -> 1.28 s)
+            repeatable=solo,
             background=background,
         )
         with self._cv:
