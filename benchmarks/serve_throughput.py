@@ -153,8 +153,10 @@ def main() -> None:
     slm += ["--parallel", "16", "--n-ctx", "8192"]
     log = open(os.environ.get("SLM_BENCH_LOG", os.devnull), "w")  # noqa: SIM115
     commands: dict[str, list[str]] = {
-        # one KV cache shared by the 16 sequences (the default: any request may use it all)
+        # the default: 8192 / 16 cells per sequence, like llama-server's slots
         "slmkit": [*slm, "--port", "{port}"],
+        # one KV cache shared by the 16 sequences (any request may use it all)
+        "slmkit shared": [*slm, "--kv-layout", "shared", "--port", "{port}"],
         "llama-cpp-python": [sys.executable, "-m", "llama_cpp.server", "--model", str(path)]
         + ["--host", "127.0.0.1", "--port", "{port}", "--n_ctx", "4096"]
         # Its default cuts a running stream when another request arrives.
@@ -173,6 +175,7 @@ def main() -> None:
         commands["llama-server"] = ls  # its default with -np 16: 512 cells per slot
         commands["llama-server -kvu"] = [*ls, "-kvu"]  # one shared cache, like slmkit's
     pairs = [("slmkit", n) for n in ("llama-cpp-python", "llama-server", "llama-server -kvu")]
+    pairs += [("slmkit shared", "llama-server -kvu"), ("slmkit", "slmkit shared")]
     if args.only:
         commands = {k: v for k, v in commands.items() if k in args.only}
     servers: dict[str, tuple[str, subprocess.Popen[bytes]]] = {}

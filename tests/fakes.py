@@ -89,7 +89,10 @@ class FakeRunner(BatchRunner):
         for j, (s, upto) in self.out.items():
             self._rows[j] = 0.0
             self._rows[j, self._next(s, upto)] = 8.0
-        assert sum(map(len, self.cache.values())) <= self.n_ctx * self.n_seq
+        if self.per_seq:  # like llama.cpp's per-sequence streams: n_ctx // n_seq cells each
+            assert max(map(len, self.cache.values())) <= self.n_ctx // self.n_seq
+        else:
+            assert sum(map(len, self.cache.values())) <= self.n_ctx
         self.decodes += 1
 
     def _next(self, seq: int, upto: int) -> int:
@@ -200,8 +203,11 @@ class FakeBackend(Backend):
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         return [list(map(float, hashed_vector(t))) for t in texts]
 
-    def batch_runner(self, *, n_ctx: int, n_seq: int, n_batch: int = 512) -> BatchRunner:
+    def batch_runner(
+        self, *, n_ctx: int, n_seq: int, n_batch: int = 512, per_seq: bool = False
+    ) -> BatchRunner:
         runner = FakeRunner(self.reply, n_ctx=n_ctx, n_seq=n_seq, n_batch=n_batch)
+        runner.per_seq = per_seq
         self.runners.append(runner)
         return runner
 

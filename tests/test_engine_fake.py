@@ -8,7 +8,7 @@ import pytest
 
 import slmkit
 from slmkit.engine import Engine, generate_many
-from slmkit.errors import EngineClosedError, EngineFullError
+from slmkit.errors import ContextOverflowError, EngineClosedError, EngineFullError
 from slmkit.options import make_options
 from slmkit.runtime.base import Chunk
 from tests.fakes import FakeRunner
@@ -224,3 +224,34 @@ def test_seeded_requests_decode_in_their_own_context(fake_model: slmkit.Model) -
         engine.close()
     assert text(outs[3]) == "You said: seeded (café)"
     assert solo.closed
+
+
+def test_per_seq_engine_runs_a_request_too_long_for_a_stream_in_the_solo_lane(
+    fake_model: slmkit.Model,
+) -> None:
+    """Per-sequence streams: short requests share the main batch, each within its own
+    n_ctx // n_seq cells (the fake runner checks); a longer one runs alone in the solo
+    lane, up to long_ctx cells."""
+    engine = Engine(fake_model.backend, n_seq=4, n_ctx=1024, per_seq=True, long_ctx=2048)
+    try:
+        assert engine.batched_request == 256 and engine.max_request == 2048
+        main = engine.runner
+        assert isinstance(main, FakeRunner) and main.per_seq
+        long_q = "long " * 100
+        outs: list[list[Chunk]] = [[] for _ in range(4)]
+        opts = make_options(temperature=0, max_tokens=64)
+        for i, q in enumerate(["a", "b", "c", long_q]):
+            engine.submit(prompt(fake_model, q), opts, outs[i].append)
+        deadline = time.monotonic() + 10
+        while not all(o and o[-1].finish_reason for o in outs):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        solo = engine.solo.runner
+        assert isinstance(solo, FakeRunner) and len(solo.cache[0]) > 256
+        assert all(len(c) <= 256 for c in main.cache.values())
+        with pytest.raises(ContextOverflowError):
+            engine.submit(prompt(fake_model, "x" * 2100), opts, outs[0].append)
+    finally:
+        engine.close()
+    assert [text(o) for o in outs[:3]] == [f"You said: {q} (café)" for q in "abc"]
+    assert text(outs[3]) == f"You said: {long_q}"[:64] and outs[3][-1].finish_reason == "length"

@@ -205,3 +205,52 @@ def test_background_requests_yield_the_queue_and_the_prefill_budget() -> None:
     plan = s.schedule()
     assert chat in plan.admitted and bg[2] not in plan.admitted
     assert (chat, 4) in plan.outputs  # its whole prompt came first: it samples this step
+
+
+def test_per_seq_slots_have_their_own_cells_and_kept_prefixes_never_compete() -> None:
+    """With per-sequence cache streams a request must fit one slot's n_ctx // n_seq cells,
+    and one slot's kept prompt never has to give way to another slot's request."""
+    s = Scheduler(n_seq=4, n_ctx=400, per_seq=True, keep_prefix=1024)
+    assert s.max_request == 100
+    with pytest.raises(ContextOverflowError, match=r"> engine context 100 per sequence"):
+        s.add(req([1] * 90, 20))
+    a = req([1] * 90, 10)
+    s.add(a)
+    run_prompt(s, a)
+    s.update_from_output([(a, 5, "stop")])
+    others = [req([k] * 90, 10) for k in (2, 3, 4)]  # 300 cells beside a's 90 kept ones
+    for r in others:
+        s.add(r)
+    plan = s.schedule()
+    assert plan.admitted == others and s.kept[a.slot] == a.tokens
+    assert all(slot != a.slot for slot, _ in plan.forget)
+    shared = Scheduler(n_seq=4, n_ctx=380, keep_prefix=1024)  # one shared pool: 390 > 380
+    b = req([1] * 90, 10)
+    shared.add(b)
+    run_prompt(shared, b)
+    shared.update_from_output([(b, 5, "stop")])
+    for r in [req([k] * 90, 10) for k in (2, 3, 4)]:
+        shared.add(r)
+    plan = shared.schedule()
+    assert (b.slot, 0) in plan.forget and b.slot not in shared.kept  # b's cells gave way
+
+
+def test_per_seq_batches_list_sequences_in_slot_order() -> None:
+    """llama.cpp decodes a per-sequence-stream batch as one pass per run of consecutive
+    sequence ids in batch order; admission order must not break the runs."""
+    s = Scheduler(n_seq=4, n_ctx=400, per_seq=True, keep_prefix=0)
+    first = [req([k] * 5, 10) for k in range(4)]
+    for r in first:
+        s.add(r)
+        run_prompt(s, r)
+    s.update_from_output([(first[0], 5, "stop"), (first[2], 5, "stop")])
+    late = [req([9] * 5, 10), req([8] * 5, 10)]
+    for r in late:
+        s.add(r)
+    plan = s.schedule()
+    assert sorted(r.slot for r in late) == [first[0].slot, first[2].slot]
+    slots = [e[2][0] for e in plan.entries]
+    assert slots == sorted(slots) and set(slots) == {0, 1, 2, 3}
+    for r, i in plan.outputs:  # each output still points at its own sequence's last entry
+        assert plan.entries[i][2] == (r.slot,) and plan.entries[i][3]
+    assert [e[1] for e in plan.entries if e[2] == (late[0].slot,)] == list(range(5))

@@ -39,7 +39,9 @@ class _DraftRunner(FakeRunner):
 
 
 class _Draft(FakeBackend):
-    def batch_runner(self, *, n_ctx: int, n_seq: int, n_batch: int = 512) -> FakeRunner:
+    def batch_runner(
+        self, *, n_ctx: int, n_seq: int, n_batch: int = 512, per_seq: bool = False
+    ) -> FakeRunner:
         return _DraftRunner(self.reply, n_ctx=n_ctx, n_seq=n_seq, n_batch=n_batch)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -63,7 +64,18 @@ class ServerSettings(BaseSettings):
     parallel: int = Field(
         default=16, ge=1, le=64, description="Sequences decoded together per model."
     )
-    n_ctx: int = Field(default=8192, ge=512, description="Cache cells shared by those sequences.")
+    n_ctx: int = Field(
+        default=16384,
+        ge=512,
+        description="Cache cells of each model's batch: n_ctx / parallel per sequence with "
+        "--kv-layout per-seq, all shared with shared.",
+    )
+    kv_layout: Literal["per-seq", "shared"] = Field(
+        default="per-seq",
+        description="per-seq: each sequence its own cells and attention over them only "
+        "(faster with many streams; longer requests, up to the model's context, run one at "
+        "a time); shared: one pool any request may fill.",
+    )
     max_waiting: int = Field(
         default=64, ge=0, description="Queued requests beyond the running ones; more get 429."
     )

@@ -43,8 +43,15 @@ def generate_many(
         token_lists.append(tokens)
     own = engine is None
     if engine is None:
-        n_ctx = max(2048, min(len(token_lists), n_seq) * model.n_ctx)
-        engine = Engine(model.backend, n_seq=n_seq, n_ctx=n_ctx, max_waiting=len(token_lists))
+        n_seq = min(len(token_lists), n_seq) or 1
+        # one stream per sequence, each with room for any prompt the model takes
+        engine = Engine(
+            model.backend,
+            n_seq=n_seq,
+            n_ctx=n_seq * model.n_ctx,
+            max_waiting=len(token_lists),
+            per_seq=True,
+        )
     try:
         batch = _Batch(engine, token_lists, opts, background)
         chunks = _run_all(batch, window or len(token_lists), progress)

@@ -15,7 +15,8 @@ a CPU the attention kernels' rounding depends on the batch's row count and on wh
 sequence's cells sit in a shared KV cache (the split-KV decode path cuts the cache into one
 range per thread), so a sequence sharing the main context could not give the same text
 twice. In its own context its cells always sit in the same places; each step decodes the
-main batch, then the solo lane's.
+main batch, then the solo lane's. With per-sequence cache streams (`per_seq`), a request
+too long for one stream runs there too, in up to `long_ctx` cells.
 """
 
 from __future__ import annotations
@@ -74,8 +75,11 @@ class Handle:
 class Engine:
     """Serve many generations on one loaded model.
 
-    n_seq: sequences decoded together; n_ctx: cache cells shared by all of them;
-    max_waiting: queued requests beyond the running ones before submit() refuses.
+    n_seq: sequences decoded together; n_ctx: cache cells shared by all of them, or with
+    `per_seq` n_ctx // n_seq for each (each decode row then attends over its own cells only,
+    faster with many streams: docs/serve.md; a longer request, up to `long_ctx` cells, runs
+    in the solo lane); max_waiting: queued requests beyond the running ones before submit()
+    refuses.
     """
 
     def __init__(
@@ -89,19 +93,28 @@ class Engine:
         keep_prefix: int = 1024,
         on_step: Callable[[int], None] | None = None,
         solo_greedy: bool = False,
+        per_seq: bool = False,
+        long_ctx: int | None = None,
     ) -> None:
         self.backend = backend
-        self.runner: BatchRunner = backend.batch_runner(n_ctx=n_ctx, n_seq=n_seq, n_batch=n_batch)
+        self.runner: BatchRunner = backend.batch_runner(
+            n_ctx=n_ctx, n_seq=n_seq, n_batch=n_batch, per_seq=per_seq
+        )
         self.scheduler = Scheduler(
             n_seq=n_seq,
             n_ctx=n_ctx,
             n_batch=n_batch,
             max_waiting=max_waiting,
             keep_prefix=keep_prefix,
+            per_seq=per_seq,
         )
         self.main = _Lane(self.scheduler, self.runner)
         solo = Scheduler(
-            n_seq=1, n_ctx=n_ctx, n_batch=n_batch, max_waiting=max_waiting, keep_prefix=keep_prefix
+            n_seq=1,
+            n_ctx=long_ctx or n_ctx,
+            n_batch=n_batch,
+            max_waiting=max_waiting,
+            keep_prefix=keep_prefix,
         )
         self.solo = _Lane(solo)  # repeatable requests (module docstring)
         self._lanes = (self.main, self.solo)
@@ -130,6 +143,7 @@ class Engine:
         the request could never fit the cache, EngineClosedError after close().
         """
         solo = options.seed is not None or (self.solo_greedy and options.temperature == 0)
+        solo = solo or len(tokens) + options.max_tokens > self.main.scheduler.max_request
         lane = self.solo if solo else self.main
         state = _Active(options, emit, SequenceOutput(options, len(tokens)), lane)
         req = Request(
@@ -170,8 +184,19 @@ class Engine:
 
     @property
     def n_ctx(self) -> int:
-        """Cache cells shared by all sequences."""
+        """Cache cells of the main context (shared by all sequences unless per_seq)."""
         return self.scheduler.n_ctx
+
+    @property
+    def max_request(self) -> int:
+        """Cache cells one request may use: prompt + max_tokens."""
+        return max(self.scheduler.max_request, self.solo.scheduler.n_ctx)
+
+    @property
+    def batched_request(self) -> int:
+        """Cache cells a request may use and still share the batch (longer ones run in the
+        solo lane, one at a time)."""
+        return self.scheduler.max_request
 
     @property
     def queue_depth(self) -> int:

@@ -11,6 +11,9 @@ out of cache. Prefix reuse: a finished sequence's slot keeps its prompt's cells 
 `keep_prefix`); a new request takes the free slot whose kept prompt shares the longest
 prefix with its own and prefills only the rest. Kept cells count against the cache and
 the least recently kept give way first when room is needed.
+
+With `per_seq` each slot has its own n_ctx // n_seq cells (llama.cpp's per-sequence KV
+streams): a request must fit one slot, and kept prefixes never compete for room.
 """
 
 from __future__ import annotations
@@ -62,7 +65,8 @@ class Plan:
 
 
 class Scheduler:
-    """n_seq slots sharing n_ctx cache cells; at most n_batch tokens per step."""
+    """n_seq slots sharing n_ctx cache cells (`per_seq`: n_ctx // n_seq each); at most
+    n_batch tokens per step."""
 
     def __init__(
         self,
@@ -72,8 +76,9 @@ class Scheduler:
         n_batch: int = 512,
         max_waiting: int = 64,
         keep_prefix: int = 1024,
+        per_seq: bool = False,
     ) -> None:
-        self.n_seq, self.n_ctx, self.n_batch = n_seq, n_ctx, n_batch
+        self.n_seq, self.n_ctx, self.n_batch, self.per_seq = n_seq, n_ctx, n_batch, per_seq
         self.max_waiting, self.keep_prefix = max_waiting, keep_prefix
         self.waiting: collections.deque[Request] = collections.deque()
         self.running: list[Request] = []
@@ -82,6 +87,11 @@ class Scheduler:
         self.kept: dict[int, list[int]] = {}  # slot -> tokens its cells hold, oldest first
         self.kept_aligned: dict[int, int] = {}  # slot -> how many of those are chunk-aligned
         self.reused_tokens = 0
+
+    @property
+    def max_request(self) -> int:
+        """Cache cells one request may use (prompt + max_tokens)."""
+        return self.n_ctx // self.n_seq if self.per_seq else self.n_ctx
 
     @property
     def chunk(self) -> int:
@@ -95,12 +105,13 @@ class Scheduler:
         when the waiting queue is full."""
         if not req.tokens:
             raise InputError("cannot generate from an empty token list")
-        if req.reserve > self.n_ctx:
+        if req.reserve > self.max_request:
+            per = f" per sequence ({self.n_ctx} / {self.n_seq})" if self.per_seq else ""
             raise ContextOverflowError(
                 f"prompt {len(req.tokens)} + max_tokens {req.max_tokens} > engine context "
-                f"{self.n_ctx}",
+                f"{self.max_request}{per}",
                 prompt_tokens=len(req.tokens),
-                n_ctx=self.n_ctx,
+                n_ctx=self.max_request,
                 max_tokens=req.max_tokens,
             )
         if len(self.waiting) >= self.max_waiting + len(self.free):
@@ -138,6 +149,8 @@ class Scheduler:
             room = self.n_batch - len(plan.entries)
             if req.n_prefilled < len(req.tokens) and room > 0:
                 self._prefill_chunk(req, room, plan)
+        if self.per_seq:
+            _slot_order(plan)
         return plan
 
     def _prefill_chunk(self, req: Request, room: int, plan: Plan) -> None:
@@ -183,7 +196,8 @@ class Scheduler:
         """The free slot keeping the longest prefix of `tokens` (at most all but the last
         token, which must be decoded for logits), else the one keeping the least."""
         best, best_len = -1, -1
-        for slot in self.free:
+        # per_seq: lowest slots first on ties, so running slots stay consecutive (schedule)
+        for slot in sorted(self.free) if self.per_seq else self.free:
             kept = self.kept.get(slot, ())
             n = 0
             limit = min(len(kept), len(tokens) - 1)
@@ -194,7 +208,10 @@ class Scheduler:
         return best, max(best_len, 0)
 
     def _make_room(self, need: int, slot: int, plan: Plan) -> bool:
-        """Drop other free slots' kept prefixes, oldest first, until `need` cells fit."""
+        """Drop other free slots' kept prefixes, oldest first, until `need` cells fit
+        (per_seq: a slot's own cells always fit it)."""
+        if self.per_seq:
+            return True
 
         def used() -> int:
             return self.reserved + sum(len(v) for k, v in self.kept.items() if k != slot)
@@ -246,3 +263,17 @@ class Scheduler:
         self.free.append(req.slot)
         self.reserved -= req.reserve
         return [(req.slot, keep)]
+
+
+def _slot_order(plan: Plan) -> None:
+    """Sort a plan's entries by slot (each slot's in position order), its outputs with them.
+
+    llama.cpp cuts a batch over per-sequence KV streams into passes of consecutive sequence
+    ids, scanning in batch order, each pass taking as many tokens from every sequence in it
+    (llama-batch.cpp, split_equal); in admission order a batch of 16 decodes could take up
+    to 16 passes, in slot order it takes one per run of busy slots."""
+    order = sorted(range(len(plan.entries)), key=lambda i: plan.entries[i][2][0])
+    where = {old: new for new, old in enumerate(order)}
+    plan.entries = [plan.entries[i] for i in order]
+    plan.outputs = [(req, where[i]) for req, i in plan.outputs]
+

@@ -75,7 +75,8 @@ Entry = tuple[int, int, tuple[int, ...], bool]
 
 
 class BatchRunner(ABC):
-    """A context of one loaded model holding up to `n_seq` sequences in `n_ctx` cache cells.
+    """A context of one loaded model holding up to `n_seq` sequences in `n_ctx` cache cells:
+    shared by all of them (`per_seq` False), or `n_ctx // n_seq` of them per sequence.
 
     The one place a backend exposes its token-level machinery: batch decoding, samplers,
     token text, logits and cache edits. The single-stream loop, the engine and batched
@@ -87,6 +88,7 @@ class BatchRunner(ABC):
     n_seq: int
     n_batch: int
     n_vocab: int
+    per_seq: bool = False
 
     @abstractmethod
     def decode(self, entries: Sequence[Entry]) -> None:
@@ -196,8 +198,11 @@ class Backend(ABC):
         InputError if the vocabularies differ."""
         raise BackendUnavailableError(f"the {self.name} backend has no speculative decoding")
 
-    def batch_runner(self, *, n_ctx: int, n_seq: int, n_batch: int = 512) -> BatchRunner:
-        """A new multi-sequence context over the loaded weights (the engine runs on one)."""
+    def batch_runner(
+        self, *, n_ctx: int, n_seq: int, n_batch: int = 512, per_seq: bool = False
+    ) -> BatchRunner:
+        """A new multi-sequence context over the loaded weights (the engine runs on one);
+        `per_seq`: each sequence its own `n_ctx // n_seq` cells (BatchRunner)."""
         raise BackendUnavailableError(f"the {self.name} backend has no batched runner")
 
     def close(self) -> None:  # noqa: B027 - optional hook

@@ -157,10 +157,11 @@ class LlamaCppBackend(Backend):
         return out
 
     def batch_runner(
-        self, *, n_ctx: int, n_seq: int, n_batch: int = 512, flash: int = -1
+        self, *, n_ctx: int, n_seq: int, n_batch: int = 512, flash: int = -1, per_seq: bool = False
     ) -> BatchRunner:
         """A further llama.cpp context over the same loaded weights, with n_seq sequences
-        sharing one unified KV cache (used by batched scoring and the engine)."""
+        sharing one unified KV cache, or each its own cells with `per_seq` (used by batched
+        scoring and the engine)."""
         return LlamaRunner.new_context(
             self._llm.model,
             n_ctx=n_ctx,
@@ -168,6 +169,7 @@ class LlamaCppBackend(Backend):
             n_batch=n_batch,
             n_threads=self._llm.n_threads,
             flash=flash,
+            per_seq=per_seq,
         )
 
     # --- embeddings -------------------------------------------------------------------------

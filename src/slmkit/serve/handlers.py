@@ -78,7 +78,7 @@ def prepare(
         options = model.options(options)  # the model card's sampling
     if settings.log_prompts:
         log.info("%s prompt: %r", body.model, shown)
-    limit = min(item.engine.n_ctx, model.n_ctx)
+    limit = min(item.engine.max_request, model.n_ctx)
     if len(tokens) + max_tokens > limit:
         raise ContextOverflowError(
             f"prompt is {len(tokens)} tokens + max_tokens {max_tokens} > context {limit}",

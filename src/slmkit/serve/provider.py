@@ -51,7 +51,8 @@ class ModelProvider:
         store: Store | None = None,
         *,
         n_seq: int = 16,
-        n_ctx: int = 8192,
+        n_ctx: int = 16384,
+        per_seq: bool = True,
         max_waiting: int = 64,
         keep_alive_s: float = 300.0,
         allowed: tuple[str, ...] = (),
@@ -63,6 +64,7 @@ class ModelProvider:
         self.solo_greedy = solo_greedy
         self.loader = loader
         self.n_seq, self.n_ctx, self.max_waiting = n_seq, n_ctx, max_waiting
+        self.per_seq = per_seq  # engine KV layout (settings.kv_layout)
         self.keep_alive_s = keep_alive_s
         self.allowed = allowed
         self.memory_budget_bytes = memory_budget_bytes
@@ -84,6 +86,7 @@ class ModelProvider:
             store,
             n_seq=settings.parallel,
             n_ctx=settings.n_ctx,
+            per_seq=settings.kv_layout == "per-seq",
             max_waiting=settings.max_waiting,
             keep_alive_s=settings.keep_alive,
             allowed=settings.models,
@@ -98,9 +101,11 @@ class ModelProvider:
 
     def estimate_bytes(self, model_id: str) -> int:
         """Estimated RSS of a served model: weights, the model's own context and the
-        engine's shared cache (docs/models.md describes the estimate)."""
+        engine's cache (per-seq: and its lane for long requests; docs/models.md describes the
+        estimate)."""
         entry = self.store.get(model_id)
-        est = estimate_ram_bytes(entry, self.model_n_ctx + self.n_ctx)
+        cells = self.model_n_ctx + self.n_ctx + (self.model_n_ctx if self.per_seq else 0)
+        est = estimate_ram_bytes(entry, cells)
         if est is None:
             path = self.store.path(model_id)
             est = int(path.stat().st_size * 1.5) if path else 0
@@ -166,6 +171,8 @@ class ModelProvider:
                 max_waiting=self.max_waiting,
                 on_step=self._observe_step,
                 solo_greedy=self.solo_greedy,
+                per_seq=self.per_seq,
+                long_ctx=self.model_n_ctx if self.per_seq else None,
             )
         except Exception:
             model.close()

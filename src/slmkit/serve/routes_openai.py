@@ -109,7 +109,7 @@ async def tokenizer_info(s: State, model: str | None = None) -> dict[str, Any]:
         "eos_token": eos or None,
         "pad_token": None,
         "chat_template": item.model.backend.chat_template(),
-        "max_model_len": min(item.engine.n_ctx, item.model.n_ctx),
+        "max_model_len": min(item.engine.max_request, item.model.n_ctx),
     }
 
 

@@ -99,11 +99,11 @@ class Summarizer:
         self.model = model
         self.max_words = max_words
         self.max_tokens = int(max_words * 2) + 16
-        budget = model.n_ctx - self.max_tokens - self._overhead(model, max_words)
+        # with an engine, chunks small enough to share its batch
+        n_ctx = model.n_ctx if engine is None else min(model.n_ctx, engine.batched_request)
+        budget = n_ctx - self.max_tokens - self._overhead(model, max_words)
         if budget < 64:
-            raise InputError(
-                f"context {model.n_ctx} is too small to summarize into {max_words} words"
-            )
+            raise InputError(f"context {n_ctx} is too small to summarize into {max_words} words")
         self.chunk_tokens = min(chunk_tokens or budget, budget)
         self.temperature = temperature
         self.engine, self.window = engine, window
@@ -205,7 +205,7 @@ def summarizer_for(
     if parallel <= 1:
         yield Summarizer(model, max_words=max_words, prompt_lookup=prompt_lookup)
         return
-    engine = Engine(model.backend, n_seq=parallel, n_ctx=parallel * model.n_ctx)
+    engine = Engine(model.backend, n_seq=parallel, n_ctx=parallel * model.n_ctx, per_seq=True)
     try:
         yield Summarizer(model, max_words=max_words, engine=engine)
     finally:
