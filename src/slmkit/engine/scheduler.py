@@ -276,4 +276,3 @@ def _slot_order(plan: Plan) -> None:
     where = {old: new for new, old in enumerate(order)}
     plan.entries = [plan.entries[i] for i in order]
     plan.outputs = [(req, where[i]) for req, i in plan.outputs]
-
