@@ -78,7 +78,8 @@ def main() -> None:
     args = ap.parse_args()
     model = slmkit.load(args.model, n_ctx=1024)
     docs, _ = task_spec("qmsum").load(1)
-    engine = Engine(model.backend, n_seq=8, n_ctx=8 * 1024)
+    # per-sequence streams of 1024 cells, as `slm serve` lays out its engine by default
+    engine = Engine(model.backend, n_seq=8, n_ctx=8 * 1024, per_seq=True, long_ctx=1024)
     clf = LikelihoodClassifier(model, ["ham", "spam"])
     clf.predict(["warm up"])
     summarizer = Summarizer(model, max_words=60, engine=engine, window=4)
