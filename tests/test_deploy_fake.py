@@ -57,6 +57,8 @@ def test_manifests_validate_and_are_sized_from_the_estimate(
     env = app["runtime_env"]["env_vars"]
     assert json.loads(env["SLMKIT_SERVE_MODELS"]) == ["fake-chat"]
     assert env["SLMKIT_RAY_MAX_REPLICAS"] == "3"
+    svc_res = group["template"]["spec"]["containers"][0]["resources"]["requests"]
+    assert mib(svc_res["memory"]) == memory_mib(fake_store, "fake-chat", 3 * 4096)
 
 
 def test_the_schema_is_not_vacuous(fake_store: Store) -> None:

@@ -115,7 +115,8 @@ def rayservice(d: Deployment, store: Store) -> dict:
     """A RayService running slmkit's app (slmkit.scale.ray_app:app) with autoscaling."""
     import yaml
 
-    mem = memory_mib(store, d.model, d.n_ctx + d.n_ctx)  # the model's context + the engine's
+    # the model's context, the engine's cells and its lane for long requests (serve/provider.py)
+    mem = memory_mib(store, d.model, 3 * d.n_ctx)
     env = {
         "SLMKIT_SERVE_MODELS": f'["{d.model}"]',
         "SLMKIT_SERVE_PARALLEL": str(d.parallel),
