@@ -140,3 +140,43 @@ def test_kept_prefixes_give_way_when_the_cache_is_needed(smollm: slmkit.Model) -
         assert kept[-1] == len(big) and sum(kept) <= 512  # older prefixes were dropped
     finally:
         engine.close()
+
+
+def test_per_seq_streams_answer_and_a_long_request_runs_in_the_solo_lane(
+    smollm: slmkit.Model,
+) -> None:
+    """The server's default layout on the real model: each of 4 sequences has its own 256
+    cells in llama.cpp (per-sequence streams), concurrent questions get their own answers,
+    and a request longer than a stream runs in the one-sequence context instead of failing."""
+    import llama_cpp as lc
+
+    engine = Engine(smollm.backend, n_seq=4, n_ctx=1024, per_seq=True, long_ctx=2048)  # type: ignore[arg-type]
+    try:
+        assert lc.llama_n_ctx_seq(engine.runner.ctx) == 256  # type: ignore[attr-defined]
+
+        def toks(q: str) -> list[int]:
+            return smollm.backend.tokenize(smollm.format_chat([{"role": "user", "content": q}]))
+
+        opts = make_options(temperature=0, max_tokens=16)
+        long_q = "Here is a list of numbers: " + ", ".join(map(str, range(150))) + "."
+        long_q += " What is the capital of Italy?"
+        assert len(toks(long_q)) + 16 > 256
+        asks = ["What is the capital of France?", "What is the capital of Japan?", long_q]
+        outs: list[list] = [[] for _ in asks]
+        done = threading.Semaphore(0)
+
+        def emit(i: int, c: object) -> None:
+            outs[i].append(c)
+            if c.finish_reason is not None:  # type: ignore[attr-defined]
+                done.release()
+
+        for i, q in enumerate(asks):
+            engine.submit(toks(q), opts, lambda c, i=i: emit(i, c))
+        for _ in asks:
+            assert done.acquire(timeout=120)
+        texts = ["".join(c.text for c in o) for o in outs]
+        # the 135M model may answer the long one in Italian: Rome or Roma
+        assert "Paris" in texts[0] and "Tokyo" in texts[1] and "Rom" in texts[2], texts
+        assert engine.solo.runner is not None and engine.steps > 16
+    finally:
+        engine.close()
