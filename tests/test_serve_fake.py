@@ -434,3 +434,38 @@ def test_summarize_runs_on_the_engine_not_behind_the_task_lock(provider: ModelPr
     with item.task_lock:
         res = handlers.summarize(provider, ServerSettings(), body)
     assert res.coverage == 1.0 and item.engine.steps > steps
+
+
+def test_kv_layout_setting_and_requests_longer_than_a_sequence(fake_store: Store) -> None:
+    """--kv-layout per-seq (default): each sequence its n_ctx / parallel cells, and a chat
+    longer than that is still answered (one at a time, in the long-request lane); over the
+    model's context it is a 400. --kv-layout shared: one pool."""
+    shared = ModelProvider.from_settings(ServerSettings(kv_layout="shared"), fake_store)
+    try:
+        assert not shared.get("fake-chat").engine.runner.per_seq
+    finally:
+        shared.close()
+    settings = ServerSettings(parallel=2, n_ctx=2048)
+    provider = ModelProvider.from_settings(settings, fake_store)
+    try:
+        engine = provider.get("fake-chat").engine
+        assert engine.runner.per_seq and engine.batched_request == 1024
+        with TestClient(create_app(settings, provider)) as c:
+            long_msg = [{"role": "user", "content": "word " * 220}]  # ~1100 tokens
+            r = c.post(
+                "/v1/chat/completions",
+                json={
+                    "model": "fake-chat",
+                    "messages": long_msg,
+                    "max_tokens": 8,
+                    "temperature": 0,
+                },
+            )
+            assert r.status_code == 200, r.text
+            assert r.json()["choices"][0]["message"]["content"] == "You said"
+            assert r.json()["usage"]["prompt_tokens"] > 1024 and engine.solo.runner is not None
+            too_long = [{"role": "user", "content": "word " * 420}]
+            r = c.post("/v1/chat/completions", json={"model": "fake-chat", "messages": too_long})
+            assert r.status_code == 400 and r.json()["error"]["code"] == "context_length_exceeded"
+    finally:
+        provider.close()
