@@ -180,3 +180,31 @@ def test_per_seq_streams_answer_and_a_long_request_runs_in_the_solo_lane(
         assert engine.solo.runner is not None and engine.steps > 16
     finally:
         engine.close()
+
+
+def test_prompt_lookup_in_the_engine_gives_the_plain_greedy_text(smollm: slmkit.Model) -> None:
+    """On the real model, drafting forced on (no cost model): a lone greedy request that
+    copies its prompt keeps most drafts and its text is the plain engine text, token for
+    token (drafts capped to the rows that round exactly, measured on this build)."""
+    from slmkit.runtime.speculate import CostModel
+
+    para = (
+        "The lighthouse keeper climbed the stairs every evening at dusk, lit the great lamp, "
+        "and watched the ships pass safely through the narrow channel below."
+    )
+    toks = smollm.backend.tokenize(
+        smollm.format_chat([{"role": "user", "content": f"Repeat exactly: {para}"}])
+    )
+    texts, engines = [], []
+    for lookup in (0, 8):
+        engine = Engine(smollm.backend, n_seq=2, n_ctx=2048, per_seq=True)  # type: ignore[arg-type]
+        engine.costs = CostModel(guard=False)
+        try:
+            opts = make_options(temperature=0, max_tokens=48, prompt_lookup=lookup)
+            texts.append("".join(c.text for c in engine.generate(toks, opts, timeout=120)))
+        finally:
+            engine.close()
+        engines.append(engine)
+    assert texts[0] == texts[1] and "lighthouse keeper" in texts[0], texts
+    assert engines[1].accepted > 10 and engines[1].costs.exact_rows >= 2
+    assert engines[1].steps < engines[0].steps

@@ -255,3 +255,55 @@ def test_per_seq_engine_runs_a_request_too_long_for_a_stream_in_the_solo_lane(
         engine.close()
     assert [text(o) for o in outs[:3]] == [f"You said: {q} (café)" for q in "abc"]
     assert text(outs[3]) == f"You said: {long_q}"[:64] and outs[3][-1].finish_reason == "length"
+
+
+def _lookup_run(fake_model: slmkit.Model, qs: list[str], **opts: object) -> tuple[Engine, list]:
+    """Run `qs` together on a fresh per-sequence engine (one decode = 1 ms); the engine
+    (closed) and each request's chunks."""
+    engine = Engine(fake_model.backend, n_seq=4, n_ctx=2048, per_seq=True)
+    engine.runner.delay_s = 0.001  # type: ignore[attr-defined]
+    outs: list[list[Chunk]] = [[] for _ in qs]
+    try:
+        for q, out in zip(qs, outs, strict=True):
+            engine.submit(prompt(fake_model, q), make_options(max_tokens=80, **opts), out.append)
+        deadline = time.monotonic() + 10
+        while not all(o and o[-1].finish_reason for o in outs):
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+    finally:
+        engine.close()
+    return engine, outs
+
+
+def test_prompt_lookup_in_the_engine_keeps_the_text_and_takes_fewer_steps(
+    fake_model: slmkit.Model,
+) -> None:
+    """A lone greedy request with prompt_lookup drafts what it copies from its prompt (the
+    fake model's reply repeats it), verifies the drafts in its own decodes, and gives the
+    plain text in fewer steps; sampled requests draft too, keeping their text."""
+    q = "the quick brown fox jumps over the lazy dog"
+    plain, (p_out,) = _lookup_run(fake_model, [q], temperature=0)
+    fast, (f_out,) = _lookup_run(fake_model, [q], temperature=0, prompt_lookup=8)
+    assert text(f_out) == text(p_out) == f"You said: {q} (café)"
+    assert plain.drafted == 0 and fast.accepted > 20 and fast.drafted >= fast.accepted
+    assert fast.steps < plain.steps * 0.6
+    stats = f_out[-1].stats
+    assert stats is not None and (stats.drafted_tokens, stats.accepted_tokens) == (
+        fast.drafted,
+        fast.accepted,
+    )
+    assert fast.costs.exact_rows >= 2  # measured for greedy drafting
+    # seeded (the solo lane): each emitted token is one draw from its row, drafted or not,
+    # so the same seed gives the same text
+    _, (s_plain,) = _lookup_run(fake_model, [q], temperature=1.0, seed=7)
+    sampled, (s_out,) = _lookup_run(fake_model, [q], temperature=1.0, seed=7, prompt_lookup=8)
+    assert text(s_out) == text(s_plain) != text(p_out) and sampled.accepted > 10
+
+
+def test_prompt_lookup_never_drafts_beside_other_sequences(fake_model: slmkit.Model) -> None:
+    """Two requests sharing the batch decode one row each: no drafts while both run."""
+    qs = ["the quick brown fox jumps over the lazy dog", "the quick brown fox jumps over it"]
+    engine, outs = _lookup_run(fake_model, qs, temperature=0, prompt_lookup=8)
+    assert [text(o) for o in outs] == [f"You said: {q} (café)" for q in qs]
+    lone_tail = len(f"You said: {qs[0]} (café)") - len(f"You said: {qs[1]} (café)")
+    assert engine.accepted <= lone_tail  # only after the shorter one had finished

@@ -469,3 +469,30 @@ def test_kv_layout_setting_and_requests_longer_than_a_sequence(fake_store: Store
             assert r.status_code == 400 and r.json()["error"]["code"] == "context_length_exceeded"
     finally:
         provider.close()
+
+
+def test_prompt_lookup_request_field_and_metrics(
+    client: TestClient, provider: ModelProvider
+) -> None:
+    """`prompt_lookup` (slmkit's own field) drafts in the engine: the same text, and the
+    drafted/kept token counters in /metrics."""
+    provider.get("fake-chat").engine.runner.delay_s = 0.001  # type: ignore[attr-defined]
+    msgs = [{"role": "user", "content": "the quick brown fox jumps over the lazy dog"}]
+
+    def ask(**kw: Any) -> str:
+        body = {"model": "fake-chat", "messages": msgs, "temperature": 0, **kw}
+        r = client.post("/v1/chat/completions", json=body)
+        assert r.status_code == 200, r.text
+        return str(r.json()["choices"][0]["message"]["content"])
+
+    plain = ask()
+    assert "slmkit_draft_tokens_total 0.0" in client.get("/metrics").text
+    assert ask(prompt_lookup=8) == plain == f"You said: {msgs[0]['content']} (café)"
+    metrics = client.get("/metrics").text
+    drafted, kept = (
+        float(re.findall(rf"^{name}_total (\S+)", metrics, re.M)[0])
+        for name in ("slmkit_draft_tokens", "slmkit_draft_accepted_tokens")
+    )
+    assert drafted >= kept > 10
+    bad = chat(client, prompt_lookup=33)
+    assert bad.status_code == 400 and "prompt_lookup" in bad.text

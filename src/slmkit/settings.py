@@ -106,6 +106,13 @@ class ServerSettings(BaseSettings):
         description="Cancel a stream whose client has read nothing for this many seconds "
         "(0: never).",
     )
+    prompt_lookup: int = Field(
+        default=0,
+        ge=0,
+        le=32,
+        description="Prompt-lookup drafts of up to this many tokens for requests that give no "
+        "prompt_lookup (0: off); used only while a request is alone in the batch.",
+    )
     deterministic_greedy: bool = Field(
         default=False,
         description="Run greedy requests in their own context like seeded ones, one at a "

@@ -17,6 +17,14 @@ range per thread), so a sequence sharing the main context could not give the sam
 twice. In its own context its cells always sit in the same places; each step decodes the
 main batch, then the solo lane's. With per-sequence cache streams (`per_seq`), a request
 too long for one stream runs there too, in up to `long_ctx` cells.
+
+Prompt lookup (`options.prompt_lookup`) drafts tokens copied from the request's own text and
+verifies them in its next decode, as the single stream does (runtime/speculate.py), but only
+while the request is alone in its lane: on a CPU each extra row costs nearly a whole decode,
+so drafting beside other sequences would slow them down. The model's cost model picks the
+draft length (0 where it does not pay); a greedy request drafts no more rows than round
+exactly like single decodes (measured once per engine) and only within 256 cells and on a
+context that holds nothing else (the solo lane, or per-sequence streams).
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from __future__ import annotations
 import collections
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,7 +41,9 @@ from slmkit.engine.scheduler import Forget, Plan, Request, Scheduler
 from slmkit.errors import EngineClosedError, EngineFullError
 from slmkit.options import GenerationOptions
 from slmkit.runtime.base import Backend, BatchRunner, Chunk, FinishReason, TokenLogprob
+from slmkit.runtime.cache import PromptCache
 from slmkit.runtime.decoding import SequenceOutput, top_logprobs
+from slmkit.runtime.speculate import SHORT_CELLS, CostModel, PromptLookup, measure_exact_rows
 
 __all__ = ["Engine", "EngineFullError", "Handle"]
 
@@ -49,6 +60,19 @@ class _Lane:
 
 
 @dataclass(eq=False)
+class _Drafts:
+    """A prompt-lookup request's drafting state: its text so far, indexed, and tallies."""
+
+    source: PromptLookup
+    hist: list[int]
+    k_max: int
+    exact: bool  # greedy: drafts must leave the text exactly the plain text
+    drafted: int = 0
+    accepted: int = 0
+    draft_s: float = 0.0  # the last draft's seconds per token
+
+
+@dataclass(eq=False)
 class _Active:
     """The engine's side of a request: where chunks go, its output state and sampler."""
 
@@ -58,6 +82,7 @@ class _Active:
     lane: _Lane
     sampler: Any = None
     ended: bool = False  # the final chunk was emitted
+    spec: _Drafts | None = None
 
 
 class Handle:
@@ -120,6 +145,10 @@ class Engine:
         self._lanes = (self.main, self.solo)
         self.on_step = on_step
         self.solo_greedy = solo_greedy  # greedy requests take the solo lane too
+        costs = getattr(backend, "costs", None)  # the model's, shared with its single stream
+        self.costs: CostModel = costs if isinstance(costs, CostModel) else CostModel()
+        self.on_draft: Callable[[int, int], None] | None = None  # (drafted, kept) per step
+        self.drafted = self.accepted = 0  # prompt-lookup tokens proposed and kept, in total
         self.steps = 0
         self.batch_sizes: collections.Counter[int] = collections.Counter()
         self._cv = threading.Condition()
@@ -234,13 +263,40 @@ class Engine:
                 if self._stop:
                     leftover = [r for ln in self._lanes for r in ln.scheduler.drain()]
                 else:
-                    plans = [(ln, ln.scheduler.schedule()) for ln in self._lanes]
+                    plans = [(ln, self._plan(ln)) for ln in self._lanes]
             if self._stop:
                 for req in leftover:
                     self._end(req, "cancelled")
                 return
             for lane, plan in plans:
                 self._run(lane, plan)
+
+    def _plan(self, lane: _Lane) -> Plan:
+        """(Under the lock) a lone prompt-lookup request's draft, then the lane's plan."""
+        sched = lane.scheduler
+        if len(sched.running) == 1 and not sched.waiting:
+            req = sched.running[0]
+            spec = req.state.spec
+            if spec is not None and req.last >= 0 and req.n_prefilled == len(req.tokens):
+                req.draft = self._draft(req, spec, lane)
+        return sched.schedule()
+
+    def _draft(self, req: Request, spec: _Drafts, lane: _Lane) -> list[int]:
+        """Up to the cost model's best length, the cells the request reserved, and (greedy)
+        the rows that round exactly (module docstring)."""
+        c = self.costs
+        k = c.best_k("PromptLookup", spec.k_max) if c.guard else spec.k_max
+        k = min(k, req.reserve - req.n_past - 1, lane.scheduler.n_batch - 1)
+        if spec.exact:
+            alone = lane is self.solo or lane.scheduler.per_seq
+            k = min(k, c.exact_rows - 1) if alone and req.n_past + k < SHORT_CELLS else 0
+        if k <= 0:
+            return []
+        t0 = time.perf_counter()
+        draft = spec.source.propose(spec.hist, k)
+        if draft:
+            spec.draft_s = (time.perf_counter() - t0) / len(draft)
+        return draft
 
     def _lane_runner(self, lane: _Lane) -> BatchRunner:
         if lane.runner is None:  # the solo lane, at its first request
@@ -264,7 +320,10 @@ class Engine:
     def _step(self, lane: _Lane, runner: BatchRunner, plan: Plan) -> None:
         """Decode one batch and sample it; a failure fails this lane's running requests."""
         try:
+            t0 = time.perf_counter()
             runner.decode(plan.entries)
+            if len(plan.outputs) == 1 and len(plan.entries) == 1 + len(plan.outputs[0][0].draft):
+                self.costs.note_rows(len(plan.entries), time.perf_counter() - t0)  # one sequence
             results = self._sample_all(plan, runner)
         except Exception:  # a failed step fails its requests, not the server
             log.exception("engine step failed")
@@ -294,10 +353,30 @@ class Engine:
         if self.on_step is not None:
             self.on_step(len(plan.outputs))
         return [
-            (req, *self._sample(req, idx, runner))
+            (req, *(self._verify if req.draft else self._sample)(req, idx, runner))
             for req, idx in plan.outputs
             if not req.state.ended
         ]
+
+    def _verify(self, req: Request, idx: int, r: BatchRunner) -> tuple[int, FinishReason | None]:
+        """Sample the rows of a drafted step in turn while each sample equals the draft (the
+        standard rule for a deterministic draft: runtime/speculate.py); the first sample that
+        differs, or the one after the last draft, is the next token."""
+        draft, spec = req.draft, req.state.spec
+        tok, reason = self._sample(req, idx, r)
+        kept = 0
+        while reason is None and kept < len(draft) and tok == draft[kept]:
+            kept += 1
+            tok, reason = self._sample(req, idx + kept, r)
+        req.kept = kept
+        spec.drafted += len(draft)
+        spec.accepted += kept
+        self.drafted += len(draft)
+        self.accepted += kept
+        self.costs.note_draft("PromptLookup", spec.draft_s, len(draft), kept)
+        if self.on_draft is not None:
+            self.on_draft(len(draft), kept)
+        return tok, reason
 
     def _start(self, req: Request) -> None:
         """Give an admitted request its sampler; one that cannot be built (a grammar
@@ -308,10 +387,31 @@ class Engine:
             log.exception("could not build a sampler; failing that request")
             self._end(req, "error")
             req.cancelled = True  # the scheduler frees its slot at the next step
+            return
+        opts = req.state.options
+        if opts.prompt_lookup:
+            exact = opts.temperature == 0.0
+            if exact and not self.costs.exact_rows:
+                self.costs.exact_rows = self._measure_exact_rows(req.tokens)
+            source = PromptLookup(req.tokens)
+            req.state.spec = _Drafts(source, list(req.tokens), opts.prompt_lookup, exact)
+
+    def _measure_exact_rows(self, tokens: Sequence[int]) -> int:
+        """Rows a decode may hold and round as single decodes, on a one-sequence context of
+        the engine's kind made for the purpose (once per engine, at the first greedy
+        prompt-lookup request)."""
+        runner = self.backend.batch_runner(n_ctx=512, n_seq=1)
+        try:
+            return measure_exact_rows(PromptCache(runner), tokens)
+        finally:
+            runner.close()
 
     def _sample(self, req: Request, idx: int, r: BatchRunner) -> tuple[int, FinishReason | None]:
         st: _Active = req.state
         tok = r.sample(st.sampler, idx)
+        if st.spec is not None:
+            st.spec.hist.append(tok)
+            st.spec.source.add(st.spec.hist)
         k = st.options.logprobs
         lps: tuple[TokenLogprob, ...] = ()
         if k is not None:
@@ -332,6 +432,9 @@ class Engine:
         if st.sampler is not None:
             self.runner.free_sampler(st.sampler)
             st.sampler = None
+        if st.spec is not None:
+            st.out.stats.drafted_tokens = st.spec.drafted
+            st.out.stats.accepted_tokens = st.spec.accepted
         self._emit(req, st.out.finish(reason))
 
     def _emit(self, req: Request, chunk: Chunk) -> None:

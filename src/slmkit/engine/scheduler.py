@@ -47,6 +47,10 @@ class Request:
     # Bulk work (a summary's chunks): admitted and prefilled after interactive requests, so
     # a chat arriving beside it is not queued behind its prompts.
     background: bool = False
+    # Speculative decoding: tokens drafted to follow `last` in the next step (set by the
+    # engine before schedule()), and how many of them the samples kept (set after it).
+    draft: list[int] = field(default_factory=list)
+    kept: int = 0
 
     @property
     def reserve(self) -> int:
@@ -143,8 +147,9 @@ class Scheduler:
         for req in group:
             if req.n_prefilled == len(req.tokens) and req.last >= 0:
                 plan.outputs.append((req, len(plan.entries)))
-                plan.entries.append((req.last, req.n_past, (req.slot,), True))
-                req.n_past += 1
+                for tok in (req.last, *req.draft):  # a draft's rows follow, all with logits
+                    plan.entries.append((tok, req.n_past, (req.slot,), True))
+                    req.n_past += 1
         for req in sorted(group, key=lambda r: r.background):  # interactive prompts first
             room = self.n_batch - len(plan.entries)
             if req.n_prefilled < len(req.tokens) and room > 0:
@@ -231,8 +236,13 @@ class Scheduler:
         cache cells to drop."""
         forget: list[Forget] = []
         for req, tok, reason in results:
+            rejected = len(req.draft) - req.kept
+            req.draft, req.kept = [], 0
             if reason is None:
                 req.last = tok
+                if rejected:  # the rejected drafts' cells go; `tok` is decoded next
+                    req.n_past -= rejected
+                    forget.append((req.slot, req.n_past))
             else:
                 forget += self._release(req, reason)
         return forget

@@ -76,6 +76,8 @@ def prepare(
     )
     if not sampling:
         options = model.options(options)  # the model card's sampling
+    lookup = settings.prompt_lookup if body.prompt_lookup is None else body.prompt_lookup
+    options = options.model_copy(update={"prompt_lookup": lookup})
     if settings.log_prompts:
         log.info("%s prompt: %r", body.model, shown)
     limit = min(item.engine.max_request, model.n_ctx)

@@ -40,6 +40,16 @@ class Metrics:
             buckets=(1, 2, 4, 8, 16, 32, 64),
         )
         provider.on_step = self.batch.observe
+        drafted = Counter(
+            "slmkit_draft_tokens", "Prompt-lookup tokens drafted in the engine", registry=r
+        )
+        kept = Counter("slmkit_draft_accepted_tokens", "Drafted tokens kept", registry=r)
+
+        def on_draft(n: int, k: int) -> None:
+            drafted.inc(n)
+            kept.inc(k)
+
+        provider.on_draft = on_draft
         queue = Gauge("slmkit_queue_depth", "Requests waiting for a sequence slot", registry=r)
         running = Gauge("slmkit_running_sequences", "Sequences in the batch", registry=r)
         queue.set_function(lambda: sum(i.engine.queue_depth for i in provider.loaded().values()))

@@ -69,6 +69,7 @@ class ModelProvider:
         self.allowed = allowed
         self.memory_budget_bytes = memory_budget_bytes
         self.on_step: Callable[[int], None] | None = None  # engine batch sizes (metrics)
+        self.on_draft: Callable[[int, int], None] | None = None  # prompt lookup (metrics)
         self._loaded: dict[str, Loaded] = {}
         self._lock = threading.Lock()
         self._embedder: Embedder | None = None
@@ -177,11 +178,16 @@ class ModelProvider:
         except Exception:
             model.close()
             raise
+        engine.on_draft = self._observe_draft
         return Loaded(model, engine, time.monotonic(), need)
 
     def _observe_step(self, n: int) -> None:
         if self.on_step is not None:
             self.on_step(n)
+
+    def _observe_draft(self, drafted: int, kept: int) -> None:
+        if self.on_draft is not None:
+            self.on_draft(drafted, kept)
 
     def classifier(self, model_id: str) -> EncoderClassifier | None:
         """The fine-tuned classifier of that id (loaded once), or None for other models."""

@@ -46,6 +46,9 @@ class _Sampling(_Body):
     user: str | None = None
     frequency_penalty: float = Field(default=0.0, ge=0.0, le=0.0)  # accepted only as 0
     presence_penalty: float = Field(default=0.0, ge=0.0, le=0.0)
+    # slmkit's own: draft up to this many tokens copied from the text (default: the server's
+    # --prompt-lookup); used while the request is alone in the batch
+    prompt_lookup: int | None = Field(default=None, ge=0, le=32)
 
 
 class ChatRequest(_Sampling):
