@@ -496,3 +496,30 @@ def test_prompt_lookup_request_field_and_metrics(
     assert drafted >= kept > 10
     bad = chat(client, prompt_lookup=33)
     assert bad.status_code == 400 and "prompt_lookup" in bad.text
+
+
+def test_draft_setting_gives_each_engine_a_draft_model(fake_store: Store) -> None:
+    """--draft ID: the engine drafts with that model for a lone request (the text stays the
+    target's; draft_max 0 turns it off); --draft auto serves a model without a compatible
+    installed draft plainly."""
+    auto = ModelProvider.from_settings(ServerSettings(draft="auto"), fake_store)
+    try:
+        assert auto.get("fake-chat").engine.draft is None
+    finally:
+        auto.close()
+    settings = ServerSettings(draft="fake-base")
+    provider = ModelProvider.from_settings(settings, fake_store)
+    try:
+        engine = provider.get("fake-chat").engine
+        assert engine.draft is not None
+        with TestClient(create_app(settings, provider)) as c:
+            texts = []
+            for draft_max in (0, 4):
+                body = {"model": "fake-chat", "messages": HI, "temperature": 0}
+                r = c.post("/v1/chat/completions", json={**body, "draft_max": draft_max})
+                assert r.status_code == 200, r.text
+                texts.append(r.json()["choices"][0]["message"]["content"])
+                assert (engine.drafted > 0) == bool(draft_max)
+            assert texts == ["You said: hi (café)"] * 2
+    finally:
+        provider.close()

@@ -38,3 +38,32 @@ def test_a_draft_with_another_vocabulary_is_refused(real_store: Store) -> None:
     real_store.pull(TARGET)
     with pytest.raises(InputError, match="vocabularies differ|token"):
         slmkit.load(TARGET, store=real_store, n_ctx=512, draft=slmkit.DEFAULT_MODEL)
+
+
+def test_the_engine_drafts_with_the_draft_model_and_keeps_the_text(real_store: Store) -> None:
+    """The server's path (`slm serve --draft auto`): a lone greedy request in an engine with
+    the 0.5B draft, drafting forced on, gives the plain engine text."""
+    from slmkit.engine import Engine
+    from slmkit.options import make_options
+
+    real_store.pull(TARGET)
+    real_store.pull(DRAFT)
+    with slmkit.load(TARGET, store=real_store, n_ctx=1024, draft="auto") as m:
+        assert m.draft is not None
+        toks = m.backend.tokenize(m.format_chat([{"role": "user", "content": PROMPT}]))
+        engine = Engine(m.backend, n_seq=2, n_ctx=2048, per_seq=True, draft=m.draft.backend)
+        engine.costs = CostModel(guard=False)
+        try:
+            texts = [
+                "".join(
+                    c.text
+                    for c in engine.generate(
+                        toks, make_options(temperature=0, max_tokens=48, draft_max=k), 300
+                    )
+                )
+                for k in (0, 8)
+            ]
+        finally:
+            engine.close()
+        assert texts[0] == texts[1] and "def" in texts[0], texts
+        assert engine.accepted > 10 and engine.costs.exact_rows >= 2

@@ -177,3 +177,38 @@ def test_exactness_is_measured_apart_for_long_contexts(fake_model: slmkit.Model)
     fast = fake_model.chat(long_msg, temperature=0, max_tokens=200, prompt_lookup=8)
     assert backend.costs.exact_rows_long == 1  # type: ignore[attr-defined]
     assert fast.text == plain.text and fast.stats.drafted_tokens == 0  # all beyond 256 cells
+
+
+def test_the_engine_drafts_with_a_draft_model_for_a_lone_request(
+    fake_model: slmkit.Model,
+) -> None:
+    """An engine given a draft model (as `slm serve --draft` does) drafts with it for a lone
+    request: the same greedy text with a perfect or a sloppy draft, fewer steps with the
+    perfect one; draft_max=0 turns it off."""
+    from slmkit.engine import Engine
+    from slmkit.options import make_options
+
+    toks = fake_model.backend.tokenize(fake_model.format_chat([{"role": "user", "content": MSG}]))
+
+    def run(draft_reply: object, draft_max: int) -> tuple[str, Engine]:
+        draft = None
+        if draft_reply is not None:
+            draft = _Draft(fake_entry("fake-draft"), Path("draft"))
+            draft.reply = staticmethod(draft_reply)  # type: ignore[method-assign]
+        engine = Engine(fake_model.backend, n_seq=2, n_ctx=2048, per_seq=True, draft=draft)
+        try:
+            opts = make_options(temperature=0, max_tokens=80, draft_max=draft_max)
+            text = "".join(c.text for c in engine.generate(toks, opts, timeout=10))
+        finally:
+            engine.close()
+        assert draft is None or engine.draft.cache.runner.closed  # type: ignore[union-attr]
+        return text, engine
+
+    plain, p_eng = run(None, 4)
+    good, g_eng = run(default_reply, 4)
+    sloppy, s_eng = run(_sloppy_reply, 4)
+    off, o_eng = run(default_reply, 0)
+    assert good == sloppy == off == plain == f"You said: {MSG} (café)"
+    assert g_eng.accepted == g_eng.drafted > 20 and g_eng.steps < p_eng.steps / 2
+    assert 0 < s_eng.accepted < s_eng.drafted
+    assert p_eng.drafted == o_eng.drafted == 0

@@ -113,6 +113,12 @@ class ServerSettings(BaseSettings):
         description="Prompt-lookup drafts of up to this many tokens for requests that give no "
         "prompt_lookup (0: off); used only while a request is alone in the batch.",
     )
+    draft: str | None = Field(
+        default=None,
+        description="Draft model for speculative decoding: 'auto' (each served model's first "
+        "installed compatible draft, if any) or a model id; used while a request is alone in "
+        "the batch and the cost model says it pays.",
+    )
     deterministic_greedy: bool = Field(
         default=False,
         description="Run greedy requests in their own context like seeded ones, one at a "

@@ -18,8 +18,10 @@ twice. In its own context its cells always sit in the same places; each step dec
 main batch, then the solo lane's. With per-sequence cache streams (`per_seq`), a request
 too long for one stream runs there too, in up to `long_ctx` cells.
 
-Prompt lookup (`options.prompt_lookup`) drafts tokens copied from the request's own text and
-verifies them in its next decode, as the single stream does (runtime/speculate.py), but only
+Prompt lookup (`options.prompt_lookup`) drafts tokens copied from the request's own text, or
+with a draft model (`draft`: a smaller model with the same vocabulary, on its own
+one-sequence context; `options.draft_max`) its greedy continuation; the request's next decode
+verifies them, as the single stream does (runtime/speculate.py), but only
 while the request is alone in its lane: on a CPU each extra row costs nearly a whole decode,
 so drafting beside other sequences would slow them down. The model's cost model picks the
 draft length (0 where it does not pay); a greedy request drafts no more rows than round
@@ -43,7 +45,14 @@ from slmkit.options import GenerationOptions
 from slmkit.runtime.base import Backend, BatchRunner, Chunk, FinishReason, TokenLogprob
 from slmkit.runtime.cache import PromptCache
 from slmkit.runtime.decoding import SequenceOutput, top_logprobs
-from slmkit.runtime.speculate import SHORT_CELLS, CostModel, PromptLookup, measure_exact_rows
+from slmkit.runtime.speculate import (
+    SHORT_CELLS,
+    CostModel,
+    DraftModel,
+    PromptLookup,
+    make_draft,
+    measure_exact_rows,
+)
 
 __all__ = ["Engine", "EngineFullError", "Handle"]
 
@@ -61,15 +70,19 @@ class _Lane:
 
 @dataclass(eq=False)
 class _Drafts:
-    """A prompt-lookup request's drafting state: its text so far, indexed, and tallies."""
+    """A drafting request's state: its source, its text so far, and tallies."""
 
-    source: PromptLookup
+    source: PromptLookup | DraftModel
     hist: list[int]
     k_max: int
     exact: bool  # greedy: drafts must leave the text exactly the plain text
     drafted: int = 0
     accepted: int = 0
     draft_s: float = 0.0  # the last draft's seconds per token
+
+    @property
+    def kind(self) -> str:  # the cost model's key
+        return type(self.source).__name__
 
 
 @dataclass(eq=False)
@@ -120,6 +133,7 @@ class Engine:
         solo_greedy: bool = False,
         per_seq: bool = False,
         long_ctx: int | None = None,
+        draft: Backend | None = None,
     ) -> None:
         self.backend = backend
         self.runner: BatchRunner = backend.batch_runner(
@@ -148,7 +162,9 @@ class Engine:
         costs = getattr(backend, "costs", None)  # the model's, shared with its single stream
         self.costs: CostModel = costs if isinstance(costs, CostModel) else CostModel()
         self.on_draft: Callable[[int, int], None] | None = None  # (drafted, kept) per step
-        self.drafted = self.accepted = 0  # prompt-lookup tokens proposed and kept, in total
+        self.drafted = self.accepted = 0  # tokens drafted and kept, in total
+        # the draft model's own context (InputError if its vocabulary differs)
+        self.draft = make_draft(self.runner, draft, self.max_request) if draft else None
         self.steps = 0
         self.batch_sizes: collections.Counter[int] = collections.Counter()
         self._cv = threading.Condition()
@@ -253,6 +269,8 @@ class Engine:
         for lane in self._lanes:
             if lane.runner is not None:
                 lane.runner.close()
+        if self.draft is not None:
+            self.draft.cache.runner.close()
 
     # --- engine thread ----------------------------------------------------------------------
     def _loop(self) -> None:
@@ -285,7 +303,7 @@ class Engine:
         """Up to the cost model's best length, the cells the request reserved, and (greedy)
         the rows that round exactly (module docstring)."""
         c = self.costs
-        k = c.best_k("PromptLookup", spec.k_max) if c.guard else spec.k_max
+        k = c.best_k(spec.kind, spec.k_max) if c.guard else spec.k_max
         k = min(k, req.reserve - req.n_past - 1, lane.scheduler.n_batch - 1)
         if spec.exact:
             alone = lane is self.solo or lane.scheduler.per_seq
@@ -365,15 +383,17 @@ class Engine:
         draft, spec = req.draft, req.state.spec
         tok, reason = self._sample(req, idx, r)
         kept = 0
-        while reason is None and kept < len(draft) and tok == draft[kept]:
-            kept += 1
+        while kept < len(draft) and tok == draft[kept]:
+            kept += 1  # a kept draft may end the text (its end-of-generation token, a stop)
+            if reason is not None:
+                break
             tok, reason = self._sample(req, idx + kept, r)
         req.kept = kept
         spec.drafted += len(draft)
         spec.accepted += kept
         self.drafted += len(draft)
         self.accepted += kept
-        self.costs.note_draft("PromptLookup", spec.draft_s, len(draft), kept)
+        self.costs.note_draft(spec.kind, spec.draft_s, len(draft), kept)
         if self.on_draft is not None:
             self.on_draft(len(draft), kept)
         return tok, reason
@@ -389,12 +409,14 @@ class Engine:
             req.cancelled = True  # the scheduler frees its slot at the next step
             return
         opts = req.state.options
-        if opts.prompt_lookup:
+        use_draft = self.draft is not None and opts.draft_max > 0
+        k_max = opts.draft_max if use_draft else opts.prompt_lookup
+        if k_max:
             exact = opts.temperature == 0.0
             if exact and not self.costs.exact_rows:
                 self.costs.exact_rows = self._measure_exact_rows(req.tokens)
-            source = PromptLookup(req.tokens)
-            req.state.spec = _Drafts(source, list(req.tokens), opts.prompt_lookup, exact)
+            source = self.draft if use_draft and self.draft else PromptLookup(req.tokens)
+            req.state.spec = _Drafts(source, list(req.tokens), k_max, exact)
 
     def _measure_exact_rows(self, tokens: Sequence[int]) -> int:
         """Rows a decode may hold and round as single decodes, on a one-sequence context of

@@ -77,7 +77,10 @@ def prepare(
     if not sampling:
         options = model.options(options)  # the model card's sampling
     lookup = settings.prompt_lookup if body.prompt_lookup is None else body.prompt_lookup
-    options = options.model_copy(update={"prompt_lookup": lookup})
+    update: dict[str, object] = {"prompt_lookup": lookup}
+    if body.draft_max is not None:
+        update["draft_max"] = body.draft_max
+    options = options.model_copy(update=update)
     if settings.log_prompts:
         log.info("%s prompt: %r", body.model, shown)
     limit = min(item.engine.max_request, model.n_ctx)

@@ -59,8 +59,10 @@ class ModelProvider:
         memory_budget_bytes: int | None = None,
         loader: Loader = load,
         solo_greedy: bool = False,
+        draft: str | None = None,
     ) -> None:
         self.store = store or Store()
+        self.draft = draft  # 'auto' or a model id: each engine's draft model
         self.solo_greedy = solo_greedy
         self.loader = loader
         self.n_seq, self.n_ctx, self.max_waiting = n_seq, n_ctx, max_waiting
@@ -94,6 +96,7 @@ class ModelProvider:
             memory_budget_bytes=budget * 2**20 if budget else None,
             loader=loader,
             solo_greedy=settings.deterministic_greedy,
+            draft=settings.draft,
         )
 
     @property
@@ -107,6 +110,10 @@ class ModelProvider:
         entry = self.store.get(model_id)
         cells = self.model_n_ctx + self.n_ctx + (self.model_n_ctx if self.per_seq else 0)
         est = estimate_ram_bytes(entry, cells)
+        draft = self._draft_for(model_id)
+        if est is not None and draft is not None and draft in {e.id for e in self.store.entries()}:
+            # its weights, its own small context and the engine's draft context
+            est += estimate_ram_bytes(self.store.get(draft), 512 + self.model_n_ctx) or 0
         if est is None:
             path = self.store.path(model_id)
             est = int(path.stat().st_size * 1.5) if path else 0
@@ -163,7 +170,9 @@ class ModelProvider:
             raise ModelNotInstalledError(f"model {model_id!r} is not installed")
         need = self.estimate_bytes(model_id)
         self._make_room(need)
-        model = self.loader(model_id, store=self.store, n_ctx=self.model_n_ctx)
+        model = self.loader(
+            model_id, store=self.store, n_ctx=self.model_n_ctx, draft=self._draft_for(model_id)
+        )
         try:
             engine = Engine(
                 model.backend,
@@ -174,12 +183,21 @@ class ModelProvider:
                 solo_greedy=self.solo_greedy,
                 per_seq=self.per_seq,
                 long_ctx=self.model_n_ctx if self.per_seq else None,
+                draft=model.draft.backend if model.draft is not None else None,
             )
         except Exception:
             model.close()
             raise
         engine.on_draft = self._observe_draft
         return Loaded(model, engine, time.monotonic(), need)
+
+    def _draft_for(self, model_id: str) -> str | None:
+        """The draft to load beside `model_id`: with 'auto', its first installed compatible
+        one if it has any (a model without one is served plainly)."""
+        if self.draft != "auto":
+            return self.draft
+        drafts = self.store.get(model_id).drafts
+        return next((d for d in drafts if self.store.path(d) is not None), None)
 
     def _observe_step(self, n: int) -> None:
         if self.on_step is not None:

@@ -49,6 +49,8 @@ class _Sampling(_Body):
     # slmkit's own: draft up to this many tokens copied from the text (default: the server's
     # --prompt-lookup); used while the request is alone in the batch
     prompt_lookup: int | None = Field(default=None, ge=0, le=32)
+    # with `slm serve --draft`: most tokens the draft model drafts per step (0: not at all)
+    draft_max: int | None = Field(default=None, ge=0, le=32)
 
 
 class ChatRequest(_Sampling):
