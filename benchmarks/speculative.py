@@ -1,7 +1,7 @@
 """Speculative decoding with a draft model, against plain decoding, interleaved in one process.
 
     python benchmarks/speculative.py [--target qwen2.5-coder-1.5b-instruct]
-        [--draft qwen2.5-coder-0.5b-instruct] [--rounds 2] [--max-tokens 96]
+        [--draft qwen2.5-coder-0.5b-instruct] [--rounds 2] [--max-tokens 96] [--engine]
 
 Greedy chats over a code-writing prompt set and a chat prompt set, three ways: plain, the
 draft forced on (the guard that turns unprofitable drafting off disabled), and the default
@@ -9,6 +9,8 @@ draft forced on (the guard that turns unprofitable drafting off disabled), and t
 medians of --rounds), ratios to plain, drafted tokens kept, and how many texts are identical
 to plain. Then what one decode of n rows costs against one row, for the target
 and the draft: the numbers that decide whether drafting can pay on this machine.
+--engine: the same requests one at a time through a continuous-batching engine given the
+draft (`slm serve --draft`'s path: per-sequence streams, the engine's own draft context).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import statistics
 import time
 
 import slmkit
+from slmkit.engine import Engine
+from slmkit.options import make_options
 from slmkit.runtime.cache import PromptCache
 from slmkit.runtime.speculate import CostModel
 
@@ -39,18 +43,32 @@ CHAT = [
 ]
 
 
-def run_set(model: slmkit.Model, prompts: list[str], max_tokens: int, draft_max: int) -> dict:
+def run_set(
+    model: slmkit.Model,
+    prompts: list[str],
+    max_tokens: int,
+    draft_max: int,
+    engine: Engine | None = None,
+) -> dict:
     tokens = drafted = kept = 0
     seconds = 0.0
     texts = []
     for p in prompts:
         t0 = time.perf_counter()
-        out = model.chat(p, temperature=0, max_tokens=max_tokens, draft_max=draft_max)
+        if engine is None:
+            out = model.chat(p, temperature=0, max_tokens=max_tokens, draft_max=draft_max)
+            text, stats = out.text, out.stats
+        else:
+            toks = model.backend.tokenize(model.format_chat([{"role": "user", "content": p}]))
+            opts = make_options(temperature=0, max_tokens=max_tokens, draft_max=draft_max)
+            chunks = engine.generate(toks, model.options(opts), timeout=600)
+            text, stats = "".join(c.text for c in chunks), chunks[-1].stats
+        assert stats is not None
         seconds += time.perf_counter() - t0
-        tokens += out.stats.completion_tokens
-        drafted += out.stats.drafted_tokens
-        kept += out.stats.accepted_tokens
-        texts.append(out.text)
+        tokens += stats.completion_tokens
+        drafted += stats.drafted_tokens
+        kept += stats.accepted_tokens
+        texts.append(text)
     return {"rate": tokens / seconds, "drafted": drafted, "kept": kept, "texts": texts}
 
 
@@ -83,8 +101,13 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--max-tokens", type=int, default=96)
     ap.add_argument("--k", type=int, default=8, help="most tokens drafted per step")
+    ap.add_argument("--engine", action="store_true", help="through an engine given the draft")
     args = ap.parse_args()
     model = slmkit.load(args.target, n_ctx=2048, draft=args.draft)
+    engine = None
+    if args.engine:
+        assert model.draft is not None
+        engine = Engine(model.backend, n_seq=4, n_ctx=8192, per_seq=True, draft=model.draft.backend)
     modes = {"plain": (0, True), "forced": (args.k, False), "guarded": (args.k, True)}
     for name, prompts in (("code", CODE), ("chat", CHAT)):
         got: dict[str, list[dict]] = {m: [] for m in modes}
@@ -92,11 +115,14 @@ def main() -> None:
             for mode, (k, guard) in modes.items():
                 # a fresh cost model per set: the guarded figure includes its learning
                 model.backend.costs = CostModel(guard=guard)  # type: ignore[attr-defined]
-                got[mode].append(run_set(model, prompts, args.max_tokens, k))
+                if engine is not None:
+                    engine.costs = model.backend.costs  # type: ignore[attr-defined]
+                got[mode].append(run_set(model, prompts, args.max_tokens, k, engine))
         plain = statistics.median(r["rate"] for r in got["plain"])
+        where = ", engine" if engine is not None else ""
         print(
             f"{name} ({len(prompts)} prompts, greedy, {args.max_tokens} tokens max, "
-            f"{args.rounds} interleaved rounds): plain {plain:.1f} tok/s"
+            f"{args.rounds} interleaved rounds{where}): plain {plain:.1f} tok/s"
         )
         for mode in ("forced", "guarded"):
             rate = statistics.median(r["rate"] for r in got[mode])
@@ -107,6 +133,8 @@ def main() -> None:
                 f"  {mode}: {rate:.1f} tok/s, ratio {rate / plain:.3f}; kept "
                 f"{last['kept']}/{last['drafted']} drafted; identical to plain: {same}"
             )
+    if engine is not None:
+        engine.close()
     row_costs(model, args.target)
     assert model.draft is not None
     row_costs(model.draft, args.draft)
