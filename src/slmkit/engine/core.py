@@ -25,8 +25,9 @@ verifies them, as the single stream does (runtime/speculate.py), but only
 while the request is alone in its lane: on a CPU each extra row costs nearly a whole decode,
 so drafting beside other sequences would slow them down. The model's cost model picks the
 draft length (0 where it does not pay); a greedy request drafts no more rows than round
-exactly like single decodes (measured once per engine) and only within 256 cells and on a
-context that holds nothing else (the solo lane, or per-sequence streams).
+exactly like single decodes (measured once per model, within 256 cells; past them only if the
+single stream measured it there) and only on a context that holds nothing else (the solo
+lane, or per-sequence streams).
 """
 
 from __future__ import annotations
@@ -46,10 +47,9 @@ from slmkit.runtime.base import Backend, BatchRunner, Chunk, FinishReason, Token
 from slmkit.runtime.cache import PromptCache
 from slmkit.runtime.decoding import SequenceOutput, top_logprobs
 from slmkit.runtime.speculate import (
-    SHORT_CELLS,
     CostModel,
-    DraftModel,
     PromptLookup,
+    Speculator,
     make_draft,
     measure_exact_rows,
 )
@@ -69,23 +69,6 @@ class _Lane:
 
 
 @dataclass(eq=False)
-class _Drafts:
-    """A drafting request's state: its source, its text so far, and tallies."""
-
-    source: PromptLookup | DraftModel
-    hist: list[int]
-    k_max: int
-    exact: bool  # greedy: drafts must leave the text exactly the plain text
-    drafted: int = 0
-    accepted: int = 0
-    draft_s: float = 0.0  # the last draft's seconds per token
-
-    @property
-    def kind(self) -> str:  # the cost model's key
-        return type(self.source).__name__
-
-
-@dataclass(eq=False)
 class _Active:
     """The engine's side of a request: where chunks go, its output state and sampler."""
 
@@ -95,7 +78,7 @@ class _Active:
     lane: _Lane
     sampler: Any = None
     ended: bool = False  # the final chunk was emitted
-    spec: _Drafts | None = None
+    spec: Speculator | None = None  # drafting (prompt lookup or the draft model)
 
 
 class Handle:
@@ -299,22 +282,12 @@ class Engine:
                 req.draft = self._draft(req, spec, lane)
         return sched.schedule()
 
-    def _draft(self, req: Request, spec: _Drafts, lane: _Lane) -> list[int]:
-        """Up to the cost model's best length, the cells the request reserved, and (greedy)
-        the rows that round exactly (module docstring)."""
-        c = self.costs
-        k = c.best_k(spec.kind, spec.k_max) if c.guard else spec.k_max
-        k = min(k, req.reserve - req.n_past - 1, lane.scheduler.n_batch - 1)
-        if spec.exact:
-            alone = lane is self.solo or lane.scheduler.per_seq
-            k = min(k, c.exact_rows - 1) if alone and req.n_past + k < SHORT_CELLS else 0
-        if k <= 0:
+    def _draft(self, req: Request, spec: Speculator, lane: _Lane) -> list[int]:
+        """Within the cells the request reserved; a greedy one only on a context that holds
+        nothing else (the exactness probe's kind; module docstring)."""
+        if spec.exact and not (lane is self.solo or lane.scheduler.per_seq):
             return []
-        t0 = time.perf_counter()
-        draft = spec.source.propose(spec.hist, k)
-        if draft:
-            spec.draft_s = (time.perf_counter() - t0) / len(draft)
-        return draft
+        return spec.draft(min(req.reserve - req.n_past - 1, lane.scheduler.n_batch - 1))
 
     def _lane_runner(self, lane: _Lane) -> BatchRunner:
         if lane.runner is None:  # the solo lane, at its first request
@@ -389,11 +362,9 @@ class Engine:
                 break
             tok, reason = self._sample(req, idx + kept, r)
         req.kept = kept
-        spec.drafted += len(draft)
-        spec.accepted += kept
+        spec.settle(len(draft), kept)
         self.drafted += len(draft)
         self.accepted += kept
-        self.costs.note_draft(spec.kind, spec.draft_s, len(draft), kept)
         if self.on_draft is not None:
             self.on_draft(len(draft), kept)
         return tok, reason
@@ -416,7 +387,7 @@ class Engine:
             if exact and not self.costs.exact_rows:
                 self.costs.exact_rows = self._measure_exact_rows(req.tokens)
             source = self.draft if use_draft and self.draft else PromptLookup(req.tokens)
-            req.state.spec = _Drafts(source, list(req.tokens), k_max, exact)
+            req.state.spec = Speculator(source, req.tokens, k_max, self.costs, exact=exact)
 
     def _measure_exact_rows(self, tokens: Sequence[int]) -> int:
         """Rows a decode may hold and round as single decodes, on a one-sequence context of
@@ -432,8 +403,7 @@ class Engine:
         st: _Active = req.state
         tok = r.sample(st.sampler, idx)
         if st.spec is not None:
-            st.spec.hist.append(tok)
-            st.spec.source.add(st.spec.hist)
+            st.spec.note(tok)
         k = st.options.logprobs
         lps: tuple[TokenLogprob, ...] = ()
         if k is not None:

@@ -226,7 +226,9 @@ class _Tally:
 
 
 class Speculator:
-    """Drafting, verification and the draft length, for one request."""
+    """Drafting, verification and the draft length, for one request. `step` runs a whole
+    step on the single stream; the engine (engine/core.py) decodes the batch itself and uses
+    `note`, `draft` and `settle`."""
 
     def __init__(
         self,
@@ -256,7 +258,14 @@ class Speculator:
     def accepted(self) -> int:
         return self.t.accepted
 
-    def _draft(self, room: int) -> list[int]:
+    def note(self, tok: int) -> None:
+        """`tok` was sampled (or decoded): it extends the text drafts are read from."""
+        self.hist.append(tok)
+        self.source.add(self.hist)
+
+    def draft(self, room: int) -> list[int]:
+        """Tokens to follow the text: at most `room`, the cost model's best length and (exact)
+        the rows that round as single decodes at this context length."""
         k = self.costs.best_k(self.kind, self.k_max) if self.costs.guard else self.k
         k = min(k, room)
         if self.exact:
@@ -277,9 +286,8 @@ class Speculator:
         """Decode `tok` (+ a draft of at most room - 1 tokens), yield the kept drafts'
         chunks, then (next token, drafts kept, finish reason if one of them ended it)."""
         runner = cache.runner
-        self.hist.append(tok)
-        self.source.add(self.hist)
-        draft = self._draft(room - 1)
+        self.note(tok)
+        draft = self.draft(room - 1)
         t0 = time.perf_counter()
         cache.extend([tok, *draft], all_logits=bool(draft))
         self.costs.note_rows(len(draft) + 1, time.perf_counter() - t0)
@@ -292,8 +300,7 @@ class Speculator:
             if j == len(draft) or nxt != draft[j]:
                 break
             kept += 1
-            self.hist.append(nxt)
-            self.source.add(self.hist)
+            self.note(nxt)
             chunk, done = out.token(nxt, runner.piece(nxt), runner.is_eog(nxt))
             if chunk is not None:
                 yield chunk
@@ -303,8 +310,12 @@ class Speculator:
         if rejected and done is None:
             runner.forget(0, len(cache.tokens) - rejected)
             del cache.tokens[len(cache.tokens) - rejected :]
-        self.t.drafted += len(draft)
-        self.t.accepted += kept
-        self.costs.note_draft(self.kind, self._draft_s, len(draft), kept)
-        self.k = min(self.k + 2, self.k_max) if kept == len(draft) else max(1, self.k - 1)
+        self.settle(len(draft), kept)
         yield nxt, kept, done
+
+    def settle(self, drafted: int, kept: int) -> None:
+        """A verified draft: tallies, the cost model's share kept, the unguarded length."""
+        self.t.drafted += drafted
+        self.t.accepted += kept
+        self.costs.note_draft(self.kind, self._draft_s, drafted, kept)
+        self.k = min(self.k + 2, self.k_max) if kept == drafted else max(1, self.k - 1)
