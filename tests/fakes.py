@@ -28,6 +28,7 @@ from slmkit.runtime.base import Backend, BatchRunner, Chunk, Entry, LogLikelihoo
 from slmkit.runtime.speculate import CostModel, DraftModel, make_draft
 
 EOS = 256
+ASSISTANT = b"<|assistant|>"
 N_VOCAB = 257
 TEMPLATE = (
     "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}\n{% endfor %}"
@@ -36,7 +37,13 @@ TEMPLATE = (
 
 
 def default_reply(prompt: str) -> str:
-    """'You said: <last user message>' for chats; raw text gets its words reversed."""
+    """'You said: <last user message>' for chats; raw text gets its words reversed. A
+    classification question (tasks/classify.py's) is answered with the first label word found
+    in its text, else '?' (default_score's rule, for scoring through logits)."""
+    asked = re.search(r"Answer with one of: (.*?)\.\n\n(?:.*\n)?Text: (.*?)\n", prompt, re.S)
+    if asked:
+        words = asked.group(1).split(", ")
+        return next((w for w in words if w.lower() in asked.group(2).lower()), "?")
     users = re.findall(r"<\|user\|>(.*?)\n", prompt)
     if users:
         return f"You said: {users[-1].strip()} (café)"
@@ -98,6 +105,11 @@ class FakeRunner(BatchRunner):
     def _next(self, seq: int, upto: int) -> int:
         hist = self.cache[seq][:upto]
         end = self.prompt_end[seq] or upto
+        # a chat's prompt ends after its last assistant header, however its cells were kept
+        # or dropped (a scoring probe decodes after the prompt, then drops those cells)
+        marker = bytes(hist).rfind(ASSISTANT) if max(hist, default=0) < 256 else -1
+        if marker >= 0:
+            end = marker + len(ASSISTANT)
         prompt = bytes(t for t in hist[:end] if t < 256).decode("utf-8", errors="replace")
         target = self.reply(prompt).encode()
         n = upto - end

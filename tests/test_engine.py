@@ -208,3 +208,31 @@ def test_prompt_lookup_in_the_engine_gives_the_plain_greedy_text(smollm: slmkit.
     assert texts[0] == texts[1] and "lighthouse keeper" in texts[0], texts
     assert engines[1].accepted > 10 and engines[1].costs.exact_rows >= 2
     assert engines[1].steps < engines[0].steps
+
+
+@pytest.mark.parametrize("per_seq", [False, True])
+def test_engine_scores_match_the_single_stream_beside_a_chat(
+    smollm: slmkit.Model, per_seq: bool
+) -> None:
+    """Log-likelihoods scored in the engine, in steps shared with a generating chat, equal the
+    model's own single-sequence scores (to rounding) and rank continuations the same."""
+    from slmkit.engine import score_many
+
+    engine = Engine(smollm.backend, n_seq=4, n_ctx=4096, per_seq=per_seq)
+    chat = smollm.backend.tokenize(
+        smollm.format_chat([{"role": "user", "content": "Tell a long story."}])
+    )
+    ctx = smollm.format_chat([{"role": "user", "content": "What is the capital of France?"}])
+    pairs = [(ctx, x) for x in ("Paris", "The capital of France is Paris.", "Berlin", "Tokyo")]
+    try:
+        handle = engine.submit(chat, make_options(temperature=0, max_tokens=200), lambda c: None)
+        lls = score_many(smollm, pairs, engine=engine)
+        assert max(engine.batch_sizes) >= 2  # scored beside the chat
+        handle.cancel()
+    finally:
+        engine.close()
+    single = [smollm.loglikelihood(c, x) for c, x in pairs]
+    assert [ll.n_tokens for ll in lls] == [s.n_tokens for s in single]
+    for ll, s in zip(lls, single, strict=True):
+        assert ll.token_logprobs == pytest.approx(s.token_logprobs, abs=0.05)
+    assert lls[0].logprob > lls[2].logprob and lls[0].logprob > lls[3].logprob

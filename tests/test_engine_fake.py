@@ -307,3 +307,79 @@ def test_prompt_lookup_never_drafts_beside_other_sequences(fake_model: slmkit.Mo
     assert [text(o) for o in outs] == [f"You said: {q} (café)" for q in qs]
     lone_tail = len(f"You said: {qs[0]} (café)") - len(f"You said: {qs[1]} (café)")
     assert engine.accepted <= lone_tail  # only after the shorter one had finished
+
+
+@pytest.mark.parametrize("per_seq", [False, True])
+def test_engine_scores_equal_the_scoring_context_beside_generation(
+    fake_model: slmkit.Model, per_seq: bool
+) -> None:
+    """Scoring requests share steps with generation; every continuation (one token or
+    several) gets the log-likelihood the batched scorer computes from the same logits, and
+    the probes' cells are dropped (the fake runner checks positions)."""
+    from slmkit.runtime.scoring import ScoringContext
+    from tests.fakes import default_reply
+
+    engine = Engine(fake_model.backend, n_seq=4, n_ctx=2048, per_seq=per_seq)
+    engine.runner.delay_s = 0.001  # type: ignore[attr-defined]
+    ctxs = [prompt(fake_model, q) for q in ("abc", "hello there", "abc")]
+    conts = [list(b"You said: abc"), list(b"Y"), list(b"No"), list(b"You")]
+    chats: list[list[Chunk]] = [[], []]
+    got: list[list] = [[] for _ in ctxs]
+    try:
+        for i, out in enumerate(chats):
+            opts = make_options(max_tokens=40, temperature=0)
+            engine.submit(prompt(fake_model, f"chat {i}"), opts, out.append)
+        for i, ctx in enumerate(ctxs):
+            engine.submit_score(ctx, conts, lambda r, reason, i=i: got[i].append((r, reason)))
+        deadline = time.monotonic() + 10
+        while not (all(got) and all(c and c[-1].finish_reason for c in chats)):
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        assert max(engine.batch_sizes) >= 2 and engine.running == 0
+    finally:
+        engine.close()
+    ref = ScoringContext(FakeRunner(default_reply, n_ctx=1024, n_seq=8, n_batch=64))
+    for ctx, [(results, reason)] in zip(ctxs, got, strict=True):
+        want = ref.score([(ctx, c) for c in conts])
+        assert reason == "stop"
+        for r, w in zip(results, want, strict=True):
+            assert r.token_logprobs == pytest.approx(w.token_logprobs)
+            assert r.is_greedy == w.is_greedy
+    assert [r.is_greedy for r in got[0][0][0]] == [True, True, False, True]
+    assert [r.is_greedy for r in got[1][0][0]] == [False, True, False, True]
+    assert [text(c) for c in chats] == ["You said: chat 0 (café)", "You said: chat 1 (café)"]
+
+
+def test_score_many_keeps_pair_order_within_a_window(fake_model: slmkit.Model) -> None:
+    """More contexts than the engine queues: score_many submits at most `window` at a time,
+    one request per distinct context, and answers in pair order."""
+    from slmkit.engine import score_many
+
+    engine = Engine(fake_model.backend, n_seq=2, n_ctx=1024, max_waiting=1)
+    qs = [fake_model.format_chat([{"role": "user", "content": f"q{i}"}]) for i in range(12)]
+    pairs = [(q, w) for q in qs for w in ("You", "Nope")]
+    try:
+        lls = score_many(fake_model, pairs, engine=engine, window=2)
+        assert engine.steps > 0
+    finally:
+        engine.close()
+    want = fake_model.backend.loglikelihood_many([fake_model.pair_tokens(c, x) for c, x in pairs])
+    assert len(lls) == 24
+    assert [ll.is_greedy for ll in lls] == [True, False] * 12
+    assert [ll.n_tokens for ll in lls] == [w.n_tokens for w in want]
+
+
+def test_a_cancelled_or_failed_score_reports_no_result(fake_model: slmkit.Model) -> None:
+    from slmkit.errors import InputError, RuntimeFailure
+
+    engine = Engine(fake_model.backend, n_seq=2, n_ctx=1024)
+    try:
+        with pytest.raises(InputError):
+            engine.submit_score(prompt(fake_model, "a"), [[]], lambda r, why: None)
+        engine.runner.fail_next = 1  # type: ignore[attr-defined]
+        with pytest.raises(RuntimeFailure, match="error"):
+            engine.score(prompt(fake_model, "a"), [list(b"You")], timeout=10)
+        ok = engine.score(prompt(fake_model, "a"), [list(b"You"), list(b"Me")], timeout=10)
+        assert [r.is_greedy for r in ok] == [True, False]
+    finally:
+        engine.close()

@@ -254,3 +254,24 @@ def test_per_seq_batches_list_sequences_in_slot_order() -> None:
     for r, i in plan.outputs:  # each output still points at its own sequence's last entry
         assert plan.entries[i][2] == (r.slot,) and plan.entries[i][3]
     assert [e[1] for e in plan.entries if e[2] == (late[0].slot,)] == list(range(5))
+
+
+def test_a_probe_decodes_after_the_prompt_and_its_cells_are_dropped() -> None:
+    """Scoring: after the prompt, a probe's tokens are decoded from the prompt's end, all with
+    logits, then dropped, so the next probe starts there again; the prompt's cells stay."""
+    s = Scheduler(n_seq=2, n_ctx=100)
+    r = req([5] * 10, 3)
+    s.add(r)
+    plan = s.schedule()
+    assert plan.outputs == [(r, 9)]
+    assert s.update_from_output([(r, -1, None)]) == [] and r.last == -1
+    assert s.schedule().entries == []  # nothing to decode until a probe is set
+    for probe in ([7, 8, 9], [6]):
+        r.probe = probe
+        plan = s.schedule()
+        assert plan.entries == [(t, 10 + i, (r.slot,), True) for i, t in enumerate(probe)]
+        assert plan.outputs == [(r, 0)]
+        assert s.update_from_output([(r, -1, None)]) == [(r.slot, 10)]
+        assert r.n_past == 10 and r.probe == []
+    assert s.update_from_output([(r, -1, "stop")]) == [(r.slot, 10)]
+    assert s.kept[r.slot] == [5] * 10

@@ -424,7 +424,7 @@ def test_a_client_that_stops_reading_is_cancelled_after_the_send_timeout(
 
 def test_summarize_runs_on_the_engine_not_behind_the_task_lock(provider: ModelProvider) -> None:
     """A summary goes through the model's engine with the chat traffic: holding the per-model
-    task lock (as a classification does) does not block it."""
+    task lock (as a redaction does) does not block it."""
     from slmkit.serve import handlers
     from slmkit.serve.schemas import SummarizeRequest
 
@@ -523,3 +523,35 @@ def test_draft_setting_gives_each_engine_a_draft_model(fake_store: Store) -> Non
             assert texts == ["You said: hi (café)"] * 2
     finally:
         provider.close()
+
+
+def test_classify_scores_in_the_engine_beside_a_long_chat(provider: ModelProvider) -> None:
+    """Zero-shot labels are scored by the model's engine in the chat traffic's steps: a
+    classification is answered while a long chat is still decoding, and never waits on the
+    per-model task lock."""
+    import time
+
+    from slmkit.options import make_options
+    from slmkit.serve import handlers
+    from slmkit.serve.schemas import ClassifyRequest
+
+    item = provider.get("fake-chat")
+    engine = item.engine
+    engine.runner.delay_s = 0.005  # type: ignore[attr-defined]  # the chat takes > 2 s
+    model = item.model
+    chat_tokens = model.backend.tokenize(
+        model.format_chat([{"role": "user", "content": "x " * 200}])
+    )
+    chunks: list[Any] = []
+    engine.submit(chat_tokens, make_options(max_tokens=400, temperature=0), chunks.append)
+    texts = ["this is spam", "a ham sandwich", "no label here"]
+    body = ClassifyRequest(model="fake-chat", input=texts, labels=["ham", "spam"])
+    t0 = time.monotonic()
+    with item.task_lock:
+        preds = handlers.classify(provider, ServerSettings(), body, texts)
+    assert time.monotonic() - t0 < 1.5
+    assert [p.label for p in preds[:2]] == ["spam", "ham"]
+    assert preds[2].probs["ham"] == pytest.approx(0.5, abs=0.01)  # no evidence either way
+    assert not any(c.finish_reason for c in chunks), "the chat should still be decoding"
+    assert engine.batch_sizes[2] > 0  # scoring shared steps with the chat
+    engine.runner.delay_s = 0.0  # type: ignore[attr-defined]

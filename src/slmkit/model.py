@@ -193,7 +193,7 @@ class Model:
         return join(self._stream_chat(messages, system, self.options(options, **kw)))
 
     # --- scoring and embeddings ---------------------------------------------------------------
-    def _split(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
+    def pair_tokens(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
         """Tokenize jointly so the boundary is natural; return (context, continuation) ids."""
         if not context or not continuation:
             raise EmptyPromptError("context and continuation must both be non-empty")
@@ -210,11 +210,11 @@ class Model:
 
     def loglikelihood(self, context: str, continuation: str) -> LogLikelihood:
         """log P(continuation | context), summed over the continuation's tokens."""
-        return self.backend.loglikelihood(*self._split(context, continuation))
+        return self.backend.loglikelihood(*self.pair_tokens(context, continuation))
 
     def loglikelihood_many(self, pairs: Sequence[tuple[str, str]]) -> list[LogLikelihood]:
         """Score many (context, continuation) pairs in shared batches; same order as given."""
-        return self.backend.loglikelihood_many([self._split(c, x) for c, x in pairs])
+        return self.backend.loglikelihood_many([self.pair_tokens(c, x) for c, x in pairs])
 
     def embed(self, texts: str | Sequence[str]) -> list[list[float]]:
         """Embed one text or many; returns one normalised vector per text."""

@@ -37,15 +37,25 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from slmkit.engine.scheduler import Forget, Plan, Request, Scheduler
-from slmkit.errors import EngineClosedError, EngineFullError
+from slmkit.errors import EngineClosedError, EngineFullError, InputError, RuntimeFailure
 from slmkit.options import GenerationOptions
-from slmkit.runtime.base import Backend, BatchRunner, Chunk, FinishReason, TokenLogprob
+from slmkit.runtime.base import (
+    Backend,
+    BatchRunner,
+    Chunk,
+    FinishReason,
+    LogLikelihood,
+    TokenLogprob,
+)
 from slmkit.runtime.cache import PromptCache
-from slmkit.runtime.decoding import SequenceOutput, top_logprobs
+from slmkit.runtime.decoding import SequenceOutput, log_softmax, top_logprobs
+from slmkit.runtime.generate import score_rows
 from slmkit.runtime.speculate import (
     CostModel,
     PromptLookup,
@@ -69,6 +79,37 @@ class _Lane:
 
 
 @dataclass(eq=False)
+class _Scoring:
+    """A scoring request's continuations and the log-softmax rows read for each so far:
+    every first token's row is the prompt's last one; a longer continuation's other rows come
+    from one probe step (the continuation decoded after the prompt, its cells dropped after).
+    """
+
+    conts: list[list[int]]
+    done: Callable[[list[LogLikelihood] | None, FinishReason], None]
+    rows: list[list[np.ndarray]] = field(default_factory=list)
+    probing: int = -1  # the continuation whose probe is in flight
+
+    def next_probe(self) -> list[int]:
+        """The next continuation still missing rows, less its last token (it predicts
+        nothing); [] when none is."""
+        for j, (cont, rows) in enumerate(zip(self.conts, self.rows, strict=True)):
+            if len(rows) < len(cont):
+                self.probing = j
+                return cont[:-1]
+        return []
+
+    @property
+    def complete(self) -> bool:
+        return len(self.rows) == len(self.conts) and all(
+            len(r) == len(c) for r, c in zip(self.rows, self.conts, strict=True)
+        )
+
+    def result(self) -> list[LogLikelihood]:
+        return [score_rows(np.vstack(r), c) for r, c in zip(self.rows, self.conts, strict=True)]
+
+
+@dataclass(eq=False)
 class _Active:
     """The engine's side of a request: where chunks go, its output state and sampler."""
 
@@ -79,6 +120,7 @@ class _Active:
     sampler: Any = None
     ended: bool = False  # the final chunk was emitted
     spec: Speculator | None = None  # drafting (prompt lookup or the draft model)
+    scoring: _Scoring | None = None  # a scoring request (submit_score) instead of generation
 
 
 class Handle:
@@ -170,12 +212,23 @@ class Engine:
         Raises EngineFullError when the waiting queue is full, ContextOverflowError when
         the request could never fit the cache, EngineClosedError after close().
         """
+        return self._submit(list(tokens), options, emit, background)
+
+    def _submit(
+        self,
+        tokens: list[int],
+        options: GenerationOptions,
+        emit: Emit,
+        background: bool,
+        scoring: _Scoring | None = None,
+    ) -> Handle:
         solo = options.seed is not None or (self.solo_greedy and options.temperature == 0)
         solo = solo or len(tokens) + options.max_tokens > self.main.scheduler.max_request
         lane = self.solo if solo else self.main
         state = _Active(options, emit, SequenceOutput(options, len(tokens)), lane)
+        state.scoring = scoring
         req = Request(
-            list(tokens),
+            tokens,
             options.max_tokens,
             state,
             # only the solo lane's requests are repeatable: in the shared batch their text
@@ -190,6 +243,52 @@ class Engine:
             lane.scheduler.add(req)
             self._cv.notify()
         return Handle(self, req)
+
+    def submit_score(
+        self,
+        context: Sequence[int],
+        continuations: Sequence[Sequence[int]],
+        done: Callable[[list[LogLikelihood] | None, FinishReason], None],
+        *,
+        background: bool = False,
+    ) -> Handle:
+        """Queue the scoring of log P(continuation | context) for each continuation, in the
+        batch with other traffic: the context is prefilled once (reusing a kept prefix), then
+        each continuation longer than one token is decoded after it in one step and dropped.
+        `done(results, "stop")` is called from the engine thread, or `done(None, reason)` if
+        the request was cancelled or failed. Raises as submit() does."""
+        conts = [list(c) for c in continuations]
+        if not context or not conts or not all(conts):
+            raise InputError("scoring needs a non-empty context and non-empty continuations")
+        longest = max(map(len, conts))
+        # (sampling options are unused; a score never takes the solo lane unless too long)
+        opts = GenerationOptions(max_tokens=max(1, longest - 1), temperature=1.0)
+        state = _Scoring(conts, done)
+        return self._submit(list(context), opts, lambda c: None, background, scoring=state)
+
+    def score(
+        self,
+        context: Sequence[int],
+        continuations: Sequence[Sequence[int]],
+        timeout: float | None = None,
+    ) -> list[LogLikelihood]:
+        """Blocking helper: one LogLikelihood per continuation (RuntimeFailure if the
+        request failed, TimeoutError as generate())."""
+        done = threading.Event()
+        box: list[tuple[list[LogLikelihood] | None, FinishReason]] = []
+
+        def finish(results: list[LogLikelihood] | None, reason: FinishReason) -> None:
+            box.append((results, reason))
+            done.set()
+
+        handle = self.submit_score(context, continuations, finish)
+        if not done.wait(timeout):
+            handle.cancel()
+            raise TimeoutError(f"scoring did not finish within {timeout} s")
+        results, reason = box[0]
+        if results is None:
+            raise RuntimeFailure(f"scoring ended: {reason}")
+        return results
 
     def generate(
         self, tokens: Sequence[int], options: GenerationOptions, timeout: float | None = None
@@ -275,6 +374,10 @@ class Engine:
     def _plan(self, lane: _Lane) -> Plan:
         """(Under the lock) a lone prompt-lookup request's draft, then the lane's plan."""
         sched = lane.scheduler
+        for req in sched.running:
+            scoring = req.state.scoring
+            if scoring is not None and scoring.rows and req.n_prefilled == len(req.tokens):
+                req.probe = scoring.next_probe()
         if len(sched.running) == 1 and not sched.waiting:
             req = sched.running[0]
             spec = req.state.spec
@@ -344,10 +447,29 @@ class Engine:
         if self.on_step is not None:
             self.on_step(len(plan.outputs))
         return [
-            (req, *(self._verify if req.draft else self._sample)(req, idx, runner))
+            (req, *self._sampler_of(req)(req, idx, runner))
             for req, idx in plan.outputs
             if not req.state.ended
         ]
+
+    def _sampler_of(
+        self, req: Request
+    ) -> Callable[[Request, int, BatchRunner], tuple[int, FinishReason | None]]:
+        if req.state.scoring is not None:
+            return self._score_rows
+        return self._verify if req.draft else self._sample
+
+    @staticmethod
+    def _score_rows(req: Request, idx: int, r: BatchRunner) -> tuple[int, FinishReason | None]:
+        """Read a scoring request's rows: after the prompt, the first token's row of every
+        continuation; after a probe, the probed continuation's other rows."""
+        sc: _Scoring = req.state.scoring
+        if req.probe:
+            sc.rows[sc.probing] += [log_softmax(r.logits(idx + i)) for i in range(len(req.probe))]
+        else:
+            first = log_softmax(r.logits(idx))
+            sc.rows = [[first] for _ in sc.conts]
+        return -1, ("stop" if sc.complete else None)
 
     def _verify(self, req: Request, idx: int, r: BatchRunner) -> tuple[int, FinishReason | None]:
         """Sample the rows of a drafted step in turn while each sample equals the draft (the
@@ -372,6 +494,8 @@ class Engine:
     def _start(self, req: Request) -> None:
         """Give an admitted request its sampler; one that cannot be built (a grammar
         llama.cpp rejects) fails that request alone."""
+        if req.state.scoring is not None:
+            return  # reads log-probabilities, samples nothing
         try:
             req.state.sampler = self.runner.new_sampler(req.state.options)
         except Exception:
@@ -427,6 +551,13 @@ class Engine:
         if st.spec is not None:
             st.out.stats.drafted_tokens = st.spec.drafted
             st.out.stats.accepted_tokens = st.spec.accepted
+        if st.scoring is not None:
+            done = reason == "stop" and st.scoring.complete
+            try:
+                st.scoring.done(st.scoring.result() if done else None, reason)
+            except Exception:
+                log.exception("a scoring request's done callback failed")
+            return
         self._emit(req, st.out.finish(reason))
 
     def _emit(self, req: Request, chunk: Chunk) -> None:

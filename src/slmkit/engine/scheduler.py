@@ -51,6 +51,10 @@ class Request:
     # engine before schedule()), and how many of them the samples kept (set after it).
     draft: list[int] = field(default_factory=list)
     kept: int = 0
+    # Scoring (log-likelihoods, no sampling): tokens decoded after the prompt in the next
+    # step, all with logits, their cells dropped after it (set by the engine before
+    # schedule(), like a draft).
+    probe: list[int] = field(default_factory=list)
 
     @property
     def reserve(self) -> int:
@@ -145,11 +149,15 @@ class Scheduler:
         self._admit(plan)
         group = list(self.running)
         for req in group:
-            if req.n_prefilled == len(req.tokens) and req.last >= 0:
+            if req.n_prefilled < len(req.tokens):
+                continue
+            # the next token (a draft's rows follow it), or a scoring request's probe
+            rows = (req.last, *req.draft) if req.last >= 0 else req.probe
+            if rows:
                 plan.outputs.append((req, len(plan.entries)))
-                for tok in (req.last, *req.draft):  # a draft's rows follow, all with logits
-                    plan.entries.append((tok, req.n_past, (req.slot,), True))
-                    req.n_past += 1
+            for tok in rows:  # all with logits
+                plan.entries.append((tok, req.n_past, (req.slot,), True))
+                req.n_past += 1
         for req in sorted(group, key=lambda r: r.background):  # interactive prompts first
             room = self.n_batch - len(plan.entries)
             if req.n_prefilled < len(req.tokens) and room > 0:
@@ -236,11 +244,11 @@ class Scheduler:
         cache cells to drop."""
         forget: list[Forget] = []
         for req, tok, reason in results:
-            rejected = len(req.draft) - req.kept
-            req.draft, req.kept = [], 0
+            rejected = len(req.draft) - req.kept + len(req.probe)
+            req.draft, req.kept, req.probe = [], 0, []
             if reason is None:
-                req.last = tok
-                if rejected:  # the rejected drafts' cells go; `tok` is decoded next
+                req.last = tok  # (a scoring request's: -1)
+                if rejected:  # rejected drafts' (or a probe's) cells go; `tok` is decoded next
                     req.n_past -= rejected
                     forget.append((req.slot, req.n_past))
             else:

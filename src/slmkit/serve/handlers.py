@@ -19,7 +19,7 @@ from slmkit.serve.schemas import (
     SummarizeRequest,
 )
 from slmkit.settings import ServerSettings
-from slmkit.tasks.classify import Classifier, Prediction, make_classifier
+from slmkit.tasks.classify import LikelihoodClassifier, Prediction
 from slmkit.tasks.redact import Redaction
 from slmkit.tasks.summarize import Summarizer, SummaryResult
 
@@ -146,7 +146,8 @@ def classify(
     provider: ModelProvider, settings: ServerSettings, body: ClassifyRequest, texts: list[str]
 ) -> list[Prediction]:
     """A fine-tuned classifier's predictions, or zero-shot classification (calibrated once per
-    label set and kept)."""
+    label set and kept), its labels scored through the model's engine with the chat traffic,
+    at most half the engine's slots at once."""
     if settings.log_prompts:
         log.info("classify %s labels=%s texts=%r", body.model, body.labels, texts)
     fine = provider.classifier(body.model)
@@ -158,17 +159,21 @@ def classify(
         raise InputError(f"{body.model} is a language model: zero-shot needs labels")
     item = provider.get(body.model)
     key = (tuple(body.labels), body.instruction, body.calibrate)
-    with item.task_lock:
-        clf: Classifier | None = item.classifiers.get(key)
+    with item.classifiers_lock:  # the cache only: the scoring runs unlocked, in the engine
+        clf: LikelihoodClassifier | None = item.classifiers.get(key)
         if clf is None:
-            method = "zeroshot" if body.calibrate else "zeroshot-uncalibrated"
-            clf = make_classifier(
-                method, labels=body.labels, model=item.model, instruction=body.instruction
+            clf = LikelihoodClassifier(
+                item.model,
+                body.labels,
+                instruction=body.instruction,
+                calibrate=body.calibrate,
+                engine=item.engine,
+                window=max(1, item.engine.scheduler.n_seq // 2),
             )
             if len(item.classifiers) >= MAX_CLASSIFIERS:
                 item.classifiers.pop(next(iter(item.classifiers)))
             item.classifiers[key] = clf
-        return clf.predict(texts)
+    return clf.predict(texts)
 
 
 def summarize(

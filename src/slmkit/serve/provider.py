@@ -33,9 +33,11 @@ class Loaded:
     engine: Engine
     last_used: float
     est_bytes: int = 0
-    # Task endpoints (classify, summarize) use the model's own context, one at a time.
+    # Redaction of person names uses the model's own context, one request at a time
+    # (classify and summarize go through the engine).
     task_lock: threading.Lock = field(default_factory=threading.Lock)
     classifiers: dict[Any, Any] = field(default_factory=dict)  # calibrated once per label set
+    classifiers_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def busy(self) -> bool:

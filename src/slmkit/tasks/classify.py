@@ -11,6 +11,8 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
+from slmkit.engine.batch import score_many
+from slmkit.engine.core import Engine
 from slmkit.errors import ChatTemplateError, InputError, LabelError
 from slmkit.model import Model
 from slmkit.tasks.data import check_texts
@@ -81,8 +83,12 @@ class LikelihoodClassifier:
         calibrate: bool = True,
         normalize: bool = True,
         batched: bool = True,
+        engine: Engine | None = None,
+        window: int | None = None,
     ) -> None:
         self.model = model
+        # a server's engine: labels are scored in its batch, with the other traffic
+        self.engine, self.window = engine, window
         self.labels = check_labels(labels)
         words = (
             tuple(label_words) if label_words else tuple(lb.replace("_", " ") for lb in self.labels)
@@ -118,7 +124,9 @@ class LikelihoodClassifier:
 
     def _scores(self, prompts: Sequence[str]) -> np.ndarray:
         pairs = [(p, self._continuation(w)) for p in prompts for w in self.words]
-        if self.batched:
+        if self.engine is not None:
+            lls = score_many(self.model, pairs, engine=self.engine, window=self.window)
+        elif self.batched:
             lls = self.model.loglikelihood_many(pairs)
         else:
             lls = [self.model.loglikelihood(c, x) for c, x in pairs]
