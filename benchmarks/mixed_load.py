@@ -1,6 +1,6 @@
 """Mixed load on one engine: chat requests and classifications while a long document is
-summarized (the server's path: /v1/summarize goes through the model's engine, at most half
-its slots; /v1/classify scores on the model's own context).
+summarized (the server's path: /v1/summarize and /v1/classify go through the model's engine,
+each at most half its slots).
 
     python benchmarks/mixed_load.py [--model smollm2-135m-instruct] [--chats 12]
 
@@ -80,7 +80,7 @@ def main() -> None:
     docs, _ = task_spec("qmsum").load(1)
     # per-sequence streams of 1024 cells, as `slm serve` lays out its engine by default
     engine = Engine(model.backend, n_seq=8, n_ctx=8 * 1024, per_seq=True, long_ctx=1024)
-    clf = LikelihoodClassifier(model, ["ham", "spam"])
+    clf = LikelihoodClassifier(model, ["ham", "spam"], engine=engine, window=4)
     clf.predict(["warm up"])
     summarizer = Summarizer(model, max_words=60, engine=engine, window=4)
     try:
