@@ -501,7 +501,13 @@ def test_prompt_lookup_request_field_and_metrics(
 def test_draft_setting_gives_each_engine_a_draft_model(fake_store: Store) -> None:
     """--draft ID: the engine drafts with that model for a lone request (the text stays the
     target's; draft_max 0 turns it off); --draft auto serves a model without a compatible
-    installed draft plainly."""
+    installed draft plainly; an unknown or uninstalled id is refused before serving."""
+    from slmkit.errors import ModelNotInstalledError
+
+    with pytest.raises(ModelNotFoundError):
+        ModelProvider.from_settings(ServerSettings(draft="no-such-draft"), fake_store)
+    with pytest.raises(ModelNotInstalledError, match="slm pull smollm2-135m-instruct"):
+        ModelProvider.from_settings(ServerSettings(draft="smollm2-135m-instruct"), fake_store)
     auto = ModelProvider.from_settings(ServerSettings(draft="auto"), fake_store)
     try:
         assert auto.get("fake-chat").engine.draft is None

@@ -85,8 +85,17 @@ class ModelProvider:
     def from_settings(
         cls, settings: ServerSettings, store: Store | None = None, loader: Loader = load
     ) -> ModelProvider:
-        """A provider configured by `slm serve`'s settings."""
+        """A provider configured by `slm serve`'s settings; a `draft` id that is unknown or not
+        installed is refused here, before the server listens (its vocabulary is checked when
+        a model first loads beside it)."""
         budget = settings.memory_budget_mb
+        store = store or Store()
+        if settings.draft not in (None, "auto"):
+            store.get(settings.draft)  # ModelNotFoundError for an unknown id
+            if store.path(settings.draft) is None:
+                raise ModelNotInstalledError(
+                    f"draft model {settings.draft!r} is not installed (slm pull {settings.draft})"
+                )
         return cls(
             store,
             n_seq=settings.parallel,
