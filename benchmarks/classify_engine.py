@@ -5,7 +5,7 @@ path), alone and beside chats that keep the engine busy (the own-context path th
 with the engine thread for the cores, as /v1/classify did before it used the engine).
 
     python benchmarks/classify_engine.py [--model smollm2-135m-instruct] [--task sms_spam]
-        [--n 64] [--rounds 3]
+        [--n 64] [--rounds 3] [--kv-layout per-seq|shared]
 
 Prints items/s of each path per round and their medians, the engine/own-context ratio, how
 many predictions agree (with each other and with one-sequence-at-a-time scoring) and the largest
@@ -47,12 +47,20 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=64)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--chats", type=int, default=4, help="chats beside the engine's last run")
+    ap.add_argument("--kv-layout", choices=("per-seq", "shared"), default="per-seq")
     args = ap.parse_args()
     spec = task_spec(args.task)
     assert isinstance(spec, ClassificationTask)
     texts, _ = spec.load("test", args.n)
     model = slmkit.load(args.model, n_ctx=4096)
-    engine = Engine(model.backend, n_seq=16, n_ctx=16 * 1024, per_seq=True, long_ctx=4096)
+    per_seq = args.kv_layout == "per-seq"
+    engine = Engine(
+        model.backend,
+        n_seq=16,
+        n_ctx=16 * 1024,
+        per_seq=per_seq,
+        long_ctx=4096 if per_seq else None,
+    )
     kw = {"instruction": spec.instruction}
     own = LikelihoodClassifier(model, spec.labels, **kw)  # type: ignore[arg-type]
     via = LikelihoodClassifier(model, spec.labels, engine=engine, window=8, **kw)  # type: ignore[arg-type]
@@ -62,8 +70,12 @@ def main() -> None:
     try:
         own.predict(texts[:2]), via.predict(texts[:2])  # calibration priors, warm caches
         for r in range(args.rounds):
-            a, pa = timed(own, texts)
-            b, pb = timed(via, texts)
+            if r % 2:  # alternate which path goes first
+                b, pb = timed(via, texts)
+                a, pa = timed(own, texts)
+            else:
+                a, pa = timed(own, texts)
+                b, pb = timed(via, texts)
             for name, clf in (("own + chats", own), ("engine + chats", via)):
                 handles = busy(model, engine, args.chats)
                 rates[name].append(timed(clf, texts)[0])
@@ -81,7 +93,8 @@ def main() -> None:
     ps = single.predict(texts)
     ref = [sum(x.label == y.label for x, y in zip(p, ps, strict=True)) for p in (pa, pb)]
     med = {k: statistics.median(v) for k, v in rates.items()}
-    print(f"{args.model}, {args.task}, {len(texts)} texts, {len(spec.labels)} labels")
+    n_labels = len(spec.labels)
+    print(f"{args.model}, {args.task}, {len(texts)} texts, {n_labels} labels, {args.kv_layout}")
     for k, v in med.items():
         print(f"  {k}: {v:.2f} items/s")
     print(
