@@ -1,6 +1,7 @@
 """A bounded mixed load against a running server, for the soak benchmark and the CI test:
-streaming chat, chat abandoned mid-stream, embeddings and over-long prompts, from many
-concurrent clients for a fixed time, sampling the server's RSS."""
+streaming chat, chat abandoned mid-stream, embeddings, zero-shot classifications (scored in
+the model's engine beside the chats) and over-long prompts, from many concurrent clients for
+a fixed time, sampling the server's RSS."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-MIX = {"chat": 50, "disconnect": 20, "embed": 15, "too_long": 15}
+MIX = {"chat": 45, "disconnect": 15, "embed": 15, "classify": 10, "too_long": 15}
 
 
 def rss_mb(pid: int) -> float:
@@ -43,7 +44,7 @@ class LoadResult:
 
     def unexpected(self) -> dict[str, int]:
         """Outcomes other than an answer or a clean refusal (429 busy, 400 too long)."""
-        ok = {"chat:200", "disconnect:200", "embed:200", "too_long:400"}
+        ok = {"chat:200", "disconnect:200", "embed:200", "classify:200", "too_long:400"}
         ok |= {f"{k}:429" for k in MIX}
         return {k: v for k, v in self.counts.items() if k not in ok}
 
@@ -69,6 +70,18 @@ async def _chat(c: httpx.AsyncClient, url: str, model: str, disconnect: bool, se
         return 200 if done else 599  # a stream that ended without [DONE]
 
 
+async def _classify(c: httpx.AsyncClient, url: str, model: str, seed: float) -> int:
+    """Two texts, two labels; a 200 must carry a probability per label for each text."""
+    texts = [f"WINNER! Claim your prize {seed:.4f} now", "See you at lunch tomorrow?"]
+    body = {"model": model, "input": texts, "labels": ["ham", "spam"]}
+    r = await c.post(url + "/v1/classify", json=body)
+    if r.status_code == 200:
+        data = r.json()["data"]
+        if len(data) != 2 or any(abs(sum(d["scores"].values()) - 1) > 1e-6 for d in data):
+            return 598  # an answer of the wrong shape
+    return r.status_code
+
+
 async def _worker(
     i: int, url: str, model: str, headers: dict[str, str], until: float, out: LoadResult
 ) -> None:
@@ -82,6 +95,8 @@ async def _worker(
                 elif kind == "embed":
                     body = {"model": "all-minilm-l6-v2", "input": ["hello", "world"]}
                     status = (await c.post(url + "/v1/embeddings", json=body)).status_code
+                elif kind == "classify":
+                    status = await _classify(c, url, model, rng.random())
                 else:
                     msgs = [{"role": "user", "content": "word " * 9000}]
                     body2 = {"model": model, "messages": msgs}
