@@ -28,6 +28,11 @@ draft length (0 where it does not pay); a greedy request drafts no more rows tha
 exactly like single decodes (measured once per model, within 256 cells; past them only if the
 single stream measured it there) and only on a context that holds nothing else (the solo
 lane, or per-sequence streams).
+
+Scoring requests (`submit_score`: log P(continuation | context) for several continuations,
+what zero-shot classification needs) take a slot like any other and sample nothing: the
+prompt's last row gives every continuation's first token, and each longer continuation is then
+decoded after the prompt in one step (a `probe`), its rows read and its cells dropped.
 """
 
 from __future__ import annotations
