@@ -58,7 +58,8 @@ def test_manifests_validate_and_are_sized_from_the_estimate(
     assert json.loads(env["SLMKIT_SERVE_MODELS"]) == ["fake-chat"]
     assert env["SLMKIT_RAY_MAX_REPLICAS"] == "3"
     svc_res = group["template"]["spec"]["containers"][0]["resources"]["requests"]
-    assert mib(svc_res["memory"]) == memory_mib(fake_store, "fake-chat", 3 * 4096)
+    # the model's context, the engine's 4096 cells, its seeded and long-request lanes (1 + 2)
+    assert mib(svc_res["memory"]) == memory_mib(fake_store, "fake-chat", 5 * 4096)
 
 
 def test_the_schema_is_not_vacuous(fake_store: Store) -> None:

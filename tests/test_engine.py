@@ -142,12 +142,13 @@ def test_kept_prefixes_give_way_when_the_cache_is_needed(smollm: slmkit.Model) -
         engine.close()
 
 
-def test_per_seq_streams_answer_and_a_long_request_runs_in_the_solo_lane(
+def test_per_seq_streams_answer_and_long_requests_run_in_the_long_lane(
     smollm: slmkit.Model,
 ) -> None:
     """The server's default layout on the real model: each of 4 sequences has its own 256
     cells in llama.cpp (per-sequence streams), concurrent questions get their own answers,
-    and a request longer than a stream runs in the one-sequence context instead of failing."""
+    and requests longer than a stream run together in the long lane (2 streams of 2048 cells)
+    instead of failing."""
     import llama_cpp as lc
 
     engine = Engine(smollm.backend, n_seq=4, n_ctx=1024, per_seq=True, long_ctx=2048)  # type: ignore[arg-type]
@@ -158,10 +159,11 @@ def test_per_seq_streams_answer_and_a_long_request_runs_in_the_solo_lane(
             return smollm.backend.tokenize(smollm.format_chat([{"role": "user", "content": q}]))
 
         opts = make_options(temperature=0, max_tokens=16)
-        long_q = "Here is a list of numbers: " + ", ".join(map(str, range(150))) + "."
-        long_q += " What is the capital of Italy?"
+        numbers = "Here is a list of numbers: " + ", ".join(map(str, range(150))) + "."
+        long_q = numbers + " What is the capital of Italy?"
+        long_q2 = numbers + " What is the capital of Japan?"
         assert len(toks(long_q)) + 16 > 256
-        asks = ["What is the capital of France?", "What is the capital of Japan?", long_q]
+        asks = ["What is the capital of France?", "What is the capital of Japan?", long_q, long_q2]
         outs: list[list] = [[] for _ in asks]
         done = threading.Semaphore(0)
 
@@ -177,7 +179,10 @@ def test_per_seq_streams_answer_and_a_long_request_runs_in_the_solo_lane(
         texts = ["".join(c.text for c in o) for o in outs]
         # the 135M model may answer the long one in Italian: Rome or Roma
         assert "Paris" in texts[0] and "Tokyo" in texts[1] and "Rom" in texts[2], texts
-        assert engine.solo.runner is not None and engine.steps > 16
+        assert "Tokyo" in texts[3], texts
+        assert engine.long is not None and engine.long.runner is not None
+        assert lc.llama_n_ctx_seq(engine.long.runner.ctx) == 2048  # type: ignore[attr-defined]
+        assert engine.solo.runner is None and engine.steps > 16
     finally:
         engine.close()
 

@@ -226,35 +226,69 @@ def test_seeded_requests_decode_in_their_own_context(fake_model: slmkit.Model) -
     assert solo.closed
 
 
-def test_per_seq_engine_runs_a_request_too_long_for_a_stream_in_the_solo_lane(
+def test_per_seq_engine_runs_requests_too_long_for_a_stream_in_the_long_lane(
     fake_model: slmkit.Model,
 ) -> None:
     """Per-sequence streams: short requests share the main batch, each within its own
-    n_ctx // n_seq cells (the fake runner checks); a longer one runs alone in the solo
-    lane, up to long_ctx cells."""
-    engine = Engine(fake_model.backend, n_seq=4, n_ctx=1024, per_seq=True, long_ctx=2048)
+    n_ctx // n_seq cells (the fake runner checks); longer ones, up to long_ctx cells, run in
+    the long lane, long_seq of them decoded together; the seeded-request lane stays unmade."""
+    engine = Engine(
+        fake_model.backend, n_seq=4, n_ctx=1024, per_seq=True, long_ctx=2048, long_seq=2
+    )
+    engine.runner.delay_s = 0.001  # type: ignore[attr-defined]
     try:
         assert engine.batched_request == 256 and engine.max_request == 2048
         main = engine.runner
-        assert isinstance(main, FakeRunner) and main.per_seq
-        long_q = "long " * 100
-        outs: list[list[Chunk]] = [[] for _ in range(4)]
+        assert isinstance(main, FakeRunner) and main.per_seq and engine.long is not None
+        long_qs = ["long " * 100, "longer " * 90, "longest " * 80]
+        outs: list[list[Chunk]] = [[] for _ in range(6)]
         opts = make_options(temperature=0, max_tokens=64)
-        for i, q in enumerate(["a", "b", "c", long_q]):
+        for i, q in enumerate(["a", "b", "c", *long_qs]):
             engine.submit(prompt(fake_model, q), opts, outs[i].append)
         deadline = time.monotonic() + 10
         while not all(o and o[-1].finish_reason for o in outs):
             assert time.monotonic() < deadline
             time.sleep(0.01)
-        solo = engine.solo.runner
-        assert isinstance(solo, FakeRunner) and len(solo.cache[0]) > 256
+        long = engine.long.runner
+        assert isinstance(long, FakeRunner) and long.per_seq and long.n_seq == 2
+        assert long.n_ctx == 4096 and engine.solo.runner is None
         assert all(len(c) <= 256 for c in main.cache.values())
+        assert sum(len(c) > 256 for c in long.cache.values()) == 2  # two kept long prompts
         with pytest.raises(ContextOverflowError):
             engine.submit(prompt(fake_model, "x" * 2100), opts, outs[0].append)
     finally:
         engine.close()
     assert [text(o) for o in outs[:3]] == [f"You said: {q} (café)" for q in "abc"]
-    assert text(outs[3]) == f"You said: {long_q}"[:64] and outs[3][-1].finish_reason == "length"
+    for q, out in zip(long_qs, outs[3:], strict=True):
+        assert text(out) == f"You said: {q}"[:64] and out[-1].finish_reason == "length"
+    assert long.closed
+
+
+def test_long_requests_share_the_long_lanes_steps(fake_model: slmkit.Model) -> None:
+    """Two long requests at once decode in the same steps of the long lane (before it, one
+    waited for the other to finish)."""
+    engine = Engine(fake_model.backend, n_seq=4, n_ctx=1024, per_seq=True, long_ctx=2048)
+    firsts: list[int] = []
+    outs: list[list[Chunk]] = [[], []]
+
+    def emit(out: list[Chunk], c: Chunk) -> None:
+        if not out:
+            firsts.append(engine.steps)
+        out.append(c)
+
+    try:
+        opts = make_options(temperature=0, max_tokens=200)
+        for i, out in enumerate(outs):
+            q = prompt(fake_model, f"long story {i} " * 30)
+            engine.submit(q, opts, lambda c, out=out: emit(out, c))
+        deadline = time.monotonic() + 10
+        while not all(o and o[-1].finish_reason for o in outs):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+    finally:
+        engine.close()
+    assert abs(firsts[0] - firsts[1]) <= 1  # the second did not wait for the first's 200 tokens
+    assert engine.batch_sizes[2] > 100
 
 
 def _lookup_run(fake_model: slmkit.Model, qs: list[str], **opts: object) -> tuple[Engine, list]:

@@ -463,7 +463,7 @@ def test_kv_layout_setting_and_requests_longer_than_a_sequence(fake_store: Store
             )
             assert r.status_code == 200, r.text
             assert r.json()["choices"][0]["message"]["content"] == "You said"
-            assert r.json()["usage"]["prompt_tokens"] > 1024 and engine.solo.runner is not None
+            assert r.json()["usage"]["prompt_tokens"] > 1024 and engine.long.runner is not None
             too_long = [{"role": "user", "content": "word " * 420}]
             r = c.post("/v1/chat/completions", json={"model": "fake-chat", "messages": too_long})
             assert r.status_code == 400 and r.json()["error"]["code"] == "context_length_exceeded"

@@ -16,7 +16,8 @@ sequence's cells sit in a shared KV cache (the split-KV decode path cuts the cac
 range per thread), so a sequence sharing the main context could not give the same text
 twice. In its own context its cells always sit in the same places; each step decodes the
 main batch, then the solo lane's. With per-sequence cache streams (`per_seq`), a request
-too long for one stream runs there too, in up to `long_ctx` cells.
+too long for one stream runs in a third lane, made at the first such request: `long_seq`
+streams of up to `long_ctx` cells each, so that many long requests decode together.
 
 Prompt lookup (`options.prompt_lookup`) drafts tokens copied from the request's own text, or
 with a draft model (`draft`: a smaller model with the same vocabulary, on its own
@@ -146,8 +147,8 @@ class Engine:
     n_seq: sequences decoded together; n_ctx: cache cells shared by all of them, or with
     `per_seq` n_ctx // n_seq for each (each decode row then attends over its own cells only,
     faster with many streams: docs/serve.md; a longer request, up to `long_ctx` cells, runs
-    in the solo lane); max_waiting: queued requests beyond the running ones before submit()
-    refuses.
+    in the long lane, `long_seq` at a time); max_waiting: queued requests beyond the running
+    ones before submit() refuses.
     """
 
     def __init__(
@@ -163,30 +164,27 @@ class Engine:
         solo_greedy: bool = False,
         per_seq: bool = False,
         long_ctx: int | None = None,
+        long_seq: int = 2,
         draft: Backend | None = None,
     ) -> None:
         self.backend = backend
         self.runner: BatchRunner = backend.batch_runner(
             n_ctx=n_ctx, n_seq=n_seq, n_batch=n_batch, per_seq=per_seq
         )
-        self.scheduler = Scheduler(
-            n_seq=n_seq,
-            n_ctx=n_ctx,
-            n_batch=n_batch,
-            max_waiting=max_waiting,
-            keep_prefix=keep_prefix,
-            per_seq=per_seq,
-        )
+        kw: dict[str, Any] = {
+            "n_batch": n_batch,
+            "max_waiting": max_waiting,
+            "keep_prefix": keep_prefix,
+        }
+        self.scheduler = Scheduler(n_seq=n_seq, n_ctx=n_ctx, per_seq=per_seq, **kw)
         self.main = _Lane(self.scheduler, self.runner)
-        solo = Scheduler(
-            n_seq=1,
-            n_ctx=long_ctx or n_ctx,
-            n_batch=n_batch,
-            max_waiting=max_waiting,
-            keep_prefix=keep_prefix,
-        )
-        self.solo = _Lane(solo)  # repeatable requests (module docstring)
-        self._lanes = (self.main, self.solo)
+        # repeatable requests (module docstring)
+        self.solo = _Lane(Scheduler(n_seq=1, n_ctx=long_ctx or n_ctx, **kw))
+        self.long: _Lane | None = None  # requests too long for a per-sequence stream
+        if per_seq and long_ctx:
+            n_long = max(1, long_seq)
+            self.long = _Lane(Scheduler(n_seq=n_long, n_ctx=n_long * long_ctx, per_seq=True, **kw))
+        self._lanes = tuple(ln for ln in (self.main, self.solo, self.long) if ln is not None)
         self.on_step = on_step
         self.solo_greedy = solo_greedy  # greedy requests take the solo lane too
         costs = getattr(backend, "costs", None)  # the model's, shared with its single stream
@@ -228,8 +226,9 @@ class Engine:
         scoring: _Scoring | None = None,
     ) -> Handle:
         solo = options.seed is not None or (self.solo_greedy and options.temperature == 0)
-        solo = solo or len(tokens) + options.max_tokens > self.main.scheduler.max_request
         lane = self.solo if solo else self.main
+        if not solo and len(tokens) + options.max_tokens > self.main.scheduler.max_request:
+            lane = self.long or self.solo
         state = _Active(options, emit, SequenceOutput(options, len(tokens)), lane)
         state.scoring = scoring
         req = Request(
@@ -266,7 +265,7 @@ class Engine:
         if not context or not conts or not all(conts):
             raise InputError("scoring needs a non-empty context and non-empty continuations")
         longest = max(map(len, conts))
-        # (sampling options are unused; a score never takes the solo lane unless too long)
+        # (sampling options are unused: a score never takes the solo lane)
         opts = GenerationOptions(max_tokens=max(1, longest - 1), temperature=1.0)
         state = _Scoring(conts, done)
         return self._submit(list(context), opts, lambda c: None, background, scoring=state)
@@ -322,12 +321,13 @@ class Engine:
     @property
     def max_request(self) -> int:
         """Cache cells one request may use: prompt + max_tokens."""
-        return max(self.scheduler.max_request, self.solo.scheduler.n_ctx)
+        long = self.long.scheduler.max_request if self.long is not None else 0
+        return max(self.scheduler.max_request, self.solo.scheduler.n_ctx, long)
 
     @property
     def batched_request(self) -> int:
-        """Cache cells a request may use and still share the batch (longer ones run in the
-        solo lane, one at a time)."""
+        """Cache cells a request may use and still share the main batch (longer ones run in
+        the long lane, a few at a time)."""
         return self.scheduler.max_request
 
     @property
@@ -398,10 +398,10 @@ class Engine:
         return spec.draft(min(req.reserve - req.n_past - 1, lane.scheduler.n_batch - 1))
 
     def _lane_runner(self, lane: _Lane) -> BatchRunner:
-        if lane.runner is None:  # the solo lane, at its first request
+        if lane.runner is None:  # the solo or long lane, at its first request
             sched = lane.scheduler
             lane.runner = self.backend.batch_runner(
-                n_ctx=sched.n_ctx, n_seq=sched.n_seq, n_batch=sched.n_batch
+                n_ctx=sched.n_ctx, n_seq=sched.n_seq, n_batch=sched.n_batch, per_seq=sched.per_seq
             )
         return lane.runner
 

@@ -115,8 +115,10 @@ def rayservice(d: Deployment, store: Store) -> dict:
     """A RayService running slmkit's app (slmkit.scale.ray_app:app) with autoscaling."""
     import yaml
 
-    # the model's context, the engine's cells and its lane for long requests (serve/provider.py)
-    mem = memory_mib(store, d.model, 3 * d.n_ctx)
+    from slmkit.serve.provider import served_cells
+
+    # every cell `slm serve` may allocate: the model's context, the engine's and its lanes
+    mem = memory_mib(store, d.model, served_cells(d.n_ctx, per_seq=True))
     env = {
         "SLMKIT_SERVE_MODELS": f'["{d.model}"]',
         "SLMKIT_SERVE_PARALLEL": str(d.parallel),

@@ -22,6 +22,19 @@ from slmkit.tasks.finetuned import EncoderClassifier
 __all__ = ["Loaded", "ModelProvider", "OverBudgetError"]
 
 _GRACE_S = 2.0
+MODEL_CTX = 4096  # the most cells a served model's own context (and one request) gets
+LONG_SEQ = 2  # requests too long for a per-sequence stream decoded together (the long lane)
+
+
+def served_cells(n_ctx: int, per_seq: bool) -> int:
+    """KV cells a served model may allocate with `slm serve --n-ctx n_ctx`: its own context,
+    the engine's n_ctx and, with per-sequence streams, the engine's lanes for seeded requests
+    (one sequence) and for requests too long for a stream (LONG_SEQ sequences), each of up to
+    the model's context; those lanes are made at their first request."""
+    model_ctx = min(n_ctx, MODEL_CTX)
+    return model_ctx + n_ctx + ((1 + LONG_SEQ) * model_ctx if per_seq else 0)
+
+
 Loader = Callable[..., Model]  # load(model_id, store=..., n_ctx=...)
 
 
@@ -112,15 +125,13 @@ class ModelProvider:
 
     @property
     def model_n_ctx(self) -> int:
-        return min(self.n_ctx, 4096)
+        return min(self.n_ctx, MODEL_CTX)
 
     def estimate_bytes(self, model_id: str) -> int:
-        """Estimated RSS of a served model: weights, the model's own context and the
-        engine's cache (per-seq: and its lane for long requests; docs/models.md describes the
-        estimate)."""
+        """Estimated RSS of a served model: weights and every KV cell it may allocate
+        (served_cells; docs/models.md describes the estimate)."""
         entry = self.store.get(model_id)
-        cells = self.model_n_ctx + self.n_ctx + (self.model_n_ctx if self.per_seq else 0)
-        est = estimate_ram_bytes(entry, cells)
+        est = estimate_ram_bytes(entry, served_cells(self.n_ctx, self.per_seq))
         draft = self._draft_for(model_id)
         if est is not None and draft is not None and draft in {e.id for e in self.store.entries()}:
             # its weights, its own small context and the engine's draft context
@@ -194,6 +205,7 @@ class ModelProvider:
                 solo_greedy=self.solo_greedy,
                 per_seq=self.per_seq,
                 long_ctx=self.model_n_ctx if self.per_seq else None,
+                long_seq=LONG_SEQ,
                 draft=model.draft.backend if model.draft is not None else None,
             )
         except Exception:
