@@ -4,7 +4,7 @@ long lane holding 1 stream (one long request at a time, as before 2026-11-30) or
 interleaved in one process.
 
     python benchmarks/long_requests.py [--model smollm2-135m-instruct] [--clients 4]
-        [--max-tokens 128] [--rounds 2]
+        [--max-tokens 128] [--rounds 2] [--ask copy|last]
 
 Prints, per layout and round, the wall time until every chat finished, time to first token
 p50 / max and completion tokens per second (the model may stop a chat before max_tokens);
@@ -23,11 +23,16 @@ from slmkit.engine import Engine
 from slmkit.options import make_options
 
 
-def long_prompt(model: slmkit.Model, i: int) -> list[int]:
-    """A chat of about 1,600 tokens: a numbered list, and a request to copy it (a long
-    answer: the request decodes for all of its max_tokens)."""
+ASKS = {
+    "copy": "Copy the whole list {i}, one item per line.",  # a long answer
+    "last": "What is the last item of list {i}?",  # a few tokens
+}
+
+
+def long_prompt(model: slmkit.Model, i: int, ask: str) -> list[int]:
+    """A chat of about 1,600 tokens: a numbered list, then a request about it."""
     items = "\n".join(f"{n}. item {n * (i + 3)} of list {i}" for n in range(120))
-    q = f"Here is a list:\n{items}\nCopy the whole list {i}, one item per line."
+    q = f"Here is a list:\n{items}\n" + ASKS[ask].format(i=i)
     return model.backend.tokenize(model.format_chat([{"role": "user", "content": q}]))
 
 
@@ -62,9 +67,10 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--max-tokens", type=int, default=128)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--ask", choices=sorted(ASKS), default="copy")
     args = ap.parse_args()
     model = slmkit.load(args.model, n_ctx=4096)
-    prompts = [long_prompt(model, i) for i in range(args.clients)]
+    prompts = [long_prompt(model, i, args.ask) for i in range(args.clients)]
     assert min(map(len, prompts)) + args.max_tokens > 1024, "prompts must exceed one stream"
     engines = {
         n: Engine(model.backend, n_seq=16, n_ctx=16384, per_seq=True, long_ctx=4096, long_seq=n)
