@@ -22,7 +22,6 @@ import slmkit
 from slmkit.engine import Engine
 from slmkit.options import make_options
 
-
 ASKS = {
     "copy": "Copy the whole list {i}, one item per line.",  # a long answer
     "last": "What is the last item of list {i}?",  # a few tokens
