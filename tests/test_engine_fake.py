@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -20,6 +21,18 @@ def text(chunks: list[Chunk]) -> str:
 
 def prompt(model: slmkit.Model, q: str) -> list[int]:
     return model.backend.tokenize(model.format_chat([{"role": "user", "content": q}]))
+
+
+def finished(outs: list[list[Chunk]]) -> bool:
+    return all(o and o[-1].finish_reason for o in outs)
+
+
+def wait_until(cond: Callable[[], object], timeout: float = 10.0) -> None:
+    """Poll `cond` until it holds; fail the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
 
 
 def test_engine_text_equals_the_single_stream_text(fake_model: slmkit.Model) -> None:
@@ -42,10 +55,7 @@ def test_concurrent_requests_share_steps_and_get_their_own_text(fake_model: slmk
     try:
         for i in range(4):
             engine.submit(prompt(fake_model, f"question {i}"), opts, results[i].append)
-        deadline = time.monotonic() + 10
-        while not all(r and r[-1].finish_reason for r in results):
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+        wait_until(lambda: finished(results))
         assert max(engine.batch_sizes) >= 2  # sequences were decoded together
     finally:
         engine.close()
@@ -209,10 +219,7 @@ def test_seeded_requests_decode_in_their_own_context(fake_model: slmkit.Model) -
         for i in range(3):
             engine.submit(prompt(fake_model, f"other {i}"), plain, outs[i].append)
         engine.submit(prompt(fake_model, "seeded"), seeded, outs[3].append)
-        deadline = time.monotonic() + 10
-        while not all(o and o[-1].finish_reason for o in outs):
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+        wait_until(lambda: finished(outs))
         solo = engine.solo.runner
         assert isinstance(solo, FakeRunner) and solo.n_seq == 1
         assert bytes(t for t in solo.cache[0] if t < 256).decode("utf-8", "replace").count("seeded")
@@ -245,10 +252,7 @@ def test_per_seq_engine_runs_requests_too_long_for_a_stream_in_the_long_lane(
         opts = make_options(temperature=0, max_tokens=64)
         for i, q in enumerate(["a", "b", "c", *long_qs]):
             engine.submit(prompt(fake_model, q), opts, outs[i].append)
-        deadline = time.monotonic() + 10
-        while not all(o and o[-1].finish_reason for o in outs):
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+        wait_until(lambda: finished(outs))
         long = engine.long.runner
         assert isinstance(long, FakeRunner) and long.per_seq and long.n_seq == 2
         assert long.n_ctx == 4096 and engine.solo.runner is None
@@ -281,10 +285,7 @@ def test_long_requests_share_the_long_lanes_steps(fake_model: slmkit.Model) -> N
         for i, out in enumerate(outs):
             q = prompt(fake_model, f"long story {i} " * 30)
             engine.submit(q, opts, lambda c, out=out: emit(out, c))
-        deadline = time.monotonic() + 10
-        while not all(o and o[-1].finish_reason for o in outs):
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+        wait_until(lambda: finished(outs))
     finally:
         engine.close()
     assert abs(firsts[0] - firsts[1]) <= 1  # the second did not wait for the first's 200 tokens
@@ -300,10 +301,7 @@ def _lookup_run(fake_model: slmkit.Model, qs: list[str], **opts: object) -> tupl
     try:
         for q, out in zip(qs, outs, strict=True):
             engine.submit(prompt(fake_model, q), make_options(max_tokens=80, **opts), out.append)
-        deadline = time.monotonic() + 10
-        while not all(o and o[-1].finish_reason for o in outs):
-            assert time.monotonic() < deadline
-            time.sleep(0.005)
+        wait_until(lambda: finished(outs))
     finally:
         engine.close()
     return engine, outs
@@ -365,10 +363,7 @@ def test_engine_scores_equal_the_scoring_context_beside_generation(
             engine.submit(prompt(fake_model, f"chat {i}"), opts, out.append)
         for i, ctx in enumerate(ctxs):
             engine.submit_score(ctx, conts, lambda r, reason, i=i: got[i].append((r, reason)))
-        deadline = time.monotonic() + 10
-        while not (all(got) and all(c and c[-1].finish_reason for c in chats)):
-            assert time.monotonic() < deadline
-            time.sleep(0.005)
+        wait_until(lambda: all(got) and finished(chats))
         assert max(engine.batch_sizes) >= 2 and engine.running == 0
     finally:
         engine.close()
