@@ -94,22 +94,26 @@ class _Scoring:
     conts: list[list[int]]
     done: Callable[[list[LogLikelihood] | None, FinishReason], None]
     rows: list[list[np.ndarray]] = field(default_factory=list)
-    probing: int = -1  # the continuation whose probe is in flight
+
+    def missing(self) -> int | None:
+        """The first continuation still missing rows (the one probed next, or in flight);
+        None when every one is scored. Nothing is read before the prompt's row."""
+        if not self.rows:
+            return 0
+        gaps = (
+            j for j, (c, r) in enumerate(zip(self.conts, self.rows, strict=True)) if len(r) < len(c)
+        )
+        return next(gaps, None)
 
     def next_probe(self) -> list[int]:
-        """The next continuation still missing rows, less its last token (it predicts
-        nothing); [] when none is."""
-        for j, (cont, rows) in enumerate(zip(self.conts, self.rows, strict=True)):
-            if len(rows) < len(cont):
-                self.probing = j
-                return cont[:-1]
-        return []
+        """The next continuation to decode after the prompt, less its last token (it predicts
+        nothing); [] when none is left."""
+        j = self.missing()
+        return self.conts[j][:-1] if j is not None else []
 
     @property
     def complete(self) -> bool:
-        return len(self.rows) == len(self.conts) and all(
-            len(r) == len(c) for r, c in zip(self.rows, self.conts, strict=True)
-        )
+        return self.missing() is None
 
     def result(self) -> list[LogLikelihood]:
         return [score_rows(np.vstack(r), c) for r, c in zip(self.rows, self.conts, strict=True)]
@@ -469,8 +473,9 @@ class Engine:
         """Read a scoring request's rows: after the prompt, the first token's row of every
         continuation; after a probe, the probed continuation's other rows."""
         sc: _Scoring = req.state.scoring
-        if req.probe:
-            sc.rows[sc.probing] += [log_softmax(r.logits(idx + i)) for i in range(len(req.probe))]
+        j = sc.missing()
+        if req.probe and j is not None:
+            sc.rows[j] += [log_softmax(r.logits(idx + i)) for i in range(len(req.probe))]
         else:
             first = log_softmax(r.logits(idx))
             sc.rows = [[first] for _ in sc.conts]
