@@ -142,6 +142,12 @@ def embed(provider: ModelProvider, model_id: str, texts: list[str]) -> list[list
     return provider.get(model_id).model.embed(texts)
 
 
+def task_window(item: Loaded) -> int:
+    """Requests a task endpoint keeps in the engine at once: half its slots, so chat traffic
+    keeps the rest."""
+    return max(1, item.engine.scheduler.n_seq // 2)
+
+
 def classify(
     provider: ModelProvider, settings: ServerSettings, body: ClassifyRequest, texts: list[str]
 ) -> list[Prediction]:
@@ -168,7 +174,7 @@ def classify(
                 instruction=body.instruction,
                 calibrate=body.calibrate,
                 engine=item.engine,
-                window=max(1, item.engine.scheduler.n_seq // 2),
+                window=task_window(item),
             )
             if len(item.classifiers) >= MAX_CLASSIFIERS:
                 item.classifiers.pop(next(iter(item.classifiers)))
@@ -185,7 +191,7 @@ def summarize(
     item = provider.get(body.model)
     if settings.log_prompts:
         log.info("summarize %s document=%r", body.model, body.input)
-    window = max(1, item.engine.scheduler.n_seq // 2)
+    window = task_window(item)
     summarizer = Summarizer(item.model, max_words=body.max_words, engine=item.engine, window=window)
     return summarizer(body.input)
 
