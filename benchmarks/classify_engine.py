@@ -8,8 +8,8 @@ with the engine thread for the cores, as /v1/classify did before it used the eng
         [--n 64] [--rounds 3] [--kv-layout per-seq|shared]
 
 Prints items/s of each path per round and their medians, the engine/own-context ratio, how
-many predictions agree (with each other and with one-sequence-at-a-time scoring) and the largest
-probability difference.
+many predictions agree and the largest probability difference, between the two paths and
+against one-sequence-at-a-time scoring.
 """
 
 from __future__ import annotations
@@ -30,6 +30,13 @@ def timed(clf: LikelihoodClassifier, texts: list[str]) -> tuple[float, list[Pred
     t0 = time.perf_counter()
     preds = clf.predict(texts)
     return len(texts) / (time.perf_counter() - t0), preds
+
+
+def compare(a: list[Prediction], b: list[Prediction]) -> tuple[int, float]:
+    """(predictions with the same label, the largest difference of any label's probability)"""
+    same = sum(x.label == y.label for x, y in zip(a, b, strict=True))
+    diff = max(abs(x.probs[k] - y.probs[k]) for x, y in zip(a, b, strict=True) for k in x.probs)
+    return same, diff
 
 
 def busy(model: slmkit.Model, engine: Engine, n: int) -> list:
@@ -86,12 +93,10 @@ def main() -> None:
             print(f"round {r}: " + "  ".join(f"{k} {v[-1]:.2f}" for k, v in rates.items()))
     finally:
         engine.close()
-    agree = sum(x.label == y.label for x, y in zip(pa, pb, strict=True))
-    diff = max(abs(x.probs[k] - y.probs[k]) for x, y in zip(pa, pb, strict=True) for k in x.probs)
     # one sequence at a time (no batching): the rounding both batched paths depart from
     single = LikelihoodClassifier(model, spec.labels, batched=False, **kw)  # type: ignore[arg-type]
     ps = single.predict(texts)
-    ref = [sum(x.label == y.label for x, y in zip(p, ps, strict=True)) for p in (pa, pb)]
+    n = len(texts)
     med = {k: statistics.median(v) for k, v in rates.items()}
     n_labels = len(spec.labels)
     print(f"{args.model}, {args.task}, {len(texts)} texts, {n_labels} labels, {args.kv_layout}")
@@ -101,8 +106,13 @@ def main() -> None:
         f"  engine / own context: {med['engine'] / med['own']:.2f}x alone, "
         f"{med['engine + chats'] / med['own + chats']:.2f}x beside {args.chats} chats"
     )
-    print(f"  same label {agree}/{len(texts)}; largest probability difference {diff:.4f}")
-    print(f"  same label as one-sequence scoring: own {ref[0]}/{len(texts)}, engine {ref[1]}")
+    for name, x, y in (
+        ("engine vs own", pb, pa),
+        ("own vs one-sequence", pa, ps),
+        ("engine vs one-sequence", pb, ps),
+    ):
+        same, diff = compare(x, y)
+        print(f"  {name}: same label {same}/{n}, largest probability difference {diff:.4f}")
 
 
 if __name__ == "__main__":
