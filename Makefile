@@ -5,13 +5,27 @@ BIN    := $(VENV)/bin
 RUN_STAMP  := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: demo test lint typecheck unit bench browser clean
+.PHONY: demo test lint typecheck unit bench browser clean llama
 
-$(RUN_STAMP): pyproject.toml
+NATIVE := src/slmkit/runtime/native.py
+
+# llama-cpp-python is compiled here for this CPU (-march=native minus AMX, whose kernels die of
+# SIGILL in VMs that report AMX without granting it), once per CPU: the wheel is kept under
+# ~/.cache/slmkit/llama-wheels/ keyed by CPU, flags and compiler (never pip's wheel cache, which
+# would hand over a wheel built on another CPU). The probe then decodes a tiny model in a child
+# process; if that child dies, llama.cpp is rebuilt with portable flags, or the install stops
+# with one error line.
+$(RUN_STAMP): pyproject.toml $(NATIVE)
 	$(PYTHON) -m venv $(VENV)
-	# llama-cpp-python builds from source once (~5-10 min); pip's wheel cache makes reruns fast.
+	$(BIN)/python $(NATIVE) install
 	$(BIN)/python -m pip install --disable-pip-version-check -q -e .
+	$(BIN)/python $(NATIVE) check
 	touch $@
+
+# Rebuild llama.cpp for this CPU (if its probe fails) and probe it again.
+llama: $(RUN_STAMP)
+	$(BIN)/python $(NATIVE) install
+	$(BIN)/python $(NATIVE) check
 
 $(TEST_STAMP): $(RUN_STAMP)
 	$(BIN)/python -m pip install --disable-pip-version-check -q -e '.[test,torch,ray]'

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import httpx
 
+from slmkit.runtime.native import build_key, native_flags
+
 
 def free_port() -> int:
     """A free TCP port on 127.0.0.1."""
@@ -49,8 +51,10 @@ def build_llama_server(version: str, cache: Path) -> Path | None:
     """llama.cpp's own C++ `llama-server`, built once from the llama-cpp-python sdist of
     `version` (it vendors llama.cpp) into `cache`. Returns None (with a message) where it
     cannot be built here: no cmake, no compiler, or pip cannot fetch the sdist."""
-    binary = cache / "build" / "bin" / "llama-server"
-    if binary.exists():
+    flags = native_flags()
+    build = cache / f"build-{flags.name}-{build_key(flags)}"  # never another CPU's binaries
+    binary = build / "bin" / "llama-server"
+    if binary.exists() and (binary.parent / "llama-bench").exists():
         return binary
     if not shutil.which("cmake"):
         print("llama-server: cmake not found, skipped")
@@ -75,13 +79,14 @@ def build_llama_server(version: str, cache: Path) -> Path | None:
     if not roots:
         print("llama-server: the sdist carries no vendor/llama.cpp")
         return None
-    build = cache / "build"
     cfg = ["cmake", "-S", str(roots[0]), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release"]
     cfg += ["-DLLAMA_BUILD_SERVER=ON", "-DLLAMA_CURL=OFF", "-DBUILD_SHARED_LIBS=OFF"]
-    cfg += ["-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF", "-DGGML_NATIVE=ON"]
+    # the flags slmkit's own llama-cpp-python build uses (native minus AMX): same kernels
+    cfg += ["-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF", *flags.cmake_args()]
     jobs = str(os.cpu_count() or 2)
     print("llama-server: building from the llama-cpp-python sdist (several minutes, once)")
-    for cmd in (cfg, ["cmake", "--build", str(build), "--target", "llama-server", "-j", jobs]):
+    targets = ["--target", "llama-server", "llama-bench"]
+    for cmd in (cfg, ["cmake", "--build", str(build), *targets, "-j", jobs]):
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode:
             print(f"llama-server: build failed: {(done.stdout + done.stderr)[-600:]}")

@@ -234,8 +234,10 @@ def run_child(config: BenchConfig, model: str, task: str, out: Path) -> dict[str
         return verdict
     lines = [ln for ln in stdout.read_text().splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
+        from slmkit.runtime.native import describe_exit
+
         tail = stderr.read_text()[-400:].strip()
-        return {"status": "failed", "error": f"exit {proc.returncode}: {tail}"}
+        return {"status": "failed", "error": f"{describe_exit(proc.returncode or 0)}: {tail}"}
     result: dict[str, Any] = json.loads(lines[-1])
     return result
 

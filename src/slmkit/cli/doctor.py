@@ -58,6 +58,25 @@ def _disk(root: Path) -> dict[str, Any]:
     }
 
 
+def llama_build() -> dict[str, Any]:
+    """Which llama.cpp build is installed (the recipe, from the wheel slmkit built), the CPU
+    features it was compiled for, and a fresh probe: a one-token decode in a child process."""
+    import sys
+
+    from slmkit.runtime import native
+
+    wheel = native.installed_wheel(sys.executable)
+    recipe = Path(wheel).parent.name.rsplit("-", 1)[0] if wheel else None
+    result = native.probe()
+    return {
+        "recipe": recipe or "not built by slmkit (pip's build: -march=native, AMX included)",
+        "wheel": wheel,
+        "features": sorted(k for k, v in result.features.items() if v),
+        "probe": result.as_dict(),
+        "fix": None if result.ok else native.failure_line(result),
+    }
+
+
 def report() -> dict[str, Any]:
     from slmkit.bench.machine import machine_info
 
@@ -75,6 +94,7 @@ def report() -> dict[str, Any]:
         "machine": machine_info(),
         "store": {**_disk(store.root), "installed": installed},
         "backends": backends,
+        "llama_cpp": llama_build(),
         "network": network_status(),
     }
 
@@ -101,7 +121,20 @@ def doctor(as_json: bool) -> None:
         + ", ".join(f"{x['id']} ({x['size']})" for x in st["installed"]),
         "backends  "
         + ", ".join(f"{k}: {'yes' if v else 'no'}" for k, v in info["backends"].items()),
+        _llama_line(info["llama_cpp"]),
         f"network   guard {net['guard']}; reachable: {'yes' if net['reachable'] else 'no'} "
         f"({net['detail']})",
     ]
     click.echo("\n".join(lines))
+    if info["llama_cpp"]["fix"]:
+        click.echo(f"error: {info['llama_cpp']['fix']}", err=True)
+        raise SystemExit(1)
+
+
+def _llama_line(b: dict[str, Any]) -> str:
+    probe = b["probe"]
+    verdict = (
+        f"probe passed in {probe['seconds']} s" if probe["ok"] else f"probe FAILED: {b['fix']}"
+    )
+    amx = "AMX on" if any(f.startswith("AMX") for f in b["features"]) else "AMX off"
+    return f"llama.cpp {b['recipe']} build; {amx}; {' '.join(b['features'])}; {verdict}"

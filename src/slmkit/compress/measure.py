@@ -88,8 +88,11 @@ def measure_in_child(kind: str, path: Path, task: str, limit: int) -> dict[str, 
     cmd = [sys.executable, "-m", "slmkit.compress.measure", kind, str(path), task, str(limit)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
+        from slmkit.runtime.native import describe_exit
+
         tail = proc.stderr.strip().splitlines()[-3:]
-        raise RuntimeFailure(f"measuring {path.name} failed: {' '.join(tail)}")
+        why = describe_exit(proc.returncode)
+        raise RuntimeFailure(f"measuring {path.name} failed ({why}): {' '.join(tail)}")
     result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
     return result
 

@@ -14,12 +14,22 @@ from pathlib import Path
 from typing import Any
 
 from slmkit.catalog.entries import ModelEntry
-from slmkit.errors import ModelFormatError
+from slmkit.errors import ModelFormatError, RuntimeFailure
 from slmkit.options import GenerationOptions
 from slmkit.runtime import generate
 from slmkit.runtime.base import Backend, BatchRunner, Chunk, LogLikelihood, TokenLogprob
 from slmkit.runtime.llamacpp_runner import LlamaRunner
 from slmkit.runtime.speculate import CostModel, DraftModel, make_draft
+
+
+def require_working_build() -> None:
+    """Refuse to run llama.cpp in this process when its build fails the probe on this CPU
+    (slmkit.runtime.native): one clear error instead of a process killed by SIGILL."""
+    from slmkit.runtime import native
+
+    result = native.verified_build()
+    if not result.ok:
+        raise RuntimeFailure(native.failure_line(result))
 
 
 def quiet_llama_logs(lc: Any) -> None:
@@ -67,6 +77,7 @@ class LlamaCppBackend(Backend):
         from slmkit.catalog.gguf_info import check_magic
 
         check_magic(path)
+        require_working_build()
         quiet_llama_logs(lc)
         try:
             llm = lc.Llama(
