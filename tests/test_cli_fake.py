@@ -45,6 +45,7 @@ def test_importing_the_package_yields_every_command() -> None:
         "serve",
         "finetune",
         "quantize",
+        "optimize",
         "bench",
         "report",
         "recommend",

@@ -10,6 +10,7 @@ from slmkit.catalog.entries import ModelEntry
 from slmkit.catalog.store import Store
 from slmkit.errors import InputError, ModelNotFoundError
 from slmkit.model import Model
+from slmkit.settings import Settings
 
 
 def load(
@@ -39,7 +40,7 @@ def load(
     if backend and backend != entry.backend:
         entry = entry.model_copy(update={"backend": backend})
     loaded = get_backend(entry.backend).load(
-        path, entry, n_ctx=ctx, n_threads=n_threads or settings.n_threads
+        path, entry, n_ctx=ctx, n_threads=n_threads or _threads(entry, settings)
     )
     model_ = Model(entry, loaded, path)
     if draft is not None:
@@ -49,6 +50,17 @@ def load(
             model_.close()
             raise
     return model_
+
+
+def _threads(entry: ModelEntry, settings: Settings) -> int:
+    """The user's thread count where they set one, else what `slm optimize` measured best for
+    this file (never more than this machine has), else the default."""
+    import os
+
+    measured = entry.runtime.get("n_threads")
+    if "n_threads" in settings.model_fields_set or not measured:
+        return settings.n_threads
+    return max(1, min(int(measured), os.cpu_count() or 1))
 
 
 def attach_draft(target: Model, draft: str | Path, store: Store) -> None:
@@ -114,6 +126,7 @@ def _resolve(model: str | Path, store: Store, pull: bool) -> tuple[ModelEntry, P
         if not path.is_file():
             raise ModelNotFoundError(f"no such model file: {path}")
         return entry_from_info(path.stem.lower(), path, read_gguf_info(path)), path
+    model = store.preferred(model)
     found = store.path(model)
     if found is None and pull:
         found = store.pull(model)

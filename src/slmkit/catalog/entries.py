@@ -95,3 +95,8 @@ class ModelEntry(_Frozen):
         description="Sampling its authors recommend (temperature, top_p, top_k, min_p, "
         "repeat_penalty), used for the options a caller does not set.",
     )
+    runtime: dict[str, Any] = Field(
+        default_factory=dict,
+        description="llama.cpp settings measured for this file by `slm optimize` on the CPU "
+        "that made it (flash_attn, n_threads); a caller's own settings win.",
+    )

@@ -49,6 +49,10 @@ def atomic_writer(target: Path) -> Iterator[IO[bytes]]:
         raise
 
 
+# `MODEL@source` loads MODEL's own file even where `slm optimize` registered a variant for it.
+SOURCE_SUFFIX = "@source"
+
+
 class Store:
     """Models on disk under one root: `<root>/models/<id>/<file>` plus `manifest.json`."""
 
@@ -85,8 +89,23 @@ class Store:
                 out.append(ModelEntry.model_validate(m["entry"]))
         return out
 
+    def preferred(self, model_id: str) -> str:
+        """The id to load for `model_id`: its newest installed variant made by `slm optimize`
+        for this model, else itself. `MODEL@source` always names the original file."""
+        if model_id.endswith(SOURCE_SUFFIX):
+            return model_id.removesuffix(SOURCE_SUFFIX)
+        variants = [
+            e
+            for e in self.entries()
+            if (e.lineage or {}).get("replaces") == model_id and self.path(e.id) is not None
+        ]
+        if not variants:
+            return model_id
+        return max(variants, key=lambda e: str((e.lineage or {}).get("date", ""))).id
+
     def get(self, model_id: str) -> ModelEntry:
         """Find an entry by id; ModelNotFoundError with suggestions when unknown."""
+        model_id = model_id.removesuffix(SOURCE_SUFFIX)
         entries = self.entries()
         for e in entries:
             if e.id == model_id:
@@ -101,6 +120,7 @@ class Store:
 
     def path(self, model_id: str) -> Path | None:
         """Path of the installed file, or None."""
+        model_id = model_id.removesuffix(SOURCE_SUFFIX)
         m = self.manifest(model_id)
         return self.model_dir(model_id) / m["filename"] if m else None
 

@@ -1,7 +1,18 @@
 """The `slm` command line: one click group; each command module registers its commands on
 import, grouped as users think of them."""
 
-from slmkit.cli import bench, doctor, evaluate, generate, models, scale, serve, tasks, train
+from slmkit.cli import (
+    bench,
+    doctor,
+    evaluate,
+    generate,
+    models,
+    optimize,
+    scale,
+    serve,
+    tasks,
+    train,
+)
 from slmkit.cli.base import cli
 
 __all__ = [
@@ -12,6 +23,7 @@ __all__ = [
     "generate",
     "main",
     "models",
+    "optimize",
     "scale",
     "serve",
     "tasks",

@@ -82,8 +82,15 @@ def _print_models(rows: list[dict[str, Any]], root: Path) -> None:
 @cli.command()
 @click.argument("model_id")
 @click.option("--force", is_flag=True, help="Download again even if installed.")
+@click.option(
+    "--optimize",
+    "then_optimize",
+    is_flag=True,
+    help="Then run `slm optimize` on it (its defaults) for this CPU's fastest kernels.",
+)
+@click.pass_context
 @fail_cleanly
-def pull(model_id: str, force: bool) -> None:
+def pull(ctx: click.Context, model_id: str, force: bool, then_optimize: bool) -> None:
     """Download a catalog model (or an embedder asset) into the store, verifying sha256."""
     from slmkit.catalog.assets import ASSET_ALIASES, ASSETS, asset_dir
 
@@ -95,14 +102,18 @@ def pull(model_id: str, force: bool) -> None:
     entry = store.get(model_id)
     if store.path(model_id) is not None and not force:
         click.echo(f"{model_id} is already installed at {store.path(model_id)}")
-        return
-    from slmkit.catalog.store import available_ram_bytes, fit_message
+    else:
+        from slmkit.catalog.store import available_ram_bytes, fit_message
 
-    n_ctx = min(store.settings.n_ctx, entry.context_length)
-    click.echo(fit_message(entry, n_ctx, available_ram_bytes())[1], err=True)
-    with pull_progress(f"pull {model_id}") as progress:
-        path = store.pull(model_id, force=force, progress=progress)
-    click.echo(f"installed {model_id} at {path}")
+        n_ctx = min(store.settings.n_ctx, entry.context_length)
+        click.echo(fit_message(entry, n_ctx, available_ram_bytes())[1], err=True)
+        with pull_progress(f"pull {model_id}") as progress:
+            path = store.pull(model_id, force=force, progress=progress)
+        click.echo(f"installed {model_id} at {path}")
+    if then_optimize:
+        from slmkit.cli.optimize import optimize
+
+        ctx.invoke(optimize, model_id=model_id)
 
 
 @cli.command(name="import")
@@ -181,6 +192,7 @@ def _print_extras(entry: Any) -> None:
         click.echo(f"{'kind':22} {entry.kind}")
     if entry.labels:
         click.echo(f"{'labels':22} {', '.join(entry.labels)}")
+    _print_weights(entry)
     if entry.lineage:
         lin = entry.lineage
         made = f"{lin.get('method')} from {lin.get('base')}"
@@ -191,6 +203,34 @@ def _print_extras(entry: Any) -> None:
         kept = {k: v for k, v in metrics.items() if k.endswith("accuracy") or k == "train_s"}
         if kept:
             click.echo(f"{'metrics':22} " + ", ".join(f"{k} {v}" for k, v in kept.items()))
+
+
+FOUR_BIT = ("Q4_", "IQ4", "Q3_", "Q2_")
+
+
+def _print_weights(entry: Any) -> None:
+    """Where the only weights there are come quantized, and which optimized file loads."""
+    from slmkit.catalog.store import SOURCE_SUFFIX
+
+    if (
+        entry.format == "gguf"
+        and not entry.imported
+        and entry.quantization.upper().startswith(FOUR_BIT)
+    ):
+        click.echo(
+            f"{'weights':22} only {entry.quantization} (4-bit) is available: any other "
+            "format (slm quantize/optimize) is a requantization of it, measured against it"
+        )
+    store = open_store()
+    chosen = store.preferred(entry.id)
+    if chosen != entry.id:
+        click.echo(
+            f"{'optimized':22} loads {chosen} (slm optimize); {entry.id}{SOURCE_SUFFIX} "
+            "loads this file"
+        )
+    if entry.runtime:
+        shown = ", ".join(f"{k}={v}" for k, v in entry.runtime.items())
+        click.echo(f"{'runtime':22} {shown} (measured by slm optimize; your settings win)")
 
 
 def _source_text(s: Any) -> str:

@@ -21,6 +21,8 @@ from slmkit.runtime.base import Backend, BatchRunner, Chunk, LogLikelihood, Toke
 from slmkit.runtime.llamacpp_runner import LlamaRunner
 from slmkit.runtime.speculate import CostModel, DraftModel, make_draft
 
+FLASH: dict[object, int] = {True: 1, False: 0}  # llama.cpp's flash_attn_type for a measured choice
+
 
 def require_working_build() -> None:
     """Refuse to run llama.cpp in this process when its build fails the probe on this CPU
@@ -86,9 +88,10 @@ class LlamaCppBackend(Backend):
                 n_batch=512,
                 n_threads=n_threads,
                 n_threads_batch=n_threads,
-                # faster on CPU (SmolLM2 prefill 1.10x, decode 1.07x: docs/benchmarks.md), and
-                # small batches then round as single decodes do (exact speculative verification)
-                flash_attn=True,
+                # on unless `slm optimize` measured it slower for this file on this CPU (SmolLM2
+                # prefill 1.10x with it; Qwen2.5-Coder-0.5B 0.84x: docs/benchmarks.md); with it,
+                # small batches round as single decodes do (exact speculative verification)
+                flash_attn=bool(entry.runtime.get("flash_attn", True)),
                 verbose=False,
             )
         except (ValueError, RuntimeError, OSError) as e:
@@ -168,7 +171,13 @@ class LlamaCppBackend(Backend):
         return out
 
     def batch_runner(
-        self, *, n_ctx: int, n_seq: int, n_batch: int = 512, flash: int = -1, per_seq: bool = False
+        self,
+        *,
+        n_ctx: int,
+        n_seq: int,
+        n_batch: int = 512,
+        flash: int | None = None,
+        per_seq: bool = False,
     ) -> BatchRunner:
         """A further llama.cpp context over the same loaded weights, with n_seq sequences
         sharing one unified KV cache, or each its own cells with `per_seq` (used by batched
@@ -179,7 +188,10 @@ class LlamaCppBackend(Backend):
             n_seq=n_seq,
             n_batch=n_batch,
             n_threads=self._llm.n_threads,
-            flash=flash,
+            # llama.cpp's own choice (-1) unless `slm optimize` measured one for this file
+            flash=flash
+            if flash is not None
+            else FLASH.get(self.entry.runtime.get("flash_attn"), -1),
             per_seq=per_seq,
         )
 

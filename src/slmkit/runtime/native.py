@@ -399,6 +399,7 @@ def _tiny_gguf(path: Path) -> None:
     w.add_head_count_kv(n_head)
     w.add_rope_dimension_count(n_embd // n_head)
     w.add_layer_norm_rms_eps(1e-5)
+    w.add_file_type(0)  # all F32
     w.add_tokenizer_model("llama")
     w.add_token_list(tokens)
     w.add_token_scores([0.0] * len(tokens))
