@@ -89,6 +89,8 @@ def test_candidates_are_measured_and_the_fastest_within_bounds_is_registered(
     entry = store.get(res.model_id)
     assert entry.lineage and entry.lineage["replaces"] == "tiny"
     assert entry.runtime == rt["chosen"] and entry.quantization == fastest["candidate"].upper()
+    rows = rt["chosen"]["row_seconds"]
+    assert sorted(int(n) for n in rows) == list(range(1, 17)) and all(s > 0 for s in rows.values())
     assert leftovers(store) == sorted(["fake-chat", "tiny", res.model_id])  # nothing else kept
 
 
@@ -98,6 +100,8 @@ def test_the_original_id_loads_the_variant_and_at_source_the_original(
     res = optimize("tiny", small(tmp_path, recipes=("q8_0",)), store=store)
     with slmkit.load("tiny", store=store, n_ctx=64) as m:
         assert m.id == res.model_id and m.path == res.path
+        seeded = res.report["runtime"]["chosen"]["row_seconds"]
+        assert m.backend.costs.rows == {int(n): s for n, s in seeded.items()}  # type: ignore[attr-defined]
     with slmkit.load("tiny@source", store=store, n_ctx=64) as m:
         assert m.id == "tiny" and m.path.name == "tiny-f32.gguf"
     store.remove(res.model_id)

@@ -76,7 +76,6 @@ def _print_models(rows: list[dict[str, Any]], root: Path) -> None:
             cells.append(",".join(r["sources"]))
         table.add_row(*cells, "yes" if r["installed"] else "-")
     console.print(table)
-    Console().print(table)
 
 
 @cli.command()

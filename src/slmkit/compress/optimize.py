@@ -15,8 +15,10 @@ least `min_decode` x the source's and whose task score drops at most `max_drop` 
 one with the fastest prefill; if none qualifies, or none is faster than the source, nothing is
 registered. For the chosen file, flash attention on/off and the thread count are then measured
 the same way and the pair that serves a `prompt_tokens` prompt plus a 128-token answer soonest
-is stored with it. The result is registered under its own id, with its figures as lineage, and
-`slm run/serve/eval MODEL` load it from then on; `MODEL@source` loads the original file.
+is stored with it, with the measured seconds of one decode of 1..16 rows (what speculative
+verification sizes its drafts from). The result is registered under its own id, with its
+figures as lineage, and `slm run/serve/eval MODEL` load it from then on; `MODEL@source` loads
+the original file.
 """
 
 from __future__ import annotations
@@ -354,6 +356,26 @@ def tune_runtime(
     }
 
 
+ROWS = tuple(range(1, 17))
+
+
+def measure_rows(file: Path, tokens: list[int], runtime: dict[str, Any]) -> dict[str, float]:
+    """Seconds of one decode of 1..16 rows after 256 tokens of context, with the chosen
+    runtime settings: the table speculative verification sizes its drafts from."""
+    from slmkit.runtime.llamacpp_measure import open_gguf, row_seconds
+
+    depth = max(0, min(256, len(tokens) - max(ROWS)))
+    n_ctx = depth + max(ROWS) + 8
+    llm = open_gguf(
+        file, n_ctx=n_ctx, n_threads=runtime["n_threads"], flash_attn=runtime["flash_attn"]
+    )
+    try:
+        table = row_seconds(llm, tokens, ROWS, depth=depth)
+    finally:
+        llm.close()
+    return {str(n): round(sec, 6) for n, sec in table.items()}
+
+
 def thread_options(cfg: OptimizeConfig, default: int) -> tuple[int, ...]:
     if cfg.threads:
         return cfg.threads
@@ -393,9 +415,10 @@ def optimize(
                 "nothing was registered",
                 report,
             )
-        report["runtime"] = tune_runtime(
-            built[best["candidate"]], prompt, cfg, thread_options(cfg, threads)
-        )
+        file = built[best["candidate"]]
+        report["runtime"] = tune_runtime(file, prompt, cfg, thread_options(cfg, threads))
+        chosen = report["runtime"]["chosen"]
+        chosen["row_seconds"] = measure_rows(file, [t for w in windows for t in w], chosen)
         for name, file in built.items():
             if name != best["candidate"]:
                 file.unlink()

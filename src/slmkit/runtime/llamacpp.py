@@ -71,6 +71,8 @@ class LlamaCppBackend(Backend):
         self._scorer: Any = None
         self._draft: DraftModel | None = None
         self.costs = CostModel()  # what decoding costs here: speculation's draft length
+        for n, seconds in entry.runtime.get("row_seconds", {}).items():
+            self.costs.note_rows(int(n), float(seconds))  # measured by slm optimize
 
     @classmethod
     def load(cls, path: Path, entry: ModelEntry, *, n_ctx: int, n_threads: int) -> Backend:
