@@ -103,7 +103,7 @@ def slmkit_rates(model: slmkit.Model, long: str) -> dict[str, float]:
 
 
 def bench_rates(binary: Path, file: Path, threads: int, flash: bool) -> dict[str, float]:
-    base = [str(binary), "-m", str(file), "-t", str(threads), "-fa", str(int(flash)), "-r", "3"]
+    base = [str(binary), "-m", str(file), "-t", str(threads), "-fa", "on" if flash else "off", "-r", "3"]
     out: dict[str, float] = {}
     for extra in (["-p", "512,1024", "-n", "128"], ["-p", "0", "-n", "128", "-d", "1024"]):
         done = subprocess.run([*base, *extra, "-o", "json"], capture_output=True, text=True)
