@@ -31,8 +31,9 @@ from _servers import build_llama_server
 
 import slmkit
 from slmkit.catalog.store import Store
-from slmkit.compress.optimize import OptimizeConfig, optimize
+from slmkit.compress.optimize import OptimizeConfig, measure_rows, optimize
 from slmkit.errors import GuardRefusedError
+from slmkit.runtime.llamacpp_measure import tokenize_file
 from slmkit.runtime.native import LLAMA_CPP_VERSION, cpu_info
 from slmkit.settings import Settings
 from slmkit.tasks.data import data_dir
@@ -103,7 +104,8 @@ def slmkit_rates(model: slmkit.Model, long: str) -> dict[str, float]:
 
 
 def bench_rates(binary: Path, file: Path, threads: int, flash: bool) -> dict[str, float]:
-    base = [str(binary), "-m", str(file), "-t", str(threads), "-fa", "on" if flash else "off", "-r", "3"]
+    fa = "on" if flash else "off"
+    base = [str(binary), "-m", str(file), "-t", str(threads), "-fa", fa, "-r", "3"]
     out: dict[str, float] = {}
     for extra in (["-p", "512,1024", "-n", "128"], ["-p", "0", "-n", "128", "-d", "1024"]):
         done = subprocess.run([*base, *extra, "-o", "json"], capture_output=True, text=True)
@@ -114,6 +116,23 @@ def bench_rates(binary: Path, file: Path, threads: int, flash: bool) -> dict[str
             name = f"pp{row['n_prompt']}" if row["n_prompt"] else f"tg{row['n_gen']}@d{depth}"
             out[name] = row["avg_ts"]
     return out
+
+
+def row_costs(store: Store, model_id: str, report: dict[str, Any]) -> None:
+    """Seconds of one decode of 1..16 rows (after 256 tokens), the source file against the
+    chosen one, with the chosen runtime settings: what a verify batch of n rows costs."""
+    runtime = (report.get("runtime") or {}).get("chosen")
+    if not report["chosen"] or not runtime:
+        return
+    after = runtime["row_seconds"]
+    _, src = store.require(f"{model_id}@source")
+    before = measure_rows(src, tokenize_file(src, article()), runtime)
+    print(f"\nrow-count cost, ms per decode call (source {src.name} -> {report['chosen']}):")
+    print("| rows | source ms | per row | chosen ms | per row |")
+    print("|---|---|---|---|---|")
+    for n in sorted(after, key=int):
+        b, a = before[n] * 1e3, after[n] * 1e3
+        print(f"| {n} | {b:.1f} | {b / int(n):.1f} | {a:.1f} | {a / int(n):.1f} |")
 
 
 def compare(store: Store, model_id: str, chosen: str | None, binary: Path | None) -> None:
@@ -179,6 +198,7 @@ def main() -> None:
             except GuardRefusedError as e:
                 report = e.report
             table(report)
+            row_costs(store, model_id, report)
             compare(store, model_id, report["chosen"], binary)
 
 

@@ -182,6 +182,12 @@ def test_cli_json_and_errors(store: Store, tmp_path: Path, monkeypatch: pytest.M
     obj = json.loads(done.stdout.strip().splitlines()[-1])
     assert obj["id"] == "tiny-q8_0" and obj["source"] == "tiny@source"
     assert [r["candidate"] for r in obj["candidates"]] == ["source", "q8_0"]
+    # a bound no candidate meets: the table, each refusal's reason on its own line, one error
+    none = CliRunner().invoke(cli, [*args, "--out", "tiny-strict", "--kld-max", "1e-9"])
+    assert none.exit_code == 1
+    assert "  q8_0: mean KLD" in none.output and "> 1e-09" in none.output
+    assert none.output.strip().splitlines()[-1].startswith("error: no candidate for tiny")
+    assert not (store.root / "models" / "tiny-strict").exists()
     for bad_args, msg in (
         (["optimize", "nope"], "unknown model"),
         (["optimize", "fake-chat"], "GGUF language models"),

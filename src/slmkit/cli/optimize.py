@@ -187,9 +187,7 @@ def _show(report: dict[str, Any], made: dict[str, str] | None, as_json: bool) ->
     table = Table(*heads, title=f"{report['model']} on {report['cpu']}")
     for r in report["candidates"]:
         verdict = (
-            "source"
-            if r["candidate"] == "source"
-            else ("chosen" if r.get("chosen") else f"refused: {r.get('refused')}")
+            "source" if r["candidate"] == "source" else ("chosen" if r.get("chosen") else "refused")
         )
         score = "-" if r.get("score") is None else f"{r['score']:.1f}"
         table.add_row(
@@ -205,8 +203,14 @@ def _show(report: dict[str, Any], made: dict[str, str] | None, as_json: bool) ->
             score,
             verdict,
         )
-    Console().print(table)
+    console = Console()
+    if not console.is_terminal:
+        console.width = max(console.width, 120)  # logs and pipes: one line per candidate
+    console.print(table)
     click.echo(f"rule: {report['rule']}")
+    for r in report["candidates"]:
+        if r.get("refused"):
+            click.echo(f"  {r['candidate']}: {r['refused']}")
     if made:
         rt = report["runtime"]["chosen"]
         click.echo(

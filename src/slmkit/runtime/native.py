@@ -280,8 +280,14 @@ def install_native(
 ) -> Path:
     """Make the installed llama-cpp-python the native-minus-AMX build for this CPU (compiled
     once per CPU, flags and compiler; a wheel from anywhere else is replaced)."""
-    wheel = build(native_flags(), python)
+    flags = native_flags()
+    wheel = build(flags, python)
     if installed_wheel(python) != str(wheel):
+        print(
+            f"llama.cpp: installing the {flags.name} build for this CPU ({wheel})",
+            file=sys.stderr,
+            flush=True,
+        )
         install(wheel, python)
     return wheel
 
