@@ -3,7 +3,7 @@ own llama-bench on the same files in the same run.
 
 Run: .venv/bin/python benchmarks/optimize_table.py [--models smollm2-135m-instruct,...]
      [--kld-tokens 20480] [--limit 872] [--repeats 3] [--candidates q8_0,q4_0,...]
-     [--no-llama-bench]
+     [--no-llama-bench] [--skip-optimize]
 
 Each model is imported into a temp store (the user's store is left as it is) and optimized
 with the defaults of `slm optimize` (mean KLD <= 0.02, decode >= 0.95x, SST-2 zero-shot drop
@@ -31,8 +31,9 @@ from _servers import build_llama_server
 
 import slmkit
 from slmkit.catalog.store import Store
-from slmkit.compress.optimize import OptimizeConfig, measure_rows, optimize
-from slmkit.errors import GuardRefusedError
+from slmkit.compress.optimize import OptimizeConfig, measure_rows, optimize, tune_runtime
+from slmkit.errors import ChatTemplateError, GuardRefusedError
+from slmkit.runtime.base import GenerationStats
 from slmkit.runtime.llamacpp_measure import tokenize_file
 from slmkit.runtime.native import LLAMA_CPP_VERSION, cpu_info
 from slmkit.settings import Settings
@@ -79,22 +80,24 @@ def table(report: dict[str, Any]) -> None:
             f"{r['kld_mean']:.4f} | {r['kld_p99']:.3f} | {r['top1_agreement']:.3f} | {score} "
             f"| {verdict} |"
         )
-    for t in (report.get("runtime") or {}).get("trials", []):
-        print(
-            f"  runtime flash_attn={t['flash_attn']} threads={t['n_threads']}: prefill "
-            f"{t['prefill_tps']:.0f} t/s, decode {t['decode_tps']:.1f} t/s, {t['seconds']:.2f} s "
-            "for the prompt + 128 tokens"
-        )
+
+
+def answer(model: slmkit.Model, text: str) -> GenerationStats:
+    """128 greedy tokens after `text`: as a chat turn, or as plain text for a base model."""
+    try:
+        st = list(model.stream([{"role": "user", "content": text}], temperature=0, max_tokens=128))[
+            -1
+        ].stats
+    except ChatTemplateError:
+        st = model.complete(text, temperature=0, max_tokens=128).stats
+    model.backend.clear_cache()  # type: ignore[attr-defined]
+    assert st is not None
+    return st
 
 
 def slmkit_rates(model: slmkit.Model, long: str) -> dict[str, float]:
-    chunks = list(model.stream([{"role": "user", "content": long}], temperature=0, max_tokens=128))
-    st = chunks[-1].stats
-    assert st is not None
-    model.backend.clear_cache()  # type: ignore[attr-defined]
-    short = list(model.stream(SHORT, temperature=0, max_tokens=128))[-1].stats
-    assert short is not None
-    model.backend.clear_cache()  # type: ignore[attr-defined]
+    st = answer(model, long)
+    short = answer(model, SHORT[0]["content"])
     return {
         "prompt_tokens": st.prompt_tokens,
         "prefill": st.prompt_tokens / st.prompt_s,
@@ -122,17 +125,40 @@ def row_costs(store: Store, model_id: str, report: dict[str, Any]) -> None:
     """Seconds of one decode of 1..16 rows (after 256 tokens), the source file against the
     chosen one, with the chosen runtime settings: what a verify batch of n rows costs."""
     runtime = (report.get("runtime") or {}).get("chosen")
-    if not report["chosen"] or not runtime:
+    if not runtime:
         return
-    after = runtime["row_seconds"]
     _, src = store.require(f"{model_id}@source")
     before = measure_rows(src, tokenize_file(src, article()), runtime)
-    print(f"\nrow-count cost, ms per decode call (source {src.name} -> {report['chosen']}):")
-    print("| rows | source ms | per row | chosen ms | per row |")
-    print("|---|---|---|---|---|")
+    after = runtime.get("row_seconds") or before  # nothing chosen: the source is what runs
+    print(
+        f"\nrow-count cost, ms per decode call after 256 tokens (source {src.name} -> "
+        f"{report['chosen'] or 'nothing chosen: the source'}; flash_attn={runtime['flash_attn']}, "
+        f"threads={runtime['n_threads']}):"
+    )
+    print("| rows | source ms | per row | x 1 row | chosen ms | per row |")
+    print("|---|---|---|---|---|---|")
     for n in sorted(after, key=int):
         b, a = before[n] * 1e3, after[n] * 1e3
-        print(f"| {n} | {b:.1f} | {b / int(n):.1f} | {a:.1f} | {a / int(n):.1f} |")
+        print(
+            f"| {n} | {b:.1f} | {b / int(n):.1f} | {before[n] / before['1']:.2f} | {a:.1f} "
+            f"| {a / int(n):.1f} |"
+        )
+
+
+def source_runtime(store: Store, model_id: str, cfg: OptimizeConfig) -> dict[str, Any]:
+    """--skip-optimize: the runtime measurement `slm optimize` makes, on the source alone."""
+    _, src = store.require(f"{model_id}@source")
+    prompt = tokenize_file(src, article())[: cfg.prompt_tokens]
+    return {"chosen": None, "runtime": tune_runtime(src, prompt, cfg, (2, 1))}
+
+
+def runtime_lines(report: dict[str, Any]) -> None:
+    for t in (report.get("runtime") or {}).get("trials", []):
+        print(
+            f"  runtime ({report['chosen'] or 'source'}) flash_attn={t['flash_attn']} "
+            f"threads={t['n_threads']}: prefill {t['prefill_tps']:.0f} t/s, decode "
+            f"{t['decode_tps']:.1f} t/s, {t['seconds']:.2f} s for the prompt + 128 tokens"
+        )
 
 
 def compare(store: Store, model_id: str, chosen: str | None, binary: Path | None) -> None:
@@ -176,6 +202,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--candidates", default="")
     ap.add_argument("--no-llama-bench", action="store_true")
+    ap.add_argument(
+        "--skip-optimize", action="store_true", help="runtime, row costs and llama-bench only"
+    )
     args = ap.parse_args()
     print(f"CPU: {cpu_info()['model']}")
     binary = None
@@ -193,11 +222,15 @@ def main() -> None:
             if args.candidates:
                 cfg.recipes = tuple(args.candidates.split(","))
             print(f"\n== {model_id}", flush=True)
-            try:
-                report = optimize(model_id, cfg, store=store, progress=stage).report
-            except GuardRefusedError as e:
-                report = e.report
-            table(report)
+            if args.skip_optimize:
+                report = source_runtime(store, model_id, cfg)
+            else:
+                try:
+                    report = optimize(model_id, cfg, store=store, progress=stage).report
+                except GuardRefusedError as e:
+                    report = e.report
+                table(report)
+            runtime_lines(report)
             row_costs(store, model_id, report)
             compare(store, model_id, report["chosen"], binary)
 

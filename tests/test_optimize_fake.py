@@ -115,6 +115,10 @@ def test_a_kld_bound_no_candidate_meets_registers_nothing(store: Store, tmp_path
     refused = [r["refused"] for r in e.value.report["candidates"][1:]]
     assert all(r and r.startswith("mean KLD") for r in refused)
     assert leftovers(store) == before and store.preferred("tiny") == "tiny"
+    # the source keeps running, and the report says how it runs best here
+    trials = e.value.report["runtime"]["trials"]
+    assert {t["flash_attn"] for t in trials} == {True, False}
+    assert all(t["prefill_tps"] > 0 and t["decode_tps"] > 0 for t in trials)
 
 
 @pytest.mark.parametrize(
@@ -186,6 +190,7 @@ def test_cli_json_and_errors(store: Store, tmp_path: Path, monkeypatch: pytest.M
     none = CliRunner().invoke(cli, [*args, "--out", "tiny-strict", "--kld-max", "1e-9"])
     assert none.exit_code == 1
     assert "  q8_0: mean KLD" in none.output and "> 1e-09" in none.output
+    assert "  source, flash attention off" in none.output
     assert none.output.strip().splitlines()[-1].startswith("error: no candidate for tiny")
     assert not (store.root / "models" / "tiny-strict").exists()
     for bad_args, msg in (

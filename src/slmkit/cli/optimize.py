@@ -211,8 +211,16 @@ def _show(report: dict[str, Any], made: dict[str, str] | None, as_json: bool) ->
     for r in report["candidates"]:
         if r.get("refused"):
             click.echo(f"  {r['candidate']}: {r['refused']}")
+    runtime = report.get("runtime") or {}
+    for t in runtime.get("trials", []):
+        click.echo(
+            f"  {'chosen file' if made else 'source'}, flash attention "
+            f"{'on' if t['flash_attn'] else 'off'}, {t['n_threads']} threads: prefill "
+            f"{t['prefill_tps']:.0f} t/s, decode {t['decode_tps']:.1f} t/s, {t['seconds']:.2f} s "
+            "for the prompt and an answer"
+        )
     if made:
-        rt = report["runtime"]["chosen"]
+        rt = runtime["chosen"]
         click.echo(
             f"registered {made['id']} ({made['path']}); flash attention "
             f"{'on' if rt['flash_attn'] else 'off'}, {rt['n_threads']} threads. "

@@ -294,7 +294,7 @@ def verdict(row: dict[str, Any], src: dict[str, Any], cfg: OptimizeConfig) -> st
     if row["kld_mean"] > cfg.kld_max:
         return f"mean KLD {row['kld_mean']:.4f} > {cfg.kld_max}"
     if row["decode_x"] < cfg.min_decode:
-        return f"decode {row['decode_x']:.2f}x the source's < {cfg.min_decode}x"
+        return f"decode {row['decode_x']:.3f}x the source's < {cfg.min_decode}x"
     if cfg.guard and row.get("score") is None:
         return "guard not measured"
     if cfg.guard and src["score"] - row["score"] > cfg.max_drop:
@@ -409,6 +409,9 @@ def optimize(
         best = choose(rows, cfg)
         report = _report(entry, cfg, rows, best)
         if best is None:
+            # The source stays; how it runs best here (flash attention, threads) is still worth
+            # knowing, so the report carries the same runtime measurement for it.
+            report["runtime"] = tune_runtime(path, prompt, cfg, thread_options(cfg, threads))
             raise GuardRefusedError(
                 f"no candidate for {entry.id} qualifies (mean KLD <= {cfg.kld_max}, decode >= "
                 f"{cfg.min_decode}x, {cfg.guard or 'no guard'} drop <= {cfg.max_drop}); "
