@@ -121,6 +121,48 @@ def test_a_kld_bound_no_candidate_meets_registers_nothing(store: Store, tmp_path
     assert all(t["prefill_tps"] > 0 and t["decode_tps"] > 0 for t in trials)
 
 
+def test_runtime_only_registers_nothing_when_the_defaults_are_as_fast(
+    store: Store, tmp_path: Path
+) -> None:
+    before = leftovers(store)
+    with pytest.raises(GuardRefusedError, match="not the 1000.0x that pays") as e:
+        optimize("tiny", small(tmp_path, runtime_only=True, min_speedup=1000.0), store=store)
+    trials = e.value.report["runtime"]["trials"]  # measured on the source's own file
+    assert {(t["flash_attn"], t["n_threads"]) for t in trials} == {(True, 1), (False, 1)}
+    assert e.value.report["candidates"] == [] and leftovers(store) == before
+
+
+def test_runtime_only_keeps_the_file_and_stores_the_faster_settings(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from slmkit.compress import optimize as module
+
+    measured = module.tune_runtime
+
+    def flash_off_sooner(*a: Any, **kw: Any) -> dict[str, Any]:
+        # the measurement is real; only which setting wins is fixed, so the test is not a
+        # coin toss between two nearly equal runs of a tiny model
+        out = measured(*a, **kw)
+        for t in out["trials"]:
+            t["seconds"] = 1.0 if t["flash_attn"] else 0.5
+        out["chosen"] = {"flash_attn": False, "n_threads": 1}
+        return out
+
+    monkeypatch.setattr(module, "tune_runtime", flash_off_sooner)
+    res = optimize("tiny", small(tmp_path, runtime_only=True), store=store)
+    assert res.model_id == "tiny-tuned" and res.report["runtime"]["gain_x"] == 2.0
+    _, src = store.require("tiny@source")
+    assert res.path.stat().st_ino == src.stat().st_ino  # a hard link: no second copy
+    entry = store.get("tiny-tuned")
+    assert entry.quantization == store.get("tiny").quantization
+    assert entry.runtime["flash_attn"] is False and len(entry.runtime["row_seconds"]) == 16
+    with slmkit.load("tiny", store=store, n_ctx=64) as m:
+        assert m.id == "tiny-tuned" and m.entry.runtime["flash_attn"] is False
+        assert m.complete("Sentence 1", max_tokens=4, temperature=0).stats.completion_tokens > 0
+    store.remove("tiny-tuned")
+    assert src.is_file() and store.preferred("tiny") == "tiny"  # the source's file stays
+
+
 @pytest.mark.parametrize(
     ("model", "kw", "error", "match"),
     [
@@ -193,6 +235,13 @@ def test_cli_json_and_errors(store: Store, tmp_path: Path, monkeypatch: pytest.M
     assert "  source, flash attention off" in none.output
     assert none.output.strip().splitlines()[-1].startswith("error: no candidate for tiny")
     assert not (store.root / "models" / "tiny-strict").exists()
+    # --runtime-only: no candidate table, the source's trials, one error when nothing pays
+    rt_args = [a for a in args if a not in ("--min-speedup", "0")]
+    rt = CliRunner().invoke(cli, [*rt_args, "--runtime-only", "--min-speedup", "1000"])
+    assert rt.exit_code == 1 and "KLD mean" not in rt.output
+    assert "  source, flash attention on, 1 thread:" in rt.output
+    assert rt.output.strip().splitlines()[-1].startswith("error: the best settings measured")
+    assert not (store.root / "models" / "tiny-tuned").exists()
     for bad_args, msg in (
         (["optimize", "nope"], "unknown model"),
         (["optimize", "fake-chat"], "GGUF language models"),

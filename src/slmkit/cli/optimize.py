@@ -122,6 +122,12 @@ OPTIONS = (
         type=click.Path(dir_okay=False, path_type=Path),
         help="KLD text: a .txt, or .jsonl with a document/text field.",
     ),
+    click.option(
+        "--runtime-only",
+        is_flag=True,
+        help="Keep the source's file; register it with the flash attention / threads measured "
+        "fastest (id MODEL-tuned), if that beats the defaults.",
+    ),
     click.option("--out", help="Id to register the result under (default: MODEL-RECIPE)."),
     click.option("--force", is_flag=True, help="Replace a model of the same id."),
     click.option("--json", "as_json", is_flag=True, help="Print one JSON object."),
@@ -160,6 +166,10 @@ def optimize(model_id: str, as_json: bool, threads_text: str | None, **kw: Any) 
         _show(e.report, None, as_json)
         raise
     _show(res.report, {"id": res.model_id, "source": res.source, "path": str(res.path)}, as_json)
+
+
+def threads(n: int) -> str:
+    return f"{n} thread{'' if n == 1 else 's'}"
 
 
 def _show(report: dict[str, Any], made: dict[str, str] | None, as_json: bool) -> None:
@@ -206,7 +216,8 @@ def _show(report: dict[str, Any], made: dict[str, str] | None, as_json: bool) ->
     console = Console()
     if not console.is_terminal:
         console.width = max(console.width, 120)  # logs and pipes: one line per candidate
-    console.print(table)
+    if report["candidates"]:
+        console.print(table)
     click.echo(f"rule: {report['rule']}")
     for r in report["candidates"]:
         if r.get("refused"):
@@ -215,7 +226,7 @@ def _show(report: dict[str, Any], made: dict[str, str] | None, as_json: bool) ->
     for t in runtime.get("trials", []):
         click.echo(
             f"  {'chosen file' if made else 'source'}, flash attention "
-            f"{'on' if t['flash_attn'] else 'off'}, {t['n_threads']} threads: prefill "
+            f"{'on' if t['flash_attn'] else 'off'}, {threads(t['n_threads'])}: prefill "
             f"{t['prefill_tps']:.0f} t/s, decode {t['decode_tps']:.1f} t/s, {t['seconds']:.2f} s "
             "for the prompt and an answer"
         )
@@ -223,6 +234,6 @@ def _show(report: dict[str, Any], made: dict[str, str] | None, as_json: bool) ->
         rt = runtime["chosen"]
         click.echo(
             f"registered {made['id']} ({made['path']}); flash attention "
-            f"{'on' if rt['flash_attn'] else 'off'}, {rt['n_threads']} threads. "
+            f"{'on' if rt['flash_attn'] else 'off'}, {threads(rt['n_threads'])}. "
             f"`slm run {report['model']}` loads it now; {made['source']} loads the original."
         )

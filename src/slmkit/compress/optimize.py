@@ -19,6 +19,10 @@ is stored with it, with the measured seconds of one decode of 1..16 rows (what s
 verification sizes its drafts from). The result is registered under its own id, with its
 figures as lineage, and `slm run/serve/eval MODEL` load it from then on; `MODEL@source` loads
 the original file.
+
+`runtime_only` skips the formats: the source's own file (hard-linked, not copied) is registered
+with the flash attention / threads pair measured fastest, when that beats the defaults by
+`min_speedup`; what a user wants when no format qualifies but the runtime choice pays.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ __all__ = ["RECIPES", "OptimizeConfig", "OptimizeResult", "Recipe", "optimize"]
 
 FLOAT_TYPES = ("F32", "F16", "BF16", "ALL_F32")
 ANSWER_TOKENS = 128  # the answer length the runtime settings are chosen for
+MIN_RUNTIME_GAIN = 1.02  # below 2% a runtime change is within the noise of a shared machine
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,7 @@ class OptimizeConfig:
     out: str | None = None
     force: bool = False
     text: Path | None = None
+    runtime_only: bool = False  # keep the source's file; measure and store only how it runs
 
 
 @dataclass
@@ -402,6 +408,8 @@ def optimize(
     threads = store.settings.n_threads
     windows = sample_windows(path, cfg)
     prompt = [t for w in windows for t in w][: cfg.prompt_tokens]
+    if cfg.runtime_only:
+        return tune_source(store, entry, path, cfg, [t for w in windows for t in w])
     staging = store.staging_dir(cfg.out or f"{entry.id}-optimized")
     try:
         built = build_candidates(entry, path, recipes, staging, threads)
@@ -415,7 +423,7 @@ def optimize(
             raise GuardRefusedError(
                 f"no candidate for {entry.id} qualifies (mean KLD <= {cfg.kld_max}, decode >= "
                 f"{cfg.min_decode}x, {cfg.guard or 'no guard'} drop <= {cfg.max_drop}); "
-                "nothing was registered",
+                "nothing was registered" + runtime_hint(report["runtime"], entry, threads),
                 report,
             )
         file = built[best["candidate"]]
@@ -427,6 +435,70 @@ def optimize(
                 file.unlink()
         out = cfg.out or f"{entry.id}-{best['candidate']}"
         new = _entry(entry, out, built[best["candidate"]], report, store.model_dir(out))
+        final = store.register_dir(new, staging, force=cfg.force)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return OptimizeResult(out, entry.id + SOURCE_SUFFIX, final / new.filename, report)
+
+
+def default_trial(trials: list[dict[str, Any]], entry: ModelEntry, threads: int) -> dict[str, Any]:
+    """The trial with the settings a plain load uses (flash attention on, the store's threads),
+    or the nearest thread count measured."""
+    flash = [t for t in trials if t["flash_attn"] == bool(entry.runtime.get("flash_attn", True))]
+    return min(flash, key=lambda t: abs(t["n_threads"] - threads))
+
+
+def runtime_hint(runtime: dict[str, Any], entry: ModelEntry, threads: int) -> str:
+    base = default_trial(runtime["trials"], entry, threads)
+    best = min(runtime["trials"], key=lambda t: t["seconds"])
+    gain = base["seconds"] / best["seconds"]
+    if gain < MIN_RUNTIME_GAIN:
+        return ""
+    return (
+        f"; its own file answers {gain:.2f}x sooner here with flash attention "
+        f"{'on' if best['flash_attn'] else 'off'} and {best['n_threads']} threads: "
+        f"`slm optimize {entry.id} --runtime-only` registers that"
+    )
+
+
+def tune_source(
+    store: Store, entry: ModelEntry, path: Path, cfg: OptimizeConfig, tokens: list[int]
+) -> OptimizeResult:
+    """`runtime_only`: register the source's own file with the runtime settings measured
+    fastest, if they beat the defaults by `min_speedup`; GuardRefusedError otherwise."""
+    report = _report(entry, cfg, [], None)
+    report["rule"] = (
+        f"the source's file with the flash attention / threads pair that serves a "
+        f"{cfg.prompt_tokens}-token prompt and a {ANSWER_TOKENS}-token answer soonest, if "
+        f"{cfg.min_speedup}x sooner than the defaults"
+    )
+    threads = store.settings.n_threads
+    report["runtime"] = tune_runtime(
+        path, tokens[: cfg.prompt_tokens], cfg, thread_options(cfg, threads)
+    )
+    chosen = report["runtime"]["chosen"]
+    base = default_trial(report["runtime"]["trials"], entry, threads)
+    best = min(report["runtime"]["trials"], key=lambda t: t["seconds"])
+    gain = base["seconds"] / best["seconds"]
+    report["runtime"]["gain_x"] = round(gain, 3)
+    need = max(cfg.min_speedup, MIN_RUNTIME_GAIN)
+    if best is base or gain < need:
+        raise GuardRefusedError(
+            f"the best settings measured for {entry.id} answer {gain:.3f}x as soon as the "
+            f"defaults (flash attention {'on' if base['flash_attn'] else 'off'}, "
+            f"{base['n_threads']} threads), not the {need}x that pays; nothing was registered",
+            report,
+        )
+    chosen["row_seconds"] = measure_rows(path, tokens, chosen)
+    report["chosen"] = "tuned"
+    out = cfg.out or f"{entry.id}-tuned"
+    staging = store.staging_dir(out)
+    try:
+        try:  # the same bytes: a hard link costs no disk; another file system gets a copy
+            os.link(path, staging / path.name)
+        except OSError:
+            shutil.copy2(path, staging / path.name)
+        new = _entry(entry, out, staging / path.name, report, store.model_dir(out))
         final = store.register_dir(new, staging, force=cfg.force)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -499,12 +571,17 @@ def _entry(
     return src.model_copy(
         update={
             "id": out,
-            "quantization": chosen.upper(),
+            "quantization": src.quantization if chosen == "tuned" else chosen.upper(),
             "filename": file.name,
             "size_bytes": file.stat().st_size,
             "sha256": None,
             "sources": (LocalSource(path=str(final_dir / file.name)),),
-            "description": f"{src.id} as {chosen}, chosen on {report['cpu']} by slm optimize.",
+            "description": (
+                f"{src.id}'s own file with measured runtime settings"
+                if chosen == "tuned"
+                else f"{src.id} as {chosen}"
+            )
+            + f", chosen on {report['cpu']} by slm optimize.",
             "imported": True,
             "lineage": lineage,
             "runtime": report["runtime"]["chosen"],
