@@ -3,7 +3,7 @@ own llama-bench on the same files in the same run.
 
 Run: .venv/bin/python benchmarks/optimize_table.py [--models smollm2-135m-instruct,...]
      [--kld-tokens 20480] [--limit 872] [--repeats 3] [--candidates q8_0,q4_0,...]
-     [--no-llama-bench] [--skip-optimize]
+     [--no-llama-bench] [--skip-optimize] [--rows-only]
 
 Each model is imported into a temp store (the user's store is left as it is) and optimized
 with the defaults of `slm optimize` (mean KLD <= 0.02, decode >= 0.95x, SST-2 zero-shot drop
@@ -205,6 +205,7 @@ def main() -> None:
     ap.add_argument(
         "--skip-optimize", action="store_true", help="runtime, row costs and llama-bench only"
     )
+    ap.add_argument("--rows-only", action="store_true", help="the source's row-cost table only")
     args = ap.parse_args()
     print(f"CPU: {cpu_info()['model']}")
     binary = None
@@ -222,6 +223,13 @@ def main() -> None:
             if args.candidates:
                 cfg.recipes = tuple(args.candidates.split(","))
             print(f"\n== {model_id}", flush=True)
+            if args.rows_only:  # the defaults a plain load uses: flash attention on, 2 threads
+                report = {
+                    "chosen": None,
+                    "runtime": {"chosen": {"flash_attn": True, "n_threads": 2}},
+                }
+                row_costs(store, model_id, report)
+                continue
             if args.skip_optimize:
                 report = source_runtime(store, model_id, cfg)
             else:

@@ -376,7 +376,7 @@ def measure_rows(file: Path, tokens: list[int], runtime: dict[str, Any]) -> dict
         file, n_ctx=n_ctx, n_threads=runtime["n_threads"], flash_attn=runtime["flash_attn"]
     )
     try:
-        table = row_seconds(llm, tokens, ROWS, depth=depth)
+        table = row_seconds(llm, tokens, ROWS, depth=depth, repeats=5)
     finally:
         llm.close()
     return {str(n): round(sec, 6) for n, sec in table.items()}

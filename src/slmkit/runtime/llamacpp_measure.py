@@ -82,16 +82,21 @@ def row_seconds(
     each n in `rows`: what a verification or scoring batch of that shape costs here."""
     llm.reset()
     llm.eval(list(tokens[:depth]))
-    out: dict[int, float] = {}
-    for n in rows:
-        runs = []
-        for _ in range(repeats):
-            llm.n_tokens = depth  # eval() drops every cached cell past n_tokens first
-            t0 = time.perf_counter()
-            llm.eval(list(tokens[depth : depth + n]))
-            runs.append(time.perf_counter() - t0)
-        out[n] = float(np.median(runs))
-    return out
+    shapes = list(rows)
+
+    def once(n: int) -> float:
+        llm.n_tokens = depth  # eval() drops every cached cell past n_tokens first
+        t0 = time.perf_counter()
+        llm.eval(list(tokens[depth : depth + n]))
+        return time.perf_counter() - t0
+
+    for n in shapes:  # untimed: the first call of a new shape builds and allocates its graph
+        once(n)
+    runs: dict[int, list[float]] = {n: [] for n in shapes}
+    for _ in range(repeats):  # rounds over every shape, so a burst of load hits all of them
+        for n in shapes:
+            runs[n].append(once(n))
+    return {n: float(np.median(r)) for n, r in runs.items()}
 
 
 def log_softmax(x: np.ndarray) -> np.ndarray:
