@@ -118,6 +118,8 @@ def main() -> None:
                 if engine is not None:
                     engine.costs = model.backend.costs  # type: ignore[attr-defined]
                 got[mode].append(run_set(model, prompts, args.max_tokens, k, engine))
+                costs = model.backend.costs  # type: ignore[attr-defined]
+                got[mode][-1]["caps"] = (costs.exact_rows, costs.exact_rows_long)
         plain = statistics.median(r["rate"] for r in got["plain"])
         where = ", engine" if engine is not None else ""
         print(
@@ -131,7 +133,9 @@ def main() -> None:
             same = sum(a == b for r in got[mode] for a, b in zip(r["texts"], ref, strict=True))
             print(
                 f"  {mode}: {rate:.1f} tok/s, ratio {rate / plain:.3f}; kept "
-                f"{last['kept']}/{last['drafted']} drafted; identical to plain: {same}"
+                f"{last['kept']}/{last['drafted']} drafted; identical to plain: {same}; "
+                f"verify batches of at most {last['caps'][0]} rows within 256 cells, "
+                f"{last['caps'][1] or '-'} beyond (the measured exactness caps)"
             )
     if engine is not None:
         engine.close()
