@@ -176,11 +176,35 @@ def _show(report: dict[str, Any], made: dict[str, str] | None, as_json: bool) ->
     if as_json:
         click.echo(json.dumps({**(made or {"id": None, "source": report["model"]}), **report}))
         return
+    if report.get("note"):
+        click.echo(f"note: {report['note']}", err=True)
+    if report["candidates"]:
+        _table(report)
+    click.echo(f"rule: {report['rule']}")
+    for r in report["candidates"]:
+        if r.get("refused"):
+            click.echo(f"  {r['candidate']}: {r['refused']}")
+    runtime = report.get("runtime") or {}
+    for t in runtime.get("trials", []):
+        click.echo(
+            f"  {'chosen file' if made else 'source'}, flash attention "
+            f"{'on' if t['flash_attn'] else 'off'}, {threads(t['n_threads'])}: prefill "
+            f"{t['prefill_tps']:.0f} t/s, decode {t['decode_tps']:.1f} t/s, {t['seconds']:.2f} s "
+            "for the prompt and an answer"
+        )
+    if made:
+        rt = runtime["chosen"]
+        click.echo(
+            f"registered {made['id']} ({made['path']}); flash attention "
+            f"{'on' if rt['flash_attn'] else 'off'}, {threads(rt['n_threads'])}. "
+            f"`slm run {report['model']}` loads it now; {made['source']} loads the original."
+        )
+
+
+def _table(report: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    if report.get("note"):
-        click.echo(f"note: {report['note']}", err=True)
     heads = (
         "candidate",
         "size",
@@ -216,24 +240,4 @@ def _show(report: dict[str, Any], made: dict[str, str] | None, as_json: bool) ->
     console = Console()
     if not console.is_terminal:
         console.width = max(console.width, 120)  # logs and pipes: one line per candidate
-    if report["candidates"]:
-        console.print(table)
-    click.echo(f"rule: {report['rule']}")
-    for r in report["candidates"]:
-        if r.get("refused"):
-            click.echo(f"  {r['candidate']}: {r['refused']}")
-    runtime = report.get("runtime") or {}
-    for t in runtime.get("trials", []):
-        click.echo(
-            f"  {'chosen file' if made else 'source'}, flash attention "
-            f"{'on' if t['flash_attn'] else 'off'}, {threads(t['n_threads'])}: prefill "
-            f"{t['prefill_tps']:.0f} t/s, decode {t['decode_tps']:.1f} t/s, {t['seconds']:.2f} s "
-            "for the prompt and an answer"
-        )
-    if made:
-        rt = runtime["chosen"]
-        click.echo(
-            f"registered {made['id']} ({made['path']}); flash attention "
-            f"{'on' if rt['flash_attn'] else 'off'}, {threads(rt['n_threads'])}. "
-            f"`slm run {report['model']}` loads it now; {made['source']} loads the original."
-        )
+    console.print(table)
