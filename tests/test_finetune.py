@@ -59,8 +59,16 @@ def test_quick_path_beats_the_majority_baseline_then_int8(minilm_home: Path) -> 
     rep = json.loads(r.stdout.strip().splitlines()[0])
     assert rep["result"]["size_bytes"] <= 0.30 * rep["source"]["size_bytes"]
     assert rep["drop_points"] <= 1.0
-    r = _slm(minilm_home, "classify", "--model", "sms-int8", "WINNER! Claim your free prize now")
-    assert r.returncode == 0 and json.loads(r.stdout)["label"] == "spam", r.stderr
+    # the int8 file answers as the model it came from (a label from one text would test how far
+    # the 2-minute, time-bounded training got on this CPU, which varies: it once said "ham" here)
+    text = "WINNER! Claim your free prize now"
+    got = {}
+    for model in ("sms", "sms-int8"):
+        r = _slm(minilm_home, "classify", "--model", model, text)
+        assert r.returncode == 0, r.stderr
+        got[model] = json.loads(r.stdout)
+    assert set(got["sms-int8"]["probs"]) == {"ham", "spam"}
+    assert got["sms-int8"]["probs"]["spam"] == pytest.approx(got["sms"]["probs"]["spam"], abs=0.1)
 
 
 def test_kill_9_mid_training_then_resume_matches_an_uninterrupted_run(
