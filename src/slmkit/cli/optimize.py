@@ -126,7 +126,7 @@ OPTIONS = (
         "--runtime-only",
         is_flag=True,
         help="Keep the source's file; register it with the flash attention / threads measured "
-        "fastest (id MODEL-tuned), if that beats the defaults.",
+        "fastest (id MODEL-tuned), if that answers 5% (or --min-speedup) sooner than the defaults.",
     ),
     click.option("--out", help="Id to register the result under (default: MODEL-RECIPE)."),
     click.option("--force", is_flag=True, help="Replace a model of the same id."),
