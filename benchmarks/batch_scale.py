@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from slmkit.catalog.store import meminfo_bytes
-from slmkit.tasks.data import data_dir
+from slmkit.tasks.data import dataset_file
 
 
 def used_mb() -> float:
@@ -95,7 +95,7 @@ def main() -> None:
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="slm-batch-bench-"))
     src = tmp / "in.jsonl"
-    lines = (data_dir() / "sst2" / "train.jsonl").read_text().splitlines()[: args.rows]
+    lines = dataset_file("sst2", "train").read_text().splitlines()[: args.rows]
     src.write_text(
         "".join(
             json.dumps({"id": i, "text": json.loads(x)["text"]}) + "\n" for i, x in enumerate(lines)

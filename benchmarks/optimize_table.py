@@ -37,7 +37,7 @@ from slmkit.runtime.base import GenerationStats
 from slmkit.runtime.llamacpp_measure import tokenize_file
 from slmkit.runtime.native import LLAMA_CPP_VERSION, cpu_info
 from slmkit.settings import Settings
-from slmkit.tasks.data import data_dir
+from slmkit.tasks.data import dataset_file
 
 MODELS = (
     "smollm2-135m-instruct",
@@ -54,7 +54,7 @@ def stage(label: str, total: int) -> Any:
 
 
 def article(words: int = 700) -> str:
-    with (data_dir() / "cnn_dailymail" / "validation_1000.jsonl").open() as f:
+    with dataset_file("cnn_dailymail", "validation_1000.jsonl").open() as f:
         text = json.loads(f.readline())["document"]
     return " ".join(text.split()[:words])
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,13 @@ import slmkit
 from slmkit.catalog.entries import ModelEntry, PyPISource, WheelMember
 from slmkit.catalog.store import Store
 from slmkit.settings import Settings
+
+# The built-in datasets install into whichever store a test uses from this repository's
+# sibling copy (verified against the catalog's sha256 on first use, as `slm data pull
+# --from` would); a test about missing data removes the variable.
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+if SHARED_DATA.is_dir():
+    os.environ.setdefault("SLMKIT_DATA_DIR", str(SHARED_DATA))
 
 REAL_FIXTURES = {"real_store", "smollm", "smollm_path", "int8"}
 

@@ -18,7 +18,7 @@ import pytest
 
 from slmkit.catalog.store import Store
 from slmkit.scale import BatchJob, run_batch
-from slmkit.tasks.data import data_dir
+from slmkit.tasks.data import dataset_file
 
 ray = pytest.importorskip("ray")
 MODEL = "smollm2-135m-instruct"
@@ -28,7 +28,7 @@ OPTS = {"model_id": MODEL, "labels": "spam,ham"}
 @pytest.fixture(scope="module")
 def sms(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The first 96 rows of the SMS spam test split (real data), ids kept."""
-    lines = (data_dir() / "sms_spam" / "test.jsonl").read_text().splitlines()[:96]
+    lines = dataset_file("sms_spam", "test").read_text().splitlines()[:96]
     path = tmp_path_factory.mktemp("sms") / "sms96.jsonl"
     path.write_text("\n".join(lines) + "\n")
     return path

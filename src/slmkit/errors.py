@@ -58,6 +58,10 @@ class DataError(InputError):
     """An input data file could not be read as rows."""
 
 
+class DataNotInstalledError(DataError):
+    """A built-in dataset is known but not in the store yet (`slm data pull NAME`)."""
+
+
 class GuardRefusedError(InputError):
     """A compressed model lost more task accuracy than allowed; it was not registered."""
 

@@ -30,7 +30,13 @@ class Settings(BaseSettings):
     pip_args: str = Field(
         default="", description="Extra arguments for `pip download` (e.g. --find-links DIR)."
     )
-    hf_timeout_s: float = Field(default=5.0, gt=0, description="Hugging Face connect timeout.")
+    hf_timeout_s: float = Field(
+        default=5.0, gt=0, description="Hugging Face (and dataset download) connect timeout."
+    )
+    data_base_url: str = Field(
+        default="https://raw.githubusercontent.com",
+        description="Where `slm data pull` fetches upstream dataset files (REPO/COMMIT/PATH).",
+    )
 
     def store_dir(self) -> Path:
         """Return the store root: $SLMKIT_HOME, else the platform's user data dir."""

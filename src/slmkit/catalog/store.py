@@ -245,39 +245,11 @@ class Store:
     def staging_dir(self, model_id: str) -> Path:
         """A fresh folder inside the store where a model is built before `register_dir`
         (locked while this process lives, so a killed build's folder is cleaned later)."""
-        parent = self.root / "models"
-        parent.mkdir(parents=True, exist_ok=True)
-        self.clean_leftovers()
-        folder = Path(tempfile.mkdtemp(prefix=f".staging-{model_id}-", dir=parent))
-        fd = os.open(folder / LOCK, os.O_CREAT | os.O_RDWR, 0o600)
-        hold(fd)
-        _HELD[str(folder)] = fd
-        return folder
+        return new_staging(self.root / "models", model_id)
 
     def clean_leftovers(self) -> list[Path]:
-        """Remove what killed writers left (partial files, staging and replaced folders,
-        folders without a manifest); never what a live process holds. Returns what went."""
-        import shutil
-
-        models = self.root / "models"
-        gone: list[Path] = []
-        for d in sorted(models.iterdir()) if models.is_dir() else []:
-            if not d.is_dir():
-                continue
-            if d.name.startswith((".staging-", ".old-")):
-                if not held(d / LOCK) and not _pid_alive(d.name):
-                    shutil.rmtree(d, ignore_errors=True)
-                    gone.append(d)
-                continue
-            stale = [f for f in d.glob(".*.partial") if not held(f)]
-            for f in stale:
-                f.unlink(missing_ok=True)
-                gone.append(f)
-            busy = any(d.glob(".*.partial"))
-            if not busy and not (d / MANIFEST).exists() and not d.name.startswith("."):
-                shutil.rmtree(d, ignore_errors=True)  # a file renamed in, its manifest never
-                gone.append(d)
-        return gone
+        """Remove what killed writers left in the model store (see `clean_dir`)."""
+        return clean_dir(self.root / "models")
 
     def register_dir(self, entry: ModelEntry, folder: Path, *, force: bool = False) -> Path:
         """Make a finished model folder (from `staging_dir`) an installed model, in one rename.
@@ -302,23 +274,8 @@ class Store:
             "installed_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "entry": entry.model_dump(mode="json"),
         }
-        (folder / LOCK).unlink(missing_ok=True)
-        fd = _HELD.pop(str(folder), None)
-        if fd is not None:
-            os.close(fd)
-        with atomic_writer(folder / MANIFEST) as f:
-            f.write(json.dumps(data, indent=2).encode())
-        final = self.model_dir(entry.id)
-        old = None
-        if final.exists():
-            old = final.with_name(f".old-{entry.id}-{os.getpid()}")
-            final.rename(old)
-        folder.rename(final)
-        if old is not None:
-            import shutil
-
-            shutil.rmtree(old, ignore_errors=True)
-        return final
+        write_manifest_and_promote(folder, data, self.model_dir(entry.id))
+        return self.model_dir(entry.id)
 
     def remove(self, model_id: str) -> bool:
         """Delete an installed model's folder; return whether anything was removed."""
@@ -333,6 +290,73 @@ class Store:
 
 LOCK = ".lock"
 _HELD: dict[str, int] = {}  # staging folder -> its lock's descriptor, kept until registered
+
+
+def new_staging(parent: Path, name: str) -> Path:
+    """A fresh `.staging-NAME-*` folder under parent, locked while this process lives, so a
+    killed writer's folder is told from work in progress and cleaned later."""
+    parent.mkdir(parents=True, exist_ok=True)
+    clean_dir(parent)
+    folder = Path(tempfile.mkdtemp(prefix=f".staging-{name}-", dir=parent))
+    fd = os.open(folder / LOCK, os.O_CREAT | os.O_RDWR, 0o600)
+    hold(fd)
+    _HELD[str(folder)] = fd
+    return folder
+
+
+def drop_staging(folder: Path) -> None:
+    """Release and delete a staging folder whose work failed."""
+    import shutil
+
+    fd = _HELD.pop(str(folder), None)
+    if fd is not None:
+        os.close(fd)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def clean_dir(parent: Path) -> list[Path]:
+    """Remove what killed writers left under parent (partial files, staging and replaced
+    folders, folders without a manifest); never what a live process holds."""
+    import shutil
+
+    gone: list[Path] = []
+    for d in sorted(parent.iterdir()) if parent.is_dir() else []:
+        if not d.is_dir():
+            continue
+        if d.name.startswith((".staging-", ".old-")):
+            if not held(d / LOCK) and not _pid_alive(d.name):
+                shutil.rmtree(d, ignore_errors=True)
+                gone.append(d)
+            continue
+        stale = [f for f in d.glob(".*.partial") if not held(f)]
+        for f in stale:
+            f.unlink(missing_ok=True)
+            gone.append(f)
+        busy = any(d.glob(".*.partial"))
+        if not busy and not (d / MANIFEST).exists() and not d.name.startswith("."):
+            shutil.rmtree(d, ignore_errors=True)  # a file renamed in, its manifest never
+            gone.append(d)
+    return gone
+
+
+def write_manifest_and_promote(folder: Path, manifest: dict[str, Any], final: Path) -> None:
+    """Write the manifest inside a finished staging folder, then rename it to final (an
+    existing final is moved aside first and removed after): absent or complete, never half."""
+    import shutil
+
+    (folder / LOCK).unlink(missing_ok=True)
+    fd = _HELD.pop(str(folder), None)
+    if fd is not None:
+        os.close(fd)
+    with atomic_writer(folder / MANIFEST) as f:
+        f.write(json.dumps(manifest, indent=2).encode())
+    old = None
+    if final.exists():
+        old = final.with_name(f".old-{final.name}-{os.getpid()}")
+        final.rename(old)
+    folder.rename(final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def hold(fd: int) -> None:

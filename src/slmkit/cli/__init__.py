@@ -3,6 +3,7 @@ import, grouped as users think of them."""
 
 from slmkit.cli import (
     bench,
+    data,
     doctor,
     evaluate,
     generate,
@@ -18,6 +19,7 @@ from slmkit.cli.base import cli
 __all__ = [
     "bench",
     "cli",
+    "data",
     "doctor",
     "evaluate",
     "generate",

@@ -184,9 +184,9 @@ def sample_texts(path: Path | None) -> Iterator[str]:
     CNN/DailyMail validation articles, in file order (fixed: runs compare)."""
     import json
 
-    from slmkit.tasks.data import data_dir
+    from slmkit.tasks.data import dataset_file
 
-    file = path or data_dir() / "cnn_dailymail" / "validation_1000.jsonl"
+    file = path or dataset_file("cnn_dailymail", "validation_1000.jsonl")
     if not file.is_file():
         raise InputError(f"no such text file: {file}")
     if file.suffix != ".jsonl":

@@ -101,24 +101,13 @@ def _missing(row: dict[str, Any], required: tuple[str, ...]) -> str:
     return ""
 
 
-def data_dir() -> Path:
-    """Where the built-in datasets live: $SLMKIT_DATA_DIR, else a `shared/data` folder
-    found from the working directory or the source checkout upwards."""
-    import os
+def dataset_file(name: str, split_or_file: str) -> Path:
+    """A built-in dataset's file from the store (`slm data pull NAME`); installed from
+    $SLMKIT_DATA_DIR on first use when that is set; else DataNotInstalledError naming
+    `slm data pull NAME`."""
+    from slmkit.catalog.data_store import DataStore
 
-    env = os.environ.get("SLMKIT_DATA_DIR")
-    if env:
-        return Path(env)
-    starts = [Path.cwd(), Path(__file__).resolve()]
-    for start in starts:
-        for parent in [start, *start.parents]:
-            for cand in (parent / "shared" / "data", parent / "data"):
-                if (cand / "sst2").is_dir():
-                    return cand
-    raise DataError(
-        "built-in datasets not found: set SLMKIT_DATA_DIR to the folder holding sst2/, "
-        "sms_spam/, banking77/, cnn_dailymail/ and qmsum/"
-    )
+    return DataStore().require(name, split_or_file)
 
 
 @dataclass(frozen=True)
@@ -136,7 +125,7 @@ class ClassificationTask:
         self, split: Literal["train", "test"], limit: int | None = None
     ) -> tuple[list[str], list[str]]:
         res = read_rows(
-            data_dir() / self.name / getattr(self, split),
+            dataset_file(self.name, getattr(self, split)),
             required=("text", "label_text"),
             on_error="fail",
         )
@@ -152,7 +141,7 @@ class SummarizationTask:
 
     def load(self, limit: int | None = None) -> tuple[list[str], list[str]]:
         res = read_rows(
-            data_dir() / self.name / self.file, required=("document", "summary"), on_error="fail"
+            dataset_file(self.name, self.file), required=("document", "summary"), on_error="fail"
         )
         rows = res.rows[:limit] if limit else res.rows
         return [r["document"] for r in rows], [r["summary"] for r in rows]
@@ -160,7 +149,7 @@ class SummarizationTask:
 
 def _banking_labels() -> tuple[str, ...]:
     try:
-        text = (data_dir() / "banking77" / "labels.txt").read_text()
+        text = dataset_file("banking77", "labels.txt").read_text()
     except (DataError, OSError):
         return ()
     return tuple(line.strip() for line in text.splitlines() if line.strip())
