@@ -94,7 +94,7 @@ def test_classify_file_on_error_fail_writes_nothing(tmp_path: Path) -> None:
         (("classify", "x", "--labels", "a,b,a"), "duplicate labels: a"),
         (("classify", "x", "--method", "head"), "needs --head"),
         (("eval", "nope"), "unknown task"),
-        (("eval", "sst2", "--method", "zeroshot"), "needs --model"),
+        (("eval", "sst2", "--model", "no-such-model"), "unknown model"),
     ],
 )
 def test_task_bad_input(args: tuple[str, ...], fragment: str) -> None:

@@ -84,7 +84,7 @@ def pull(name: str, from_dir: Path | None, force: bool) -> None:
     if store.manifest(name) is not None and not force:
         click.echo(f"{name} is already installed ({store.parent / name})")
         return
-    click.echo(f"license: {entry.license} ({entry.license_note})", err=True)
+    click.echo(f"license: {entry.license} ({entry.license_note})")
     with pull_progress(f"pulling {name}") as progress:
         folder = store.pull(name, from_dir=from_dir, force=force, progress=progress)
     manifest = store.manifest(name) or {}

@@ -49,7 +49,12 @@ EVAL_CASCADE_OPTIONS: list[Any] = [
     type=click.Choice(["arc", "hellaswag", "piqa"]),
     help="For `slm eval mc FILE`: the benchmark's JSONL layout and prompt.",
 )
-@click.option("--model", "model_id", default=None, help="Model id (not needed for --method head).")
+@click.option(
+    "--model",
+    "model_id",
+    default=None,
+    help="Model id (default: smollm2-135m-instruct; not needed for --method head).",
+)
 @click.option(
     "--method",
     default="zeroshot",

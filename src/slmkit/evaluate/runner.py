@@ -118,9 +118,10 @@ def evaluate_mc_file(
 
 
 def _need(model: str | None) -> str:
-    if not model:
-        raise InputError("this task needs --model")
-    return model
+    """The model to evaluate: the one named, else the catalog's default."""
+    from slmkit.catalog.builtin import DEFAULT_MODEL
+
+    return model or DEFAULT_MODEL
 
 
 def _eval_classify(
