@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 RUN_STAMP  := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: demo test lint typecheck unit bench browser clean llama
+.PHONY: demo test lint typecheck unit bench browser clean llama dist image
 
 NATIVE := src/slmkit/runtime/native.py
 
@@ -62,5 +62,19 @@ bench: $(RUN_STAMP)
 	$(BIN)/python benchmarks/system_prompt.py
 	$(BIN)/python benchmarks/prefix_reuse.py
 
+# The release: sdist and wheel in dist/, checked as the package index would check them.
+dist: $(TEST_STAMP)
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist .
+	$(BIN)/twine check dist/*
+
+# The image `slm deploy kuberay` names (slmkit:VERSION, also tagged latest): needs podman or
+# docker, which this project's CI machines lack (see Containerfile).
+VERSION = $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+ENGINE ?= $(shell command -v podman || command -v docker)
+image: dist
+	@test -n "$(ENGINE)" || { echo "error: no container engine (podman or docker) found" >&2; exit 1; }
+	$(ENGINE) build -f Containerfile -t slmkit:$(VERSION) -t slmkit:latest .
+
 clean:
-	rm -rf $(VENV) build *.egg-info src/*.egg-info .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) build dist *.egg-info src/*.egg-info .mypy_cache .ruff_cache .pytest_cache

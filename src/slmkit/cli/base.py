@@ -95,8 +95,40 @@ def human(n: int | None) -> str:
     return str(n)
 
 
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    """`slm --version`: slmkit's version, the llama.cpp build and the backends found."""
+    if not value or ctx.resilient_parsing:
+        return
+    import platform
+
+    from slmkit.cli.doctor import backends_found, llama_recipe
+
+    found = backends_found()
+    click.echo(f"slmkit {_slmkit_version()}")
+    click.echo(f"llama.cpp: {llama_recipe()}")
+    click.echo(
+        "backends: "
+        + ", ".join(f"{k} ({'found' if v else 'not installed'})" for k, v in found.items())
+    )
+    click.echo(f"python {platform.python_version()} on {platform.system()} {platform.machine()}")
+    ctx.exit()
+
+
+def _slmkit_version() -> str:
+    from slmkit import __version__
+
+    return __version__
+
+
 @click.group()
-@click.version_option(package_name="slmkit")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_version,
+    help="Show slmkit's version, llama.cpp's build and the backends found, then exit.",
+)
 @click.option(
     "--online",
     is_flag=True,

@@ -58,6 +58,35 @@ def _disk(root: Path) -> dict[str, Any]:
     }
 
 
+def backends_found() -> dict[str, bool]:
+    """Each backend: whether what it needs is importable (found, not imported)."""
+    return {
+        name: all(importlib.util.find_spec(m) is not None for m in mods)
+        for name, mods in BACKEND_MODULES.items()
+    }
+
+
+def llama_recipe() -> str:
+    """llama-cpp-python's version and which build of it is installed (no probe run)."""
+    import importlib.metadata
+    import sys
+
+    from slmkit.runtime import native
+
+    try:
+        version = importlib.metadata.version("llama-cpp-python")
+    except importlib.metadata.PackageNotFoundError:
+        return "llama-cpp-python not installed"
+    wheel = native.installed_wheel(sys.executable)
+    recipe = Path(wheel).parent.name.rsplit("-", 1)[0] if wheel else None
+    return f"llama-cpp-python {version}, " + (
+        f"{recipe} build (slmkit's, for this CPU)" if recipe else _PIP_BUILD
+    )
+
+
+_PIP_BUILD = "pip's build (-march=native, AMX included; `slm doctor` probes it)"
+
+
 def llama_build() -> dict[str, Any]:
     """Which llama.cpp build is installed (the recipe, from the wheel slmkit built), the CPU
     features it was compiled for, and a fresh probe: a one-token decode in a child process."""
@@ -86,10 +115,7 @@ def report() -> dict[str, Any]:
         for e in store.entries()
         if store.path(e.id) is not None
     ]
-    backends = {
-        name: all(importlib.util.find_spec(m) is not None for m in mods)
-        for name, mods in BACKEND_MODULES.items()
-    }
+    backends = backends_found()
     return {
         "machine": machine_info(),
         "store": {**_disk(store.root), "installed": installed},

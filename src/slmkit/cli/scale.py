@@ -8,6 +8,8 @@ from typing import Any
 
 import click
 
+from slmkit import __version__
+
 from slmkit.cli.base import cli, fail_cleanly, item_progress, options
 
 BATCH_OPTIONS: list[Any] = [
@@ -93,9 +95,10 @@ def deploy() -> None:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
 @click.option(
     "--image",
-    default="slmkit:latest",
+    default=f"slmkit:{__version__}",
     show_default=True,
-    help="A container image holding slmkit[ray] and the model's store (SLMKIT_HOME).",
+    help="A container image holding slmkit[ray] (`make image` builds this one from the "
+    "Containerfile; the store is its /data/slmkit volume).",
 )
 @click.option("--name", default="slmkit", show_default=True)
 @click.option("--task", type=click.Choice(["classify", "summarize", "extract", "embed"]))
