@@ -52,6 +52,7 @@ def test_importing_the_package_yields_every_command() -> None:
         "doctor",
         "redact",
         "batch",
+        "data",
         "deploy",
     }
 

@@ -100,3 +100,20 @@ class ModelEntry(_Frozen):
         description="llama.cpp settings measured for this file by `slm optimize` on the CPU "
         "that made it (flash_attn, n_threads); a caller's own settings win.",
     )
+
+
+# What each license id in the catalog means for a user, shown before `slm pull` and kept in
+# the manifest (the terms themselves are the license holder's; these lines only name them).
+LICENSE_TERMS = {
+    "apache-2.0": "Apache License 2.0: permissive, keep the notice",
+    "mit": "MIT: permissive, keep the notice",
+    "gemma": "Gemma Terms of Use: NOT an open-source license; use restrictions apply "
+    "(ai.google.dev/gemma/terms, prohibited use policy)",
+    "llama3.2": "Llama 3.2 Community License: NOT Apache or open source; acceptable use policy, "
+    "'Built with Llama' attribution, and a separate license from Meta above 700M monthly users",
+}
+
+
+def license_terms(license_id: str) -> str:
+    """A one-line reading of a catalog license id (unknown ids: read the model card)."""
+    return LICENSE_TERMS.get(license_id.lower(), "see the model card for its terms")

@@ -16,7 +16,7 @@ from typing import IO, Any
 
 from slmkit import offline
 from slmkit.catalog.builtin import BUILTIN
-from slmkit.catalog.entries import Architecture, LocalSource, ModelEntry
+from slmkit.catalog.entries import Architecture, LocalSource, ModelEntry, license_terms
 from slmkit.catalog.sources import Advance, fetch, how_to_get
 from slmkit.errors import (
     ChecksumError,
@@ -143,6 +143,8 @@ class Store:
             "size_bytes": size,
             "source": origin,
             "installed_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "license": entry.license,
+            "license_terms": license_terms(entry.license),
             "entry": entry.model_dump(mode="json") if entry.imported else None,
         }
         with atomic_writer(self.model_dir(entry.id) / MANIFEST) as f:
@@ -272,6 +274,8 @@ class Store:
             "size_bytes": main.stat().st_size,
             "source": "made here",
             "installed_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "license": entry.license,
+            "license_terms": license_terms(entry.license),
             "entry": entry.model_dump(mode="json"),
         }
         write_manifest_and_promote(folder, data, self.model_dir(entry.id))

@@ -101,7 +101,7 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
         return
     import platform
 
-    from slmkit.cli.doctor import backends_found, llama_recipe
+    from slmkit.cli.version import backends_found, llama_recipe
 
     found = backends_found()
     click.echo(f"slmkit {_slmkit_version()}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import socket
@@ -12,13 +11,8 @@ from typing import Any
 import click
 
 from slmkit.cli.base import cli, fail_cleanly, human, open_store
+from slmkit.cli.version import backends_found
 
-# What each backend needs importable (checked without importing it: torch is slow to load).
-BACKEND_MODULES = {
-    "llamacpp": ("llama_cpp",),
-    "transformers": ("torch", "transformers"),
-    "onnx (embeddings, int8 classifiers)": ("onnxruntime",),
-}
 PROBE = ("192.0.2.1", 9)  # TEST-NET-1 (RFC 5737): never routed, so a probe sends nothing real
 ONLINE_PROBE = ("1.1.1.1", 443)
 
@@ -56,35 +50,6 @@ def _disk(root: Path) -> dict[str, Any]:
         "free_gb": round(usage.free / 2**30, 1),
         "total_gb": round(usage.total / 2**30, 1),
     }
-
-
-def backends_found() -> dict[str, bool]:
-    """Each backend: whether what it needs is importable (found, not imported)."""
-    return {
-        name: all(importlib.util.find_spec(m) is not None for m in mods)
-        for name, mods in BACKEND_MODULES.items()
-    }
-
-
-def llama_recipe() -> str:
-    """llama-cpp-python's version and which build of it is installed (no probe run)."""
-    import importlib.metadata
-    import sys
-
-    from slmkit.runtime import native
-
-    try:
-        version = importlib.metadata.version("llama-cpp-python")
-    except importlib.metadata.PackageNotFoundError:
-        return "llama-cpp-python not installed"
-    wheel = native.installed_wheel(sys.executable)
-    recipe = Path(wheel).parent.name.rsplit("-", 1)[0] if wheel else None
-    return f"llama-cpp-python {version}, " + (
-        f"{recipe} build (slmkit's, for this CPU)" if recipe else _PIP_BUILD
-    )
-
-
-_PIP_BUILD = "pip's build (-march=native, AMX included; `slm doctor` probes it)"
 
 
 def llama_build() -> dict[str, Any]:

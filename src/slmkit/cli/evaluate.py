@@ -40,6 +40,40 @@ EVAL_CASCADE_OPTIONS: list[Any] = [
 ]
 
 
+EVAL_OPTIONS = [
+    click.option(
+        "--model",
+        "model_id",
+        default=None,
+        help="Model id (default: smollm2-135m-instruct; not needed for --method head).",
+    ),
+    click.option(
+        "--method",
+        default="zeroshot",
+        show_default=True,
+        type=click.Choice(["zeroshot", "zeroshot-uncalibrated", "fewshot", "head"]),
+    ),
+    click.option(
+        "--limit", type=click.IntRange(min=1), default=None, help="Evaluate the first N items."
+    ),
+    click.option(
+        "--train-limit",
+        type=click.IntRange(min=1),
+        default=20000,
+        show_default=True,
+        help="Training rows for head / example pool for few-shot.",
+    ),
+    click.option(
+        "--embedder",
+        default="minilm-int8",
+        show_default=True,
+        help="minilm-int8, minilm-fp32, or slm:MODEL_ID (a language model's own hidden states).",
+    ),
+    click.option("--n-ctx", type=click.IntRange(min=256), default=None),
+    click.option("--max-words", type=click.IntRange(min=5), default=60, show_default=True),
+]
+
+
 @cli.command(name="eval")
 @click.argument("task")
 @click.argument("file", required=False)
@@ -49,36 +83,7 @@ EVAL_CASCADE_OPTIONS: list[Any] = [
     type=click.Choice(["arc", "hellaswag", "piqa"]),
     help="For `slm eval mc FILE`: the benchmark's JSONL layout and prompt.",
 )
-@click.option(
-    "--model",
-    "model_id",
-    default=None,
-    help="Model id (default: smollm2-135m-instruct; not needed for --method head).",
-)
-@click.option(
-    "--method",
-    default="zeroshot",
-    show_default=True,
-    type=click.Choice(["zeroshot", "zeroshot-uncalibrated", "fewshot", "head"]),
-)
-@click.option(
-    "--limit", type=click.IntRange(min=1), default=None, help="Evaluate the first N items."
-)
-@click.option(
-    "--train-limit",
-    type=click.IntRange(min=1),
-    default=20000,
-    show_default=True,
-    help="Training rows for head / example pool for few-shot.",
-)
-@click.option(
-    "--embedder",
-    default="minilm-int8",
-    show_default=True,
-    help="minilm-int8, minilm-fp32, or slm:MODEL_ID (a language model's own hidden states).",
-)
-@click.option("--n-ctx", type=click.IntRange(min=256), default=None)
-@click.option("--max-words", type=click.IntRange(min=5), default=60, show_default=True)
+@options(EVAL_OPTIONS)
 @options(EVAL_CASCADE_OPTIONS)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
 @fail_cleanly

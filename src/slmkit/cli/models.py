@@ -35,10 +35,28 @@ def models(as_json: bool) -> None:
                 "sources": [s.kind for s in e.sources],
             }
         )
+    extras = _installed_extras(store)
     if as_json:
-        click.echo(json.dumps({"store": str(store.root), "models": rows}))
+        click.echo(json.dumps({"store": str(store.root), "models": rows, **extras}))
         return
     _print_models(rows, store.root)
+    hints = {"assets": "slm pull minilm", "datasets": "slm data list"}
+    for kind, names in extras.items():
+        click.echo(f"{kind}: {', '.join(names) or f'(none installed: {hints[kind]})'}")
+
+
+def _installed_extras(store: Any) -> dict[str, list[str]]:
+    """What else the store holds: encoder/tokenizer assets and built-in datasets."""
+    from slmkit.catalog.assets import ASSETS
+    from slmkit.catalog.data_store import DataStore
+
+    assets = [
+        f"{a.name} ({a.package})"
+        for a in ASSETS.values()
+        if (store.root / "assets" / a.name / a.pinned_file).is_file()
+    ]
+    datasets = sorted(DataStore(store.root, store.settings).installed())
+    return {"assets": assets, "datasets": datasets}
 
 
 def _short_params(n: int) -> str:
@@ -102,9 +120,11 @@ def pull(ctx: click.Context, model_id: str, force: bool, then_optimize: bool) ->
     if store.path(model_id) is not None and not force:
         click.echo(f"{model_id} is already installed at {store.path(model_id)}")
     else:
+        from slmkit.catalog.entries import license_terms
         from slmkit.catalog.store import available_ram_bytes, fit_message
 
         n_ctx = min(store.settings.n_ctx, entry.context_length)
+        click.echo(f"license: {entry.license} ({license_terms(entry.license)})")
         click.echo(fit_message(entry, n_ctx, available_ram_bytes())[1], err=True)
         with pull_progress(f"pull {model_id}") as progress:
             path = store.pull(model_id, force=force, progress=progress)

@@ -9,7 +9,6 @@ from typing import Any
 import click
 
 from slmkit import __version__
-
 from slmkit.cli.base import cli, fail_cleanly, item_progress, options
 
 BATCH_OPTIONS: list[Any] = [

@@ -110,6 +110,14 @@ def dataset_file(name: str, split_or_file: str) -> Path:
     return DataStore().require(name, split_or_file)
 
 
+def task_file(name: str, file: str) -> Path:
+    """A task's file: a built-in dataset's from the store; a user's task (named by its
+    path) reads its own file."""
+    from slmkit.catalog.datasets import BY_NAME
+
+    return dataset_file(name, file) if name in BY_NAME else Path(file)
+
+
 @dataclass(frozen=True)
 class ClassificationTask:
     """A labelled text dataset with train and test splits."""
@@ -125,7 +133,7 @@ class ClassificationTask:
         self, split: Literal["train", "test"], limit: int | None = None
     ) -> tuple[list[str], list[str]]:
         res = read_rows(
-            dataset_file(self.name, getattr(self, split)),
+            task_file(self.name, getattr(self, split)),
             required=("text", "label_text"),
             on_error="fail",
         )
@@ -141,7 +149,7 @@ class SummarizationTask:
 
     def load(self, limit: int | None = None) -> tuple[list[str], list[str]]:
         res = read_rows(
-            dataset_file(self.name, self.file), required=("document", "summary"), on_error="fail"
+            task_file(self.name, self.file), required=("document", "summary"), on_error="fail"
         )
         rows = res.rows[:limit] if limit else res.rows
         return [r["document"] for r in rows], [r["summary"] for r in rows]
