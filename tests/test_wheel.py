@@ -12,7 +12,6 @@ where a user's `pip install` compiles it from source (about 10 minutes here); th
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ import httpx
 import pytest
 
 from tests.conftest import SHARED_DATA
+from tests.test_release_fake import readme_install
 from tests.test_serve import free_port
 
 pytestmark = [
@@ -93,13 +93,6 @@ def fresh(dist: Path, tmp_path_factory: pytest.TempPathFactory) -> Env:
     env.run(py, str(REPO / "src/slmkit/runtime/native.py"), "install", "--python", py)
     env.run(py, "-m", "pip", "install", "--disable-pip-version-check", "-q", f"{dist}[torch,ray]")
     return env
-
-
-def readme_install() -> list[str]:
-    """The commands of the README's "Install" block, comments dropped."""
-    section = (REPO / "README.md").read_text().split("\n## Install\n", 1)[1]
-    block = section.split("```bash\n", 1)[1].split("```", 1)[0]
-    return [re.sub(r"\s+#.*$", "", ln).strip() for ln in block.splitlines() if ln.strip()]
 
 
 # what each README command must show, beyond exiting 0
