@@ -160,4 +160,9 @@ def test_models_table_never_cuts_an_id_in_80_columns(run) -> None:  # type: igno
         lines = r.output.splitlines()
         assert max(map(len, lines)) <= int(cols)
         for i in ids:
-            assert any(line.split()[:1] == [i] for line in lines), (cols, i)
+            rows = [line for line in lines if line.split()[:1] == [i]]
+            assert len(rows) == 1, (cols, i, r.output)  # on its row, in one table (not two)
+        assert lines[-2:] == [
+            "assets: (none installed: slm pull minilm)",
+            "datasets: (none installed: slm data list)",
+        ]
