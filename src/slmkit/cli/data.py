@@ -89,7 +89,8 @@ def pull(name: str, from_dir: Path | None, force: bool) -> None:
         folder = store.pull(name, from_dir=from_dir, force=force, progress=progress)
     manifest = store.manifest(name) or {}
     click.echo(
-        f"installed {name}: {len(entry.files)} files, {human(entry.size_bytes)}, sha256 "
+        f"installed {name}: {len(entry.files)} file{'s' if len(entry.files) > 1 else ''}, "
+        f"{human(entry.size_bytes)}, sha256 "
         f"verified, from {manifest.get('source')} -> {folder}"
     )
 
