@@ -126,23 +126,33 @@ def test_data_dir_variable_installs_on_first_use(
 # --- the network source, with a loopback server in GitHub's place --------------------------
 
 
-def upstream_sst2() -> dict[str, bytes]:
-    """SST-2's upstream TSVs, rebuilt from the stored JSONL (GLUE's trailing space and
-    header): their sha256 equal the upstream pins, which the pull checks."""
+def upstream_files() -> dict[str, bytes]:
+    """Upstream files rebuilt from the stored JSONL: SST-2's TSVs (GLUE's header and trailing
+    space) and the SMS Spam Collection (every row, by id, `label<TAB>text`, no final newline).
+    Their sha256 equal the upstream pins, which the pull checks, so serving them exercises the
+    converters (the SMS one redoes the seeded, grouped split) on exactly the upstream bytes."""
+
+    def rows(name: str, split: str) -> list[dict[str, object]]:
+        path = SHARED_DATA / name / dataset(name).file(split).name
+        return [json.loads(ln) for ln in path.read_text().splitlines()]
+
     out = {}
-    for split, name in (("train", "train.tsv"), ("test", "dev.tsv")):
-        rows = SHARED_DATA / "sst2" / dataset("sst2").file(split).name
-        lines = [json.loads(ln) for ln in rows.read_text().splitlines()]
+    for up in dataset("sst2").upstream:
+        lines = rows("sst2", "train" if up.path.endswith("train.tsv") else "test")
         body = "text\tlabel\n" + "".join(f"{r['text']} \t{r['label']}\n" for r in lines)
-        out[f"/TaoCesc/binary_cls/6a73b09b39af0efe049622662211f3657c75a15e/data/SST-2/{name}"] = (
-            body.encode()
-        )
+        out[f"/{up.repo}/{up.commit}/{up.path}"] = body.encode()
+    (up,) = dataset("sms_spam").upstream
+    sms = sorted(
+        rows("sms_spam", "train") + rows("sms_spam", "test"), key=lambda r: int(str(r["id"]))
+    )
+    body = "\n".join(f"{r['label_text']}\t{r['text']}" for r in sms)
+    out[f"/{up.repo}/{up.commit}/{up.path}"] = body.encode()
     return out
 
 
 @pytest.fixture(scope="module")
 def github() -> Iterator[str]:
-    files = upstream_sst2()
+    files = upstream_files()
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 (http.server's name)
@@ -172,12 +182,13 @@ def github() -> Iterator[str]:
         server.server_close()
 
 
-def test_network_pull_rebuilds_and_verifies(tmp_path: Path, github: str) -> None:
-    proc = slm(tmp_path, "data", "pull", "sst2", SLMKIT_DATA_BASE_URL=github)
+@pytest.mark.parametrize("name", ["sst2", "sms_spam"])
+def test_network_pull_rebuilds_and_verifies(tmp_path: Path, github: str, name: str) -> None:
+    proc = slm(tmp_path, "data", "pull", name, SLMKIT_DATA_BASE_URL=github)
     assert proc.returncode == 0, proc.stderr
-    assert only_complete(tmp_path) == ["sst2"]
-    info = json.loads(slm(tmp_path, "data", "info", "sst2", "--json").stdout)
-    assert info["installed"]["source"] == "github:TaoCesc/binary_cls"
+    assert only_complete(tmp_path) == [name]
+    info = json.loads(slm(tmp_path, "data", "info", name, "--json").stdout)
+    assert info["installed"]["source"] == f"github:{dataset(name).upstream[0].repo}"
 
 
 def test_unreachable_or_missing_network_source_fails_at_once(tmp_path: Path) -> None:
@@ -190,7 +201,7 @@ def test_unreachable_or_missing_network_source_fails_at_once(tmp_path: Path) -> 
     err = one_error(slm(tmp_path, "data", "pull", "sst2", SLMKIT_DATA_BASE_URL=closed))
     assert time.perf_counter() - t0 < 60  # no retry loop (bounded only: the box is shared)
     assert "cannot download" in err and "--from DIR" in err and "SLMKIT_DATA_DIR" in err
-    err = one_error(slm(tmp_path, "data", "pull", "qmsum", SLMKIT_DATA_BASE_URL=closed))
+    err = one_error(slm(tmp_path, "data", "pull", "qmsum_qa", SLMKIT_DATA_BASE_URL=closed))
     assert "no network source" in err and "--from DIR" in err
     assert only_complete(tmp_path) == [] and leftovers(tmp_path) == []
 
