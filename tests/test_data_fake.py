@@ -79,6 +79,16 @@ def test_list_pull_info_rm(tmp_path: Path) -> None:
     assert only_complete(tmp_path) == [] and leftovers(tmp_path) == []
 
 
+def test_pull_all_from_a_local_copy(tmp_path: Path) -> None:
+    proc = slm(tmp_path, "data", "pull", "--all", "--from", str(SHARED_DATA))
+    assert proc.returncode == 0, proc.stderr
+    assert only_complete(tmp_path) == sorted(d.name for d in DATASETS)
+    again = slm(tmp_path, "data", "pull", "sst2", "qmsum")
+    assert again.stdout.count("is already installed") == 2
+    err = one_error(slm(tmp_path, "data", "pull"))
+    assert "give NAME... or --all" in err
+
+
 def test_a_dataset_folder_itself_is_a_source(tmp_path: Path) -> None:
     proc = slm(tmp_path, "data", "pull", "banking77", "--from", str(SHARED_DATA / "banking77"))
     assert proc.returncode == 0, proc.stderr

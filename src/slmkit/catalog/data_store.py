@@ -104,7 +104,8 @@ class DataStore:
         if local is not None:
             _check_local(local, entry)
         staging = new_staging(self.parent, name)
-        advance = progress(entry.size_bytes) if progress else (lambda n: None)
+        total = entry.size_bytes if local is not None else 0  # upstream sizes differ: unknown
+        advance = progress(total) if progress else (lambda n: None)
         try:
             origin = self._fill(staging, entry, local, advance)
             manifest = _manifest(entry, origin)

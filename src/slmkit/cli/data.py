@@ -64,7 +64,8 @@ def list_(as_json: bool) -> None:
 
 
 @data.command()
-@click.argument("name")
+@click.argument("names", nargs=-1, metavar="NAME...")
+@click.option("--all", "every", is_flag=True, help="Every dataset in the catalog.")
 @click.option(
     "--from",
     "from_dir",
@@ -74,13 +75,22 @@ def list_(as_json: bool) -> None:
 )
 @click.option("--force", is_flag=True, help="Install again even if installed.")
 @fail_cleanly
-def pull(name: str, from_dir: Path | None, force: bool) -> None:
-    """Install a dataset into the store, every file verified (atomic: a failed or killed
-    pull leaves nothing installed)."""
-    from slmkit.catalog.datasets import dataset
+def pull(names: tuple[str, ...], every: bool, from_dir: Path | None, force: bool) -> None:
+    """Install datasets into the store, every file verified (atomic: a failed or killed
+    pull leaves nothing installed). Stops at the first that fails."""
+    from slmkit.catalog.datasets import DATASETS, dataset
 
-    entry = dataset(name)
-    store = _store()
+    if every == bool(names):
+        from slmkit.errors import InputError
+
+        raise InputError("give NAME... or --all (`slm data list` shows the names)")
+    entries = list(DATASETS) if every else [dataset(n) for n in names]  # all checked first
+    for entry in entries:
+        _pull_one(entry, from_dir, force)
+
+
+def _pull_one(entry: Any, from_dir: Path | None, force: bool) -> None:
+    store, name = _store(), entry.name
     if store.manifest(name) is not None and not force:
         click.echo(f"{name} is already installed ({store.parent / name})")
         return
@@ -90,8 +100,7 @@ def pull(name: str, from_dir: Path | None, force: bool) -> None:
     manifest = store.manifest(name) or {}
     click.echo(
         f"installed {name}: {len(entry.files)} file{'s' if len(entry.files) > 1 else ''}, "
-        f"{human(entry.size_bytes)}, sha256 "
-        f"verified, from {manifest.get('source')} -> {folder}"
+        f"{human(entry.size_bytes)}, sha256 verified, from {manifest.get('source')} -> {folder}"
     )
 
 
