@@ -153,6 +153,9 @@ def test_model_card_sampling_fills_only_what_the_caller_left_unset(
     again = make_options(make_options(max_tokens=3), seed=1)  # rebuilding keeps unset unset
     assert again.model_fields_set == {"max_tokens", "seed"}
     assert with_defaults(again, card).top_p == 0.9
+    # a catalog entry's defaults are floats (dict[str, float]); llama.cpp's top_k takes an int
+    top_k = with_defaults(again, {"top_k": 64.0}).top_k
+    assert type(top_k) is int and top_k == 64
     assert with_defaults(GenerationOptions(), {"grammar": 1.0}) == GenerationOptions()  # type: ignore[dict-item]
 
     # the server: a request setting neither temperature nor top_p gets the card's sampling

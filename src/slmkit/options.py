@@ -92,7 +92,12 @@ def with_defaults(options: GenerationOptions, defaults: dict[str, float]) -> Gen
     if set(SAMPLING_DEFAULTS) & options.model_fields_set:
         return options
     fill = {k: v for k, v in defaults.items() if k in SAMPLING_DEFAULTS}
-    return options.model_copy(update=fill) if fill else options
+    if not fill:
+        return options
+    # model_copy does not validate: a catalog's top_k of 64 arrives as 64.0 (its defaults are
+    # a dict of floats) and llama.cpp's C sampler rejects a float; validating converts it
+    checked = GenerationOptions.model_validate(fill)
+    return options.model_copy(update={k: getattr(checked, k) for k in fill})
 
 
 def _describe(e: ValidationError) -> str:
