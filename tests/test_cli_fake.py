@@ -166,3 +166,21 @@ def test_models_table_never_cuts_an_id_in_80_columns(run) -> None:  # type: igno
             "assets: (none installed: slm pull minilm)",
             "datasets: (none installed: slm data list)",
         ]
+
+
+def test_run_and_chat_flags_are_the_generation_options(run) -> None:  # type: ignore[no-untyped-def]
+    """One flag per GenerationOptions field (bar the API-only ones), generated: a new option
+    is a new flag, and the values are GenerationOptions' to check."""
+    from slmkit.cli import cli
+    from slmkit.cli.generate import NOT_FLAGS
+    from slmkit.options import GenerationOptions
+
+    wanted = {n for n in GenerationOptions.model_fields if n not in NOT_FLAGS}
+    for command in ("run", "chat"):
+        params = {p.name for p in cli.commands[command].params}
+        assert wanted <= params, (command, wanted - params)
+    args = ("run", "fake-chat", "hello there", "--temperature", "0")
+    r = run(*args, "--min-p", "0.1", "--repeat-penalty", "1.1", "--stop", "(", "--seed", "3")
+    assert r.exit_code == 0 and r.output.strip() == "You said: hello there", r.output
+    r = run(*args, "--min-p", "2")
+    assert r.exit_code == 1 and "min_p" in r.output

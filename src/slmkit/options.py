@@ -14,14 +14,28 @@ class GenerationOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    max_tokens: int = Field(default=256, ge=1, le=131072)
-    temperature: float = Field(default=0.7, ge=0.0, le=5.0, description="0 means greedy.")
-    top_p: float = Field(default=0.95, gt=0.0, le=1.0)
+    max_tokens: int = Field(default=256, ge=1, le=131072, description="Most tokens to generate.")
+    temperature: float = Field(
+        default=0.7,
+        ge=0.0,
+        le=5.0,
+        description="0 means greedy. With no sampling option set, the model card's "
+        "recommended sampling applies (slm info MODEL).",
+    )
+    top_p: float = Field(default=0.95, gt=0.0, le=1.0, description="Nucleus sampling mass.")
     top_k: int = Field(default=40, ge=0, description="0 disables top-k.")
-    min_p: float = Field(default=0.05, ge=0.0, le=1.0)
-    repeat_penalty: float = Field(default=1.0, gt=0.0, le=5.0)
-    seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
-    stop: tuple[str, ...] = Field(default=(), max_length=16)
+    min_p: float = Field(
+        default=0.05, ge=0.0, le=1.0, description="Drop tokens below this share of the top one."
+    )
+    repeat_penalty: float = Field(
+        default=1.0, gt=0.0, le=5.0, description="Penalty on the last 64 tokens (1: none)."
+    )
+    seed: int | None = Field(
+        default=None, ge=0, le=2**32 - 1, description="Seeded sampling repeats exactly."
+    )
+    stop: tuple[str, ...] = Field(
+        default=(), max_length=16, description="Stop at this text (repeatable, up to 16)."
+    )
     logprobs: int | None = Field(
         default=None,
         ge=0,

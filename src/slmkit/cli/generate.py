@@ -9,27 +9,30 @@ from typing import Any
 import click
 
 from slmkit.catalog.builtin import DEFAULT_MODEL
-from slmkit.cli.base import F, cli, fail_cleanly, open_store, peak_rss_mb, pull_progress
+from slmkit.cli.base import (
+    F,
+    cli,
+    fail_cleanly,
+    field_options,
+    open_store,
+    peak_rss_mb,
+    pull_progress,
+)
 from slmkit.errors import EmptyPromptError, RuntimeFailure
 from slmkit.options import GenerationOptions
 from slmkit.runtime.base import Chunk, GenerationStats
 
+# GenerationOptions' fields that are not flags: grammar and logprobs belong to the API and
+# the server; --overflow is run's own choice (chat always truncates the oldest turns).
+NOT_FLAGS = ("logprobs", "grammar", "overflow")
+PASSED = tuple(n for n in GenerationOptions.model_fields if n not in NOT_FLAGS)
+
 
 def generation_options(fn: F) -> F:
-    """The sampling flags shared by `run` and `chat` (validated by GenerationOptions)."""
+    """The flags shared by `run` and `chat`: one per GenerationOptions field (generated, so a
+    flag and the option it sets cannot disagree; GenerationOptions validates the values),
+    then drafting, system prompt, context and backend."""
     opts = [
-        click.option("--temperature", type=float, default=None, help="0 = greedy."),
-        click.option("--top-p", type=float, default=None),
-        click.option("--top-k", type=int, default=None),
-        click.option("--max-tokens", type=int, default=None),
-        click.option("--seed", type=int, default=None),
-        click.option("--stop", multiple=True, help="Stop string (repeatable)."),
-        click.option(
-            "--prompt-lookup",
-            type=int,
-            default=None,
-            help="Draft up to N tokens copied from the text so far (prompt-lookup decoding).",
-        ),
         click.option(
             "--draft",
             default=None,
@@ -37,7 +40,6 @@ def generation_options(fn: F) -> F:
             help="Speculative decoding with this smaller model of the same vocabulary ('auto': "
             "the catalog's draft for the model). Used only where it measurably pays.",
         ),
-        click.option("--draft-max", type=int, default=None, help="Most tokens drafted a step."),
         click.option("--system", default=None, help='System prompt ("" for none).'),
         click.option("--n-ctx", type=int, default=None, help="Context window to load with."),
         click.option(
@@ -49,18 +51,15 @@ def generation_options(fn: F) -> F:
     ]
     for opt in reversed(opts):
         fn = opt(fn)
-    return fn
-
-
-_PASSED = ("temperature", "top_p", "top_k", "max_tokens", "seed", "prompt_lookup", "draft_max")
+    return field_options(GenerationOptions, skip=NOT_FLAGS)(fn)
 
 
 def _options(kw: dict[str, Any], **extra: Any) -> GenerationOptions:
+    """The options the flags gave (a flag not given stays unset, so the model card's
+    recommended sampling applies when no sampling flag was given)."""
     from slmkit.options import make_options
 
-    picked = {k: kw[k] for k in _PASSED if kw.get(k) is not None}
-    if kw.get("stop"):
-        picked["stop"] = list(kw["stop"])
+    picked = {k: kw[k] for k in PASSED if kw.get(k) is not None and kw.get(k) != ()}
     return make_options(**picked, **extra)
 
 

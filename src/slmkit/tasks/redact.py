@@ -36,6 +36,8 @@ class Span:
 
 @dataclass(frozen=True)
 class Redaction:
+    """The redacted text and what was replaced (kind, offsets into the original, the text)."""
+
     text: str
     spans: tuple[Span, ...]  # offsets into the original text
 

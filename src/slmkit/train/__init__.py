@@ -130,6 +130,8 @@ class FinetuneConfig(BaseModel):
 
 @dataclass
 class FinetuneResult:
+    """What `slmkit.finetune` made: the registered model, its files, and the run's figures."""
+
     model_id: str
     path: Path
     metrics: dict[str, Any]
