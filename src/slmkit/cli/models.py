@@ -47,14 +47,10 @@ def models(as_json: bool) -> None:
 
 def _installed_extras(store: Any) -> dict[str, list[str]]:
     """What else the store holds: encoder/tokenizer assets and built-in datasets."""
-    from slmkit.catalog.assets import ASSETS
+    from slmkit.catalog.assets import ASSETS, installed
     from slmkit.catalog.data_store import DataStore
 
-    assets = [
-        f"{a.name} ({a.package})"
-        for a in ASSETS.values()
-        if (store.root / "assets" / a.name / a.pinned_file).is_file()
-    ]
+    assets = [f"{a.name} ({a.package})" for a in ASSETS.values() if installed(store, a)]
     datasets = sorted(DataStore(store.root, store.settings).installed())
     return {"assets": assets, "datasets": datasets}
 
