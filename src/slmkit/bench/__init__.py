@@ -283,9 +283,7 @@ def finish(rec: dict[str, Any], config: BenchConfig) -> dict[str, Any]:
         }
         rec["task_detail"] = task
         return rec
-    rec["metric"] = next(
-        (m for m in ("accuracy", "field_accuracy", "rougeL") if m in task), "score"
-    )
+    rec["metric"] = next((m for m in headline_scores() if m in task), "score")
     rec["score"] = round(score_points(task), 2)
     for k in ("n", "items_per_s", "latency_ms_p50", "latency_ms_p95", "macro_f1"):
         if k in task:
@@ -296,3 +294,10 @@ def finish(rec: dict[str, Any], config: BenchConfig) -> dict[str, Any]:
         rec["cost_per_1k"] = round(cpu_hours * config.price_cpu_hour, 5)
     rec["task_detail"] = {k: v for k, v in task.items() if k != "confusion_matrix"}
     return rec
+
+
+def headline_scores() -> list[str]:
+    """Each registered task's headline figure (tasks/registry.py), in registry order."""
+    from slmkit.tasks import registry
+
+    return [t.score for t in registry.all_tasks() if t.score]

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
 
     from slmkit.catalog.store import Store
+    from slmkit.tasks.registry import TaskSpec
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -120,7 +121,49 @@ def _slmkit_version() -> str:
     return __version__
 
 
-@click.group()
+class TaskGroup(click.Group):
+    """The `slm` group: its own commands, plus one generated command for each registered task
+    that has no hand-written one (tasks/registry.py), so a new task shows up in `slm --help`."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *_generated_tasks()})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        cmd = super().get_command(ctx, cmd_name)
+        if cmd is None and cmd_name in _generated_tasks():
+            from slmkit.tasks import registry
+
+            return task_command(registry.get(cmd_name))
+        return cmd
+
+
+def _generated_tasks() -> list[str]:
+    from slmkit.tasks import registry
+
+    return [t.name for t in registry.all_tasks() if t.command is None]
+
+
+class TaskName(click.ParamType):
+    """A registered task's name, checked when the command runs (so tasks registered after
+    import count) with the registry's did-you-mean error."""
+
+    name = "task"
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        from slmkit.tasks import registry
+
+        return "{" + "|".join(registry.names()) + "}"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        from slmkit.tasks import registry
+
+        try:
+            return registry.get(str(value)).name
+        except InputError as e:
+            self.fail(str(e), param, ctx)
+
+
+@click.group(cls=TaskGroup)
 @click.option(
     "--version",
     is_flag=True,
@@ -283,3 +326,28 @@ def field_options(
         return fn
 
     return deco
+
+
+def task_command(spec: TaskSpec) -> click.Command:
+    """`slm NAME` for a registered task: texts from arguments, --file or stdin, one flag per
+    field of its options, one JSON line per text ({"text", ...the task's fields})."""
+    fields = ", ".join(spec.output)
+
+    @click.command(
+        name=spec.name, help=f"{spec.summary}\n\nPrints one JSON line per text: text, {fields}."
+    )
+    @click.argument("texts", nargs=-1)
+    @file_opts
+    @field_options(spec.options)
+    @fail_cleanly
+    def run(
+        texts: tuple[str, ...], file: Path | None, text_field: str, on_error: str, **kw: Any
+    ) -> None:
+        import json
+
+        fn = spec.make({k: v for k, v in kw.items() if v is not None})
+        batch = inputs(texts, file, text_field, on_error)
+        for text, row in zip(batch, fn(batch), strict=True):
+            click.echo(json.dumps({"text": text, **row}))
+
+    return run

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from slmkit import __version__
-from slmkit.cli.base import cli, fail_cleanly, item_progress, options
+from slmkit.cli.base import TaskName, cli, fail_cleanly, item_progress, options
 
 BATCH_OPTIONS: list[Any] = [
     click.option(
@@ -33,9 +33,23 @@ BATCH_OPTIONS: list[Any] = [
     ),
     click.option("--head", "head_path", type=click.Path(dir_okay=False), help="classify head."),
     click.option("--instruction", default=None, help="classify: the question asked."),
-    click.option("--schema", type=click.Path(dir_okay=False), help="extract: JSON Schema file."),
+    click.option("--examples", type=click.Path(dir_okay=False), help="classify: few-shot JSONL."),
+    click.option(
+        "--schema", "schema_file", type=click.Path(dir_okay=False), help="extract: JSON Schema."
+    ),
     click.option("--max-words", type=click.IntRange(min=5), default=None, help="summarize."),
-    click.option("--n-ctx", type=click.IntRange(min=256), default=None, help="summarize."),
+    click.option("--n-ctx", type=click.IntRange(min=256), default=None, help="summarize/extract."),
+    click.option("--kinds", default=None, help="redact: comma-separated kinds, as `slm redact`."),
+    click.option("--region", default=None, help="redact: region for phone numbers."),
+    click.option(
+        "-o",
+        "--option",
+        "extra",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="Any option of the task by its field name (tasks/registry.py), e.g. for a task "
+        "without a flag here; repeatable.",
+    ),
     click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True),
     click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True),
     click.option(
@@ -45,11 +59,27 @@ BATCH_OPTIONS: list[Any] = [
     click.option("--text-field", default="text", show_default=True),
     click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON."),
 ]
-TASK_KEYS = ("model_id", "labels", "method", "head_path", "instruction", "schema", "max_words")
+
+
+def task_options(task: str, kw: dict[str, Any]) -> dict[str, Any]:
+    """The flags given that are options of TASK, plus each -o KEY=VALUE; checked against the
+    task's options model here, before any worker starts."""
+    from slmkit.errors import InputError
+    from slmkit.tasks import registry
+
+    spec = registry.get(task)
+    opts = {k: kw[k] for k in spec.options.model_fields if kw.get(k) is not None}
+    for item in kw.get("extra") or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InputError(f"-o takes KEY=VALUE, not {item!r}")
+        opts[key.strip().replace("-", "_")] = value
+    spec.parse(opts)
+    return opts
 
 
 @cli.command()
-@click.argument("task", type=click.Choice(["classify", "summarize", "extract", "embed"]))
+@click.argument("task", type=TaskName())
 @click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("output", type=click.Path(dir_okay=False, path_type=Path))
 @options(BATCH_OPTIONS)
@@ -60,7 +90,7 @@ def batch(task: str, input_path: Path, output: Path, **kw: Any) -> None:
     already written, so a stopped job resumes; `--ray` spreads it over Ray workers."""
     from slmkit.scale import BatchJob, run_batch
 
-    opts = {k: kw[k] for k in (*TASK_KEYS, "n_ctx") if kw.get(k) is not None}
+    opts = task_options(task, kw)
     job = BatchJob(
         task,
         input_path,
@@ -100,7 +130,7 @@ def deploy() -> None:
     "Containerfile; the store is its /data/slmkit volume).",
 )
 @click.option("--name", default="slmkit", show_default=True)
-@click.option("--task", type=click.Choice(["classify", "summarize", "extract", "embed"]))
+@click.option("--task", type=TaskName(), help="Also a RayJob running `slm batch TASK`.")
 @click.option("--input", "input_uri", default="/data/input.jsonl", show_default=True)
 @click.option("--output", "output_uri", default="/data/output.jsonl", show_default=True)
 @click.option("--labels", help="classify: comma-separated labels for the job.")

@@ -41,18 +41,21 @@ def load_model(model_id: str, n_ctx: int | None) -> Model:
 
 
 def _user_task(path: Path) -> ClassificationTask | SummarizationTask:
-    """A user's JSONL in the shape of a built-in task (text+label_text, or document+summary)."""
+    """A user's JSONL in the shape of a task's labelled rows (tasks/registry.py: classify's
+    text+label_text, summarize's document+summary)."""
+    from slmkit.tasks import registry
+
     first = read_rows(path, required=(), on_error="fail").rows[0]
-    if "document" in first and "summary" in first:
+    spec = registry.for_rows(first)
+    if spec is not None and spec.name == "summarize":
         return SummarizationTask(name=str(path), file=str(path))
-    if "text" in first and "label_text" in first:
-        labels = sorted(
-            {r["label_text"] for r in read_rows(path, required=("text", "label_text")).rows}
-        )
+    if spec is not None and spec.name == "classify":
+        labels = sorted({r["label_text"] for r in read_rows(path, required=spec.rows).rows})
         return ClassificationTask(
             str(path), str(path), str(path), tuple(labels), "Classify the text."
         )
-    raise DataError(f"{path}: rows need text+label_text (classification) or document+summary")
+    shapes = [f"{'+'.join(t.rows)} ({t.name})" for t in registry.all_tasks() if t.rows]
+    raise DataError(f"{path}: rows need {' or '.join(shapes)}")
 
 
 def evaluate(

@@ -1,6 +1,6 @@
 """Batch jobs (`slm batch`, `slmkit.scale.run_batch`): a task over a large JSONL, CSV or
 Parquet file, locally or on Ray (scale/ray_job.py), with the same task code as the CLI
-(tasks/factory.py) and one output format: JSONL, one line per input row, keyed by the row's
+(tasks/registry.py) and one output format: JSONL, one line per input row, keyed by the row's
 id, `{"id": ..., <the task's fields>}`.
 
 Nothing is lost or written twice: the output is append-only, each batch's lines are
@@ -134,7 +134,7 @@ def run_local(job: BatchJob, progress: Progress | None = None) -> dict[str, Any]
     classifier's own batching), appending to the output as each batch ends."""
     import time
 
-    from slmkit.tasks.factory import make_task
+    from slmkit.tasks.registry import make_task
 
     out = OutputFile(job.output)
     try:

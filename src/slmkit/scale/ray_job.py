@@ -2,7 +2,7 @@
 
 The input rows not yet in the output become a Ray Dataset; `map_batches` runs them through
 `TaskActor`, a pool of `workers` actors that each load the model once and call the same task
-code as the CLI (tasks/factory.py). The driver consumes the results as they stream back and
+code as the CLI (tasks/registry.py). The driver consumes the results as they stream back and
 appends each batch to the output (scale.OutputFile), so a rerun resumes and an id never
 lands twice. Ray Data restarts a dead actor and runs its batch again (its defaults:
 max_restarts=-1, max_task_retries=-1), so a killed worker loses nothing
@@ -27,7 +27,7 @@ class TaskActor:
 
     def __init__(self, task: str, options: dict[str, Any]) -> None:
         from slmkit import offline
-        from slmkit.tasks.factory import make_task
+        from slmkit.tasks.registry import make_task
 
         if offline.wanted():  # as offline as the `slm batch` that started it
             offline.enable()

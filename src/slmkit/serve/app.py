@@ -38,6 +38,7 @@ def create_app(
     for module in (routes_openai, routes_tasks, routes_ops):
         app.include_router(module.router)
     app.include_router(routes_openai.tokenizer_router)
+    app.include_router(routes_tasks.task_router())
     app.add_middleware(
         Guard,
         keys=settings.all_keys(),

@@ -1,15 +1,20 @@
-"""Task endpoints beyond OpenAI's API: classification, summarization, redaction."""
+"""Task endpoints beyond OpenAI's API: classification, summarization, redaction, and one
+generated `POST /v1/tasks/NAME` for each registered task without a route of its own
+(tasks/registry.py)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from slmkit.errors import InputError
 from slmkit.serve import handlers
 from slmkit.serve.schemas import ClassifyRequest, RedactRequest, SummarizeRequest
 from slmkit.serve.state import ServerState, off_loop, server
+from slmkit.tasks import registry
+from slmkit.tasks.registry import TaskSpec
 
 router = APIRouter(prefix="/v1")
 State = Annotated[ServerState, Depends(server)]
@@ -60,3 +65,48 @@ async def redact(body: RedactRequest, s: State) -> dict[str, Any]:
         for i, r in enumerate(done)
     ]
     return {"object": "list", "data": data}
+
+
+def task_router() -> APIRouter:
+    """The generated routes, for the tasks registered when the app is built."""
+    r = APIRouter(prefix="/v1/tasks", tags=["tasks"])
+    for spec in registry.all_tasks():
+        if spec.route is None:
+            _add_task_route(r, spec)
+    return r
+
+
+def _add_task_route(r: APIRouter, spec: TaskSpec) -> None:
+    fields: dict[str, Any] = {
+        k: (f.annotation, f) for k, f in spec.options.model_fields.items() if k != "model_id"
+    }
+    body_model: type[BaseModel] = create_model(
+        f"{spec.name.title()}TaskRequest",
+        __config__=ConfigDict(extra="forbid"),
+        input=(str | list[str], Field(description="A text or up to 256 texts.")),
+        model=(str | None, Field(None, description="The model (default: the task's own).")),
+        **fields,
+    )
+
+    async def run(body: Any, s: State) -> dict[str, Any]:
+        texts = [body.input] if isinstance(body.input, str) else body.input
+        if not texts or len(texts) > MAX_CLASSIFY_TEXTS:
+            raise InputError(f"input must hold 1 to {MAX_CLASSIFY_TEXTS} texts")
+        opts = body.model_dump(exclude={"input", "model"}, exclude_none=True)
+        if body.model:
+            opts["model_id"] = body.model
+        fn = await off_loop(s.task_fn, spec.name, opts)
+        rows = await off_loop(fn, texts)
+        data = [{"object": spec.name, "index": i, **row} for i, row in enumerate(rows)]
+        return {"object": "list", "task": spec.name, "model": body.model, "data": data}
+
+    # the request model is built here, so the annotation is set as an object, not a string
+    run.__annotations__ = {"body": body_model, "s": State, "return": dict[str, Any]}
+    r.add_api_route(
+        f"/{spec.name}",
+        run,
+        methods=["POST"],
+        summary=spec.summary,
+        description=f"Each result: {', '.join(f'{k} ({v})' for k, v in spec.output.items())}.",
+        name=f"task_{spec.name}",
+    )

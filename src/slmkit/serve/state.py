@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from starlette.requests import Request
 
@@ -14,7 +16,13 @@ from slmkit.serve.provider import ModelProvider
 from slmkit.serve.streaming import StreamHub
 from slmkit.settings import ServerSettings
 
+if TYPE_CHECKING:
+    from slmkit.tasks.factory import TaskFn
+
 T = TypeVar("T")
+
+
+MAX_TASK_FNS = 8
 
 
 @dataclass
@@ -23,6 +31,21 @@ class ServerState:
     provider: ModelProvider
     metrics: Metrics
     hub: StreamHub = field(default_factory=StreamHub)
+    # the generated task routes' built tasks, by task and options (oldest dropped past 8)
+    task_fns: dict[str, TaskFn] = field(default_factory=dict)
+    task_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def task_fn(self, name: str, options: dict[str, Any]) -> TaskFn:
+        """A registered task built once per distinct options (builds load their models)."""
+        from slmkit.tasks import registry
+
+        key = json.dumps([name, options], sort_keys=True, default=str)
+        with self.task_lock:
+            if key not in self.task_fns:
+                self.task_fns[key] = registry.make_task(name, options)
+                while len(self.task_fns) > MAX_TASK_FNS:
+                    self.task_fns.pop(next(iter(self.task_fns)))
+            return self.task_fns[key]
 
 
 def server(request: Request) -> ServerState:

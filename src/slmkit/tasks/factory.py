@@ -1,9 +1,8 @@
-"""Build a task from its command-line options: the code `slm classify/summarize/extract/embed`
-and `slm batch` (locally and on Ray workers) share, so every path gives the same results.
-
-`make_task(task, options)` returns a function from a list of texts to one JSON-ready dict per
-text: classify {"label", "probs"}, summarize {"summary", ...}, extract {"data"}, embed
-{"embedding"}.
+"""How each built-in task is built from its options: the code `slm batch` (locally and on Ray
+workers), the generated routes and commands share through tasks/registry.py, so every path
+gives the same results. Each builder returns a function from a list of texts to one
+JSON-ready dict per text: classify {"label", "probs"}, summarize {"summary", ...}, extract
+{"data"}, embed {"embedding"}, redact {"text", "entities"}.
 """
 
 from __future__ import annotations
@@ -11,15 +10,64 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from slmkit.errors import InputError
 
 if TYPE_CHECKING:
     from slmkit.tasks.classify import Classifier
 
-TASKS = ("classify", "summarize", "extract", "embed")
 TaskFn = Callable[[list[str]], list[dict[str, Any]]]
+
+
+class TaskOptions(BaseModel):
+    """What every task takes: the model (each task has its own default)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_id: str | None = Field(
+        None,
+        description="The model (default: the task's own).",
+        json_schema_extra={"flag": "model"},
+    )
+
+
+class ClassifyOptions(TaskOptions):
+    method: Literal["zeroshot", "zeroshot-uncalibrated", "fewshot", "head", "finetuned"] = Field(
+        "zeroshot", description="How to classify."
+    )
+    labels: str | None = Field(None, description="Comma-separated labels (zero-/few-shot).")
+    head_path: Path | None = Field(
+        None, description="A head from `slm train-classifier`.", json_schema_extra={"flag": "head"}
+    )
+    examples: Path | None = Field(None, description="Few-shot JSONL (text, label_text).")
+    instruction: str = Field("Classify the text.", description="The question asked.")
+
+
+class SummarizeOptions(TaskOptions):
+    max_words: int = Field(60, ge=5, description="Length of the summary.")
+    n_ctx: int | None = Field(None, ge=256, description="Context size of the model.")
+
+
+class ExtractOptions(TaskOptions):
+    schema_file: Path | None = Field(
+        None, description="A JSON Schema object.", json_schema_extra={"flag": "schema"}
+    )
+    n_ctx: int | None = Field(None, ge=256, description="Context size of the model.")
+
+
+class EmbedOptions(TaskOptions):
+    pass
+
+
+class RedactOptions(TaskOptions):
+    kinds: str = Field(
+        "email,phone,card,iban,ip",
+        description="Comma-separated: email, phone, card, iban, ip, person.",
+    )
+    region: str = Field("US", description="Region for phone numbers.")
 
 
 def build_classifier(
@@ -68,35 +116,35 @@ def build_classifier(
     )
 
 
-def make_task(task: str, options: dict[str, Any]) -> TaskFn:
-    """The task as a batch function; `options` are the task command's own (model_id,
-    labels, method, schema, max_words, ...). Loads its model once."""
-    if task == "classify":
-        keys = ("method", "labels", "model_id", "head_path", "examples", "instruction")
-        clf = build_classifier(**{k: options[k] for k in keys if options.get(k) is not None})
+def classify_task(o: ClassifyOptions) -> TaskFn:
+    clf = build_classifier(
+        o.method,
+        o.labels,
+        o.model_id or "smollm2-135m-instruct",
+        o.head_path,
+        o.examples,
+        o.instruction,
+    )
 
-        def classify(texts: list[str]) -> list[dict[str, Any]]:
-            return [{"label": p.label, "probs": p.probs} for p in clf.predict(texts)]
+    def classify(texts: list[str]) -> list[dict[str, Any]]:
+        return [{"label": p.label, "probs": p.probs} for p in clf.predict(texts)]
 
-        return classify
-    if task == "embed":
-        from slmkit.tasks.embed import load_embedder
-
-        emb = load_embedder(options.get("model_id") or "minilm-int8")
-        return lambda texts: [{"embedding": [float(x) for x in v]} for v in emb.embed(texts)]
-    if task == "summarize":
-        return _summarize(options)
-    if task == "extract":
-        return _extract(options)
-    raise InputError(f"unknown task {task!r}; one of {', '.join(TASKS)}")
+    return classify
 
 
-def _summarize(options: dict[str, Any]) -> TaskFn:
+def embed_task(o: EmbedOptions) -> TaskFn:
+    from slmkit.tasks.embed import load_embedder
+
+    emb = load_embedder(o.model_id or "minilm-int8")
+    return lambda texts: [{"embedding": [float(x) for x in v]} for v in emb.embed(texts)]
+
+
+def summarize_task(o: SummarizeOptions) -> TaskFn:
     from slmkit.loading import load
     from slmkit.tasks.summarize import Summarizer
 
-    model = load(options.get("model_id") or "smollm2-135m-instruct", n_ctx=options.get("n_ctx"))
-    summarizer = Summarizer(model, max_words=options.get("max_words") or 60)
+    model = load(o.model_id or "smollm2-135m-instruct", n_ctx=o.n_ctx)
+    summarizer = Summarizer(model, max_words=o.max_words)
 
     def summarize(texts: list[str]) -> list[dict[str, Any]]:
         out = []
@@ -108,17 +156,39 @@ def _summarize(options: dict[str, Any]) -> TaskFn:
     return summarize
 
 
-def _extract(options: dict[str, Any]) -> TaskFn:
+def extract_task(o: ExtractOptions) -> TaskFn:
     from slmkit.loading import load
     from slmkit.tasks.extract import Extractor, schema_of
 
-    schema = options.get("schema")
-    if schema is None:
+    if o.schema_file is None:
         raise InputError("extract needs --schema FILE (a JSON Schema object)")
     try:
-        schema_obj = json.loads(Path(schema).read_text(encoding="utf-8"))
+        schema_obj = json.loads(Path(o.schema_file).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as e:
-        raise InputError(f"cannot read the schema {schema}: {e}") from e
+        raise InputError(f"cannot read the schema {o.schema_file}: {e}") from e
     schema_of(schema_obj)  # fail before loading a model
-    ex = Extractor(load(options.get("model_id") or "qwen2.5-coder-0.5b-instruct"), schema_obj)
+    ex = Extractor(load(o.model_id or "qwen2.5-coder-0.5b-instruct", n_ctx=o.n_ctx), schema_obj)
     return lambda texts: [{"data": ex(t).data} for t in texts]
+
+
+def redact_task(o: RedactOptions) -> TaskFn:
+    from slmkit.tasks.redact import redact
+
+    wanted = [k.strip() for k in o.kinds.split(",") if k.strip()]
+    model = None
+    if "person" in wanted:
+        if not o.model_id:
+            raise InputError("kind person needs --model (a chat model that finds the names)")
+        from slmkit.loading import load
+
+        model = load(o.model_id)
+
+    def run(texts: list[str]) -> list[dict[str, Any]]:
+        out = []
+        for text in texts:
+            r = redact(text, wanted, region=o.region, model=model)
+            spans = [{"kind": x.kind, "start": x.start, "end": x.end} for x in r.spans]
+            out.append({"text": r.text, "entities": spans})
+        return out
+
+    return run
