@@ -26,7 +26,7 @@ import threading
 import time
 from pathlib import Path
 
-from slmkit.catalog.store import meminfo_bytes
+from slmkit.catalog.memory import meminfo_bytes
 from slmkit.tasks.data import dataset_file
 
 

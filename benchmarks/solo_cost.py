@@ -17,8 +17,8 @@ import threading
 import time
 
 import slmkit
+from slmkit.catalog.memory import proc_status_mb
 from slmkit.engine import Engine
-from slmkit.evaluate import proc_status_mb
 from slmkit.options import make_options
 
 

@@ -18,7 +18,8 @@ import pytest
 from slmkit.bench import BenchConfig, read_cells, run_bench
 from slmkit.bench.recommend import candidates, reason, record_measurements
 from slmkit.bench.report import pareto, render
-from slmkit.catalog.store import Store, fit_message
+from slmkit.catalog.memory import fit_message
+from slmkit.catalog.store import Store
 from slmkit.errors import InputError, UnavailableError
 from slmkit.serve import ModelProvider, ServerSettings, create_app
 from slmkit.tasks.cascade import Cascade, choose_threshold, fit_temperature, scale

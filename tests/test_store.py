@@ -11,7 +11,8 @@ import pytest
 
 from slmkit.catalog.builtin import BUILTIN
 from slmkit.catalog.entries import HFSource, PyPISource, WheelMember
-from slmkit.catalog.store import Store, estimate_ram_bytes
+from slmkit.catalog.memory import estimate_ram_bytes
+from slmkit.catalog.store import Store
 from slmkit.errors import (
     ChecksumError,
     ModelFormatError,

@@ -63,15 +63,21 @@ def _threads(entry: ModelEntry, settings: Settings) -> int:
     return max(1, min(int(measured), os.cpu_count() or 1))
 
 
+def installed_draft(entry: ModelEntry, store: Store) -> str | None:
+    """The one rule for `draft="auto"` (`slm run --draft auto`, `slm serve --draft auto`): the
+    model's first compatible draft, in catalog order, that is installed; None without one."""
+    return next((d for d in entry.drafts if store.path(d) is not None), None)
+
+
 def attach_draft(target: Model, draft: str | Path, store: Store) -> None:
     """Load `draft` with the target's context and threads and draft with it; InputError if
     'auto' finds no installed draft or the vocabularies differ."""
     if draft == "auto":
-        found = [d for d in target.entry.drafts if store.path(d) is not None]
-        if not found:
+        found = installed_draft(target.entry, store)
+        if found is None:
             wanted = ", ".join(target.entry.drafts) or "none in the catalog"
             raise InputError(f"no draft model installed for {target.id} (compatible: {wanted})")
-        draft = found[0]
+        draft = found
     helper = load(draft, n_ctx=min(512, target.n_ctx), store=store)  # its own context: unused
     try:
         target.backend.attach_draft(helper.backend)

@@ -100,10 +100,10 @@ class Model:
                     f"{self.id} has no chat template (it is a base model): use "
                     "`complete`/`slm run --raw` for plain text completion"
                 )
-            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+            from slmkit.runtime.chat_template import chat_formatter
 
             bos, eos = self.backend.special_tokens()
-            self._formatter = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
+            self._formatter = chat_formatter(template, bos=bos, eos=eos)
         return self._formatter
 
     def fit(self, tokens: list[int], o: GenerationOptions) -> tuple[list[int], int]:

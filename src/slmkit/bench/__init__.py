@@ -20,7 +20,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from slmkit.catalog.store import Store, estimate_ram_bytes
+from slmkit.catalog.memory import estimate_ram_bytes
+from slmkit.catalog.store import Store
 
 CELLS = "cells.jsonl"
 DEFAULT_PRICE_CPU_HOUR = 0.04  # USD per vCPU-hour: a placeholder; pass the price you pay
@@ -244,7 +245,7 @@ def run_child(config: BenchConfig, model: str, task: str, out: Path) -> dict[str
 
 def watch(proc: subprocess.Popen[Any], config: BenchConfig) -> dict[str, Any] | None:
     """Poll until the process ends; kill it (and say why) past the memory or time budget."""
-    from slmkit.evaluate import proc_status_mb
+    from slmkit.catalog.memory import proc_status_mb
 
     limit_mb = config.ram_gb * 1024 if config.ram_gb else None
     t0 = time.monotonic()

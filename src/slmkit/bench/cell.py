@@ -84,7 +84,7 @@ def _load_timed(model_id: str, n_ctx: int | None) -> tuple[dict[str, Any], Any]:
 
 
 def run_local(spec: dict[str, Any]) -> dict[str, Any]:
-    from slmkit.evaluate import own_peak_rss_mb
+    from slmkit.catalog.memory import own_peak_rss_mb
     from slmkit.evaluate.runner import evaluate
 
     result, model = _load_timed(spec["model"], spec["n_ctx"])

@@ -54,7 +54,7 @@ def _versions() -> dict[str, str | None]:
 
 
 def machine_info() -> dict[str, Any]:
-    from slmkit.catalog.store import available_ram_bytes, meminfo_bytes
+    from slmkit.catalog.memory import available_ram_bytes, meminfo_bytes
 
     cpu = _cpuinfo()
     flags = set((cpu.get("flags") or cpu.get("Features") or "").split())

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from slmkit.catalog.entries import ModelEntry
-from slmkit.catalog.store import Store, estimate_ram_bytes
+from slmkit.catalog.memory import estimate_ram_bytes
+from slmkit.catalog.store import Store
 
 MEASUREMENTS = "measurements.jsonl"
 GB = 2**30

@@ -45,7 +45,7 @@ def fail_cleanly(fn: F) -> F:
 def peak_rss_mb() -> float:
     """This process's own peak resident set size in MiB (VmHWM: getrusage's figure carries
     the peak of whatever process started this one across fork and exec)."""
-    from slmkit.evaluate import own_peak_rss_mb
+    from slmkit.catalog.memory import own_peak_rss_mb
 
     return own_peak_rss_mb()
 

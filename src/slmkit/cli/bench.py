@@ -147,7 +147,7 @@ def recommend(
     """Which model to use for TASK within a RAM budget (and speed target), from measured
     results where there are any and catalog estimates otherwise."""
     from slmkit.bench.recommend import candidates, reason
-    from slmkit.catalog.store import available_ram_bytes
+    from slmkit.catalog.memory import available_ram_bytes
     from slmkit.evaluate.runner import task_spec
 
     if task != "extract_sms":

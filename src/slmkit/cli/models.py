@@ -117,7 +117,7 @@ def pull(ctx: click.Context, model_id: str, force: bool, then_optimize: bool) ->
         click.echo(f"{model_id} is already installed at {store.path(model_id)}")
     else:
         from slmkit.catalog.entries import license_terms
-        from slmkit.catalog.store import available_ram_bytes, fit_message
+        from slmkit.catalog.memory import available_ram_bytes, fit_message
 
         n_ctx = min(store.settings.n_ctx, entry.context_length)
         click.echo(f"license: {entry.license} ({license_terms(entry.license)})")
@@ -156,7 +156,7 @@ def import_(path: Path, model_id: str | None) -> None:
 @fail_cleanly
 def info(model_id: str, n_ctx: int | None, as_json: bool) -> None:
     """Show a model's metadata and the RAM it needs at a given context."""
-    from slmkit.catalog.store import estimate_ram_bytes
+    from slmkit.catalog.memory import estimate_ram_bytes
 
     store = open_store()
     entry = store.get(model_id)

@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from slmkit.catalog.memory import own_peak_rss_mb
 from slmkit.errors import RuntimeFailure
-from slmkit.evaluate import own_peak_rss_mb
 
 DECODE_PROMPT = "Write a short paragraph about the sea."
 

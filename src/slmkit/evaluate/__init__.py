@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import re
-import resource
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -16,28 +15,6 @@ import numpy as np
 from slmkit.errors import InputError
 
 Progress = Callable[[int], None]
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def proc_status_mb(field: str, pid: int | str = "self") -> float | None:
-    """A memory figure of /proc/PID/status (VmRSS, VmHWM...) in MiB, None where unknown."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
-
-
-def own_peak_rss_mb() -> float:
-    """This process's own peak RSS (VmHWM): getrusage's figure would carry the peak of the
-    process that started it across fork and exec."""
-    hwm = proc_status_mb("VmHWM")
-    return hwm if hwm is not None else peak_rss_mb()
 
 
 @dataclass

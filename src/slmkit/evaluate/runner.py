@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from slmkit.catalog.memory import own_peak_rss_mb
 from slmkit.catalog.store import Store
 from slmkit.errors import InputError
 from slmkit.evaluate import (
@@ -17,7 +18,6 @@ from slmkit.evaluate import (
     classification_metrics,
     ensure_positive,
     field_matches,
-    own_peak_rss_mb,
     rouge,
     sms_gold,
 )

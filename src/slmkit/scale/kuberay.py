@@ -12,7 +12,8 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from slmkit.catalog.store import Store, estimate_ram_bytes
+from slmkit.catalog.memory import estimate_ram_bytes
+from slmkit.catalog.store import Store
 from slmkit.errors import InputError
 
 # An allowance for a Ray worker process beside the model: idle Ray actors showed ~210 MB RSS
@@ -115,7 +116,7 @@ def rayservice(d: Deployment, store: Store) -> dict:
     """A RayService running slmkit's app (slmkit.scale.ray_app:app) with autoscaling."""
     import yaml
 
-    from slmkit.serve.provider import served_cells
+    from slmkit.catalog.memory import served_cells
 
     # every cell `slm serve` may allocate: the model's context, the engine's and its lanes
     mem = memory_mib(store, d.model, served_cells(d.n_ctx, per_seq=True))

@@ -124,7 +124,7 @@ def tokenizer_model(provider: ModelProvider, model: str | None) -> Loaded:
 
 def grammar_for_format(fmt: ResponseFormat | None) -> str | None:
     """A GBNF grammar for `response_format` (json_object or json_schema), else None."""
-    from slmkit.tasks.extract import grammar_for, schema_of
+    from slmkit.runtime.grammar import grammar_for, schema_of
 
     if fmt is None or fmt.type == "text":
         return None

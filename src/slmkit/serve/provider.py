@@ -10,10 +10,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from slmkit.catalog.store import Store, estimate_ram_bytes
+from slmkit.catalog.memory import LONG_SEQ, MODEL_CTX, served_bytes
+from slmkit.catalog.store import Store
 from slmkit.engine import Engine
 from slmkit.errors import ModelNotFoundError, ModelNotInstalledError, OverBudgetError
-from slmkit.loading import load
+from slmkit.loading import installed_draft, load
 from slmkit.model import Model
 from slmkit.settings import ServerSettings
 from slmkit.tasks.embed import Embedder
@@ -22,19 +23,6 @@ from slmkit.tasks.finetuned import EncoderClassifier
 __all__ = ["Loaded", "ModelProvider", "OverBudgetError"]
 
 _GRACE_S = 2.0
-MODEL_CTX = 4096  # the most cells a served model's own context (and one request) gets
-LONG_SEQ = 2  # requests too long for a per-sequence stream decoded together (the long lane)
-
-
-def served_cells(n_ctx: int, per_seq: bool) -> int:
-    """KV cells a served model may allocate with `slm serve --n-ctx n_ctx`: its own context,
-    the engine's n_ctx and, with per-sequence streams, the engine's lanes for seeded requests
-    (one sequence) and for requests too long for a stream (LONG_SEQ sequences), each of up to
-    the model's context; those lanes are made at their first request."""
-    model_ctx = min(n_ctx, MODEL_CTX)
-    return model_ctx + n_ctx + ((1 + LONG_SEQ) * model_ctx if per_seq else 0)
-
-
 Loader = Callable[..., Model]  # load(model_id, store=..., n_ctx=...)
 
 
@@ -128,18 +116,12 @@ class ModelProvider:
         return min(self.n_ctx, MODEL_CTX)
 
     def estimate_bytes(self, model_id: str) -> int:
-        """Estimated RSS of a served model: weights and every KV cell it may allocate
-        (served_cells; docs/models.md describes the estimate)."""
+        """Estimated RSS of a served model with its draft (catalog/memory.served_bytes)."""
+        draft_id = self._draft_for(model_id)
+        known = {e.id for e in self.store.entries()}
+        draft = self.store.get(draft_id) if draft_id in known else None
         entry = self.store.get(model_id)
-        est = estimate_ram_bytes(entry, served_cells(self.n_ctx, self.per_seq))
-        draft = self._draft_for(model_id)
-        if est is not None and draft is not None and draft in {e.id for e in self.store.entries()}:
-            # its weights, its own small context and the engine's draft context
-            est += estimate_ram_bytes(self.store.get(draft), 512 + self.model_n_ctx) or 0
-        if est is None:
-            path = self.store.path(model_id)
-            est = int(path.stat().st_size * 1.5) if path else 0
-        return est
+        return served_bytes(entry, self.n_ctx, self.per_seq, draft, self.store.path(model_id))
 
     def _make_room(self, need: int) -> None:
         """Unload least recently used idle models until `need` more bytes fit the budget."""
@@ -219,8 +201,7 @@ class ModelProvider:
         one if it has any (a model without one is served plainly)."""
         if self.draft != "auto":
             return self.draft
-        drafts = self.store.get(model_id).drafts
-        return next((d for d in drafts if self.store.path(d) is not None), None)
+        return installed_draft(self.store.get(model_id), self.store)
 
     def _observe_step(self, n: int) -> None:
         if self.on_step is not None:

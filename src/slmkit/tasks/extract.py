@@ -11,6 +11,17 @@ from pydantic import BaseModel, ValidationError
 
 from slmkit.errors import EmptyPromptError, ExtractionError, SchemaError
 from slmkit.model import Model
+from slmkit.runtime.grammar import grammar_for, schema_of
+
+__all__ = [
+    "Extraction",
+    "Extractor",
+    "SchemaError",
+    "extract",
+    "extraction_prompt",
+    "grammar_for",
+    "schema_of",
+]
 
 
 @dataclass(frozen=True)
@@ -26,33 +37,6 @@ DEFAULT_INSTRUCTION = "Extract the fields described by the JSON schema from the 
 def extraction_prompt(instruction: str, schema: dict[str, Any], text: str) -> str:
     """The user message an extraction sends (fine-tuning for extraction trains on the same)."""
     return f"{instruction}\nSchema: {json.dumps(schema)}\n\nText: {text}\n\nAnswer with JSON only."
-
-
-def schema_of(schema: dict[str, Any] | type[BaseModel]) -> dict[str, Any]:
-    """A JSON Schema dict from a dict or a pydantic model class, checked for validity."""
-    import jsonschema
-
-    if isinstance(schema, type) and issubclass(schema, BaseModel):
-        return schema.model_json_schema()
-    if not isinstance(schema, dict):
-        raise SchemaError("schema must be a JSON Schema object or a pydantic model class")
-    try:
-        jsonschema.Draft202012Validator.check_schema(schema)
-    except jsonschema.SchemaError as e:
-        raise SchemaError(f"not a valid JSON Schema: {e.message}") from e
-    if schema.get("type") != "object":
-        raise SchemaError('the schema\'s top level must be {"type": "object", ...}')
-    return schema
-
-
-def grammar_for(schema: dict[str, Any]) -> str:
-    """GBNF grammar for the schema (llama-cpp-python's converter)."""
-    from llama_cpp.llama_grammar import json_schema_to_gbnf
-
-    try:
-        return str(json_schema_to_gbnf(json.dumps(schema)))
-    except Exception as e:  # the converter raises bare Exceptions for unsupported features
-        raise SchemaError(f"the schema cannot be expressed as a grammar: {e}") from e
 
 
 class Extractor:
