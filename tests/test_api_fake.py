@@ -48,3 +48,48 @@ def test_import_stays_light() -> None:
     code = f"import sys, slmkit; print(sorted(m for m in {heavy!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_models_loaded_by_id_are_kept_bounded_and_closable(
+    fake_store: slmkit.Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A loop of task calls by id loads the weights once; past MODEL_CACHE_SIZE ids the least
+    recently used is closed; close_models() closes the rest."""
+    loads: list[slmkit.Model] = []
+
+    def counted(model_id: str) -> slmkit.Model:
+        loads.append(slmkit.loading.load(model_id, store=fake_store))
+        return loads[-1]
+
+    closed: list[str] = []
+    monkeypatch.setattr(slmkit, "load", counted)
+    monkeypatch.setattr(slmkit.Model, "close", lambda self: closed.append(self.id))
+    monkeypatch.setattr(slmkit, "MODEL_CACHE_SIZE", 1)
+    for _ in range(3):
+        slmkit.summarize("The cat sat on the mat. It was warm.", model="fake-chat", max_words=8)
+    assert [m.id for m in loads] == ["fake-chat"]
+    slmkit.generate_many("fake-base", ["one, two,"], slmkit.GenerationOptions(max_tokens=3))
+    assert [m.id for m in loads] == ["fake-chat", "fake-base"] and closed == ["fake-chat"]
+    slmkit.close_models()
+    assert closed == ["fake-chat", "fake-base"]
+    slmkit.summarize("The cat sat on the mat. It was warm.", model="fake-chat", max_words=8)
+    assert len(loads) == 3
+    slmkit.close_models()
+    for m in loads:
+        m.backend.close()
+
+
+def test_finetune_takes_its_config_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    """slmkit.finetune's settings are a FinetuneConfig (typed), data/out/base replacing its own;
+    an unknown field is refused by the model, before any training."""
+    from slmkit.train import FinetuneConfig
+
+    seen: list[FinetuneConfig] = []
+    monkeypatch.setattr("slmkit.train.finetune", lambda cfg, **kw: seen.append(cfg) or kw)
+    got = slmkit.finetune(
+        "a.jsonl", out="m1", config=FinetuneConfig(data="x", out="y", limit=50), force=True
+    )
+    assert (seen[0].data, seen[0].out, seen[0].limit) == ("a.jsonl", "m1", 50)
+    assert got == {"resume": False, "force": True, "max_minutes": None}
+    with pytest.raises(TypeError):
+        slmkit.finetune("a.jsonl", out="m1", epochs=3)  # type: ignore[call-arg]

@@ -20,13 +20,17 @@ def test_generate_many_matches_prompts(smollm: slmkit.Model) -> None:
         [{"role": "user", "content": f"What is the capital of {c}?"}]
         for c in ("France", "Japan", "Italy", "Germany")
     ]
-    outs = slmkit.generate_many(smollm, prompts, temperature=0, max_tokens=24)
+    outs = slmkit.generate_many(
+        smollm, prompts, slmkit.GenerationOptions(temperature=0, max_tokens=24)
+    )
     assert [("Paris" in o.text, "Tokyo" in o.text) for o in outs[:2]] == [
         (True, False),
         (False, True),
     ]
     assert all(o.finish_reason in ("stop", "length") for o in outs)
-    raw = slmkit.generate_many(smollm, ["1, 2, 3,", "a, b, c,"], temperature=0, max_tokens=6)
+    raw = slmkit.generate_many(
+        smollm, ["1, 2, 3,", "a, b, c,"], slmkit.GenerationOptions(temperature=0, max_tokens=6)
+    )
     assert "4" in raw[0].text and "d" in raw[1].text
 
 

@@ -7,7 +7,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from slmkit.catalog.builtin import DEFAULT_MODEL
@@ -55,7 +57,7 @@ if TYPE_CHECKING:
     from slmkit.tasks.classify import Prediction
     from slmkit.tasks.redact import Redaction
     from slmkit.tasks.summarize import SummaryResult
-    from slmkit.train import FinetuneResult
+    from slmkit.train import FinetuneConfig, FinetuneResult
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -102,6 +104,7 @@ __all__ = [
     "UnavailableError",
     "cascade",
     "classify",
+    "close_models",
     "embed",
     "extract",
     "finetune",
@@ -143,8 +146,33 @@ def _version() -> str:
 __version__ = _version()
 
 
+# Models the task functions loaded by id, kept for the next call (a loop of
+# `slmkit.classify(..., model="id")` loads the weights once): the last MODEL_CACHE_SIZE ids,
+# least recently used closed first; `close_models()` frees them all.
+MODEL_CACHE_SIZE = 2
+_models: OrderedDict[str, Model] = OrderedDict()
+_models_lock = threading.Lock()
+
+
 def _model(model: str | Model) -> Model:
-    return model if isinstance(model, Model) else load(model)
+    """The Model given, or the one this process loaded for that id."""
+    if isinstance(model, Model):
+        return model
+    with _models_lock:
+        if model in _models:
+            _models.move_to_end(model)
+            return _models[model]
+        loaded = _models[model] = load(model)
+        while len(_models) > MODEL_CACHE_SIZE:
+            _models.popitem(last=False)[1].close()
+        return loaded
+
+
+def close_models() -> None:
+    """Close the models the task functions loaded by id (they load again on the next call)."""
+    with _models_lock:
+        while _models:
+            _models.popitem()[1].close()
 
 
 def classify(
@@ -226,31 +254,61 @@ def extract(
     return Extractor(_model(model), schema)(text).data
 
 
-def embed(texts: str | Sequence[str], *, model: str = "minilm-int8") -> np.ndarray:
-    """Sentence embeddings: a float32 array with one L2-normalised row per text."""
+def embed(texts: str | Sequence[str], *, model: str | Model = "minilm-int8") -> np.ndarray:
+    """Sentence embeddings: a float32 array with one row per text, L2-normalised by the
+    MiniLM embedders ('minilm-int8', 'minilm-fp32'); a language model (a Model, or
+    'slm:MODEL_ID') gives its own mean-pooled hidden states."""
+    import numpy as np
+
     from slmkit.tasks.embed import embed as _embed
 
+    if isinstance(model, Model):
+        batch = [texts] if isinstance(texts, str) else list(texts)
+        return np.asarray(model.embed(batch), dtype=np.float32)
     return _embed(texts, model=model)
 
 
 def finetune(
-    data: str, *, out: str, base: str = "all-minilm-l6-v2", **options: Any
+    data: str,
+    *,
+    out: str,
+    base: str = "all-minilm-l6-v2",
+    config: FinetuneConfig | None = None,
+    resume: bool = False,
+    force: bool = False,
+    max_minutes: float | None = None,
 ) -> FinetuneResult:
-    """Fine-tune an encoder classifier on a built-in task or a labelled JSONL/CSV and register
-    it in the store as `out` (options: the fields of slmkit.train.FinetuneConfig, plus
-    resume, force, max_minutes); `slm classify --model OUT` and `slmkit.tasks.finetuned` use it.
+    """Fine-tune `base` on a built-in task or a labelled JSONL/CSV and register it in the
+    store as `out`: an encoder classifier, or a catalog decoder with LoRA. The run's other
+    settings are a `slmkit.train.FinetuneConfig` (`slm finetune --help` lists them); `data`,
+    `out` and `base` given here replace its own. `slm classify --model OUT` uses the result.
+
+    >>> cfg = slmkit.train.FinetuneConfig(data="sst2", out="ft-sst2", limit=2000)
+    >>> slmkit.finetune("sst2", out="ft-sst2", config=cfg).metrics["test_accuracy"]
     """
     from slmkit.train import FinetuneConfig
     from slmkit.train import finetune as _finetune
 
-    run = {k: options.pop(k) for k in ("resume", "force", "max_minutes") if k in options}
-    return _finetune(FinetuneConfig(data=data, out=out, base=base, **options), **run)
+    fields = {"data": data, "out": out, "base": base}
+    given = {} if config is None else config.model_dump()
+    cfg = FinetuneConfig.model_validate(given | fields)
+    return _finetune(cfg, resume=resume, force=force, max_minutes=max_minutes)
 
 
 def generate_many(
-    model: Model, prompts: Sequence[str | Sequence[Message]], **kw: Any
+    model: str | Model,
+    prompts: Sequence[str | Sequence[Message]],
+    options: GenerationOptions | None = None,
+    *,
+    n_seq: int = 16,
+    system: str | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> list[Completion]:
-    """Batch generation on the continuous-batching engine (see slmkit.engine.generate_many)."""
+    """Generate for every prompt (a str is completed raw, a message list is chatted), up to
+    `n_seq` at a time in shared decode steps of the continuous-batching engine; results in
+    prompt order (see slmkit.engine.generate_many for a server's engine)."""
     from slmkit.engine import generate_many as _generate_many
 
-    return _generate_many(model, prompts, **kw)
+    return _generate_many(
+        _model(model), prompts, options, n_seq=n_seq, system=system, progress=progress
+    )

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 def generate_many(
     model: Model,
     prompts: Sequence[str | Sequence[Message]],
+    options: GenerationOptions | None = None,
     *,
     n_seq: int = 16,
     system: str | None = None,
@@ -27,7 +28,7 @@ def generate_many(
     engine: Engine | None = None,
     window: int | None = None,
     background: bool = False,
-    **options: Any,
+    **overrides: Any,
 ) -> list[Completion]:
     """Generate for every prompt (a str is completed raw, a message list is chatted), up to
     n_seq at a time in shared decode steps; results in prompt order. With `engine` (a
@@ -36,7 +37,7 @@ def generate_many(
     behind interactive requests in its queue and prefills."""
     from slmkit.engine.core import Engine
 
-    opts = make_options(**options)
+    opts = make_options(options, **overrides)
     token_lists = []
     for p in prompts:
         text = p if isinstance(p, str) else model.format_chat(p, system=system)
