@@ -51,8 +51,8 @@ browser:
 
 # Model-free tier first (fake backend, seconds), then the real-model tier.
 unit: $(TEST_STAMP) browser
-	$(BIN)/python -m pytest -m "not real_model and not benchmark"
-	$(BIN)/python -m pytest -m "real_model and not benchmark"
+	$(BIN)/python -m pytest -m "not real_model"
+	$(BIN)/python -m pytest -m real_model
 
 test: lint typecheck unit
 

@@ -19,21 +19,8 @@ main batch, then the solo lane's. With per-sequence cache streams (`per_seq`), a
 too long for one stream runs in a third lane, made at the first such request: `long_seq`
 streams of up to `long_ctx` cells each, so that many long requests decode together.
 
-Prompt lookup (`options.prompt_lookup`) drafts tokens copied from the request's own text, or
-with a draft model (`draft`: a smaller model with the same vocabulary, on its own
-one-sequence context; `options.draft_max`) its greedy continuation; the request's next decode
-verifies them, as the single stream does (runtime/speculate.py), but only
-while the request is alone in its lane: on a CPU each extra row costs nearly a whole decode,
-so drafting beside other sequences would slow them down. The model's cost model picks the
-draft length (0 where it does not pay); a greedy request drafts no more rows than round
-exactly like single decodes (measured once per model, within 256 cells; past them only if the
-single stream measured it there) and only on a context that holds nothing else (the solo
-lane, or per-sequence streams).
-
-Scoring requests (`submit_score`: log P(continuation | context) for several continuations,
-what zero-shot classification needs) take a slot like any other and sample nothing: the
-prompt's last row gives every continuation's first token, and each longer continuation is then
-decoded after the prompt in one step (a `probe`), its rows read and its cells dropped.
+Drafting (prompt lookup, a draft model) is engine/drafting.py; scoring requests
+(`submit_score`) are engine/scoring.py. This file holds the request API and the loop.
 """
 
 from __future__ import annotations
@@ -43,12 +30,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
+from slmkit.engine.drafting import Drafter
 from slmkit.engine.scheduler import Forget, Plan, Request, Scheduler
+from slmkit.engine.scoring import Scoring, plan_probes, read_rows
 from slmkit.errors import EngineClosedError, EngineFullError, InputError, RuntimeFailure
 from slmkit.options import GenerationOptions
 from slmkit.runtime.base import (
@@ -59,16 +46,8 @@ from slmkit.runtime.base import (
     LogLikelihood,
     TokenLogprob,
 )
-from slmkit.runtime.cache import PromptCache
-from slmkit.runtime.decoding import SequenceOutput, log_softmax, top_logprobs
-from slmkit.runtime.generate import score_rows
-from slmkit.runtime.speculate import (
-    CostModel,
-    PromptLookup,
-    Speculator,
-    make_draft,
-    measure_exact_rows,
-)
+from slmkit.runtime.decoding import SequenceOutput, top_logprobs
+from slmkit.runtime.speculate import CostModel, DraftModel, Speculator
 
 __all__ = ["Engine", "EngineFullError", "Handle"]
 
@@ -85,41 +64,6 @@ class _Lane:
 
 
 @dataclass(eq=False)
-class _Scoring:
-    """A scoring request's continuations and the log-softmax rows read for each so far:
-    every first token's row is the prompt's last one; a longer continuation's other rows come
-    from one probe step (the continuation decoded after the prompt, its cells dropped after).
-    """
-
-    conts: list[list[int]]
-    done: Callable[[list[LogLikelihood] | None, FinishReason], None]
-    rows: list[list[np.ndarray]] = field(default_factory=list)
-
-    def missing(self) -> int | None:
-        """The first continuation still missing rows (the one probed next, or in flight);
-        None when every one is scored. Nothing is read before the prompt's row."""
-        if not self.rows:
-            return 0
-        gaps = (
-            j for j, (c, r) in enumerate(zip(self.conts, self.rows, strict=True)) if len(r) < len(c)
-        )
-        return next(gaps, None)
-
-    def next_probe(self) -> list[int]:
-        """The next continuation to decode after the prompt, less its last token (it predicts
-        nothing); [] when none is left."""
-        j = self.missing()
-        return self.conts[j][:-1] if j is not None else []
-
-    @property
-    def complete(self) -> bool:
-        return self.missing() is None
-
-    def result(self) -> list[LogLikelihood]:
-        return [score_rows(np.vstack(r), c) for r, c in zip(self.rows, self.conts, strict=True)]
-
-
-@dataclass(eq=False)
 class _Active:
     """The engine's side of a request: where chunks go, its output state and sampler."""
 
@@ -130,7 +74,7 @@ class _Active:
     sampler: Any = None
     ended: bool = False  # the final chunk was emitted
     spec: Speculator | None = None  # drafting (prompt lookup or the draft model)
-    scoring: _Scoring | None = None  # a scoring request (submit_score) instead of generation
+    scoring: Scoring | None = None  # a scoring request (submit_score) instead of generation
 
 
 class Handle:
@@ -191,12 +135,7 @@ class Engine:
         self._lanes = tuple(ln for ln in (self.main, self.solo, self.long) if ln is not None)
         self.on_step = on_step
         self.solo_greedy = solo_greedy  # greedy requests take the solo lane too
-        costs = getattr(backend, "costs", None)  # the model's, shared with its single stream
-        self.costs: CostModel = costs if isinstance(costs, CostModel) else CostModel()
-        self.on_draft: Callable[[int, int], None] | None = None  # (drafted, kept) per step
-        self.drafted = self.accepted = 0  # tokens drafted and kept, in total
-        # the draft model's own context (InputError if its vocabulary differs)
-        self.draft = make_draft(self.runner, draft, self.max_request) if draft else None
+        self.drafter = Drafter(backend, self.runner, draft, self.max_request)
         self.steps = 0
         self.batch_sizes: collections.Counter[int] = collections.Counter()
         self._cv = threading.Condition()
@@ -227,7 +166,7 @@ class Engine:
         options: GenerationOptions,
         emit: Emit,
         background: bool,
-        scoring: _Scoring | None = None,
+        scoring: Scoring | None = None,
     ) -> Handle:
         solo = options.seed is not None or (self.solo_greedy and options.temperature == 0)
         lane = self.solo if solo else self.main
@@ -271,7 +210,7 @@ class Engine:
         longest = max(map(len, conts))
         # (sampling options are unused: a score never takes the solo lane)
         opts = GenerationOptions(max_tokens=max(1, longest - 1), temperature=1.0)
-        state = _Scoring(conts, done)
+        state = Scoring(conts, done)
         return self._submit(list(context), opts, lambda c: None, background, scoring=state)
 
     def score(
@@ -351,6 +290,35 @@ class Engine:
     def reused_tokens(self) -> int:
         return sum(lane.scheduler.reused_tokens for lane in self._lanes)
 
+    # drafting's figures and hooks (engine/drafting.py), where callers have always read them
+    @property
+    def costs(self) -> CostModel:
+        return self.drafter.costs
+
+    @costs.setter
+    def costs(self, value: CostModel) -> None:
+        self.drafter.costs = value
+
+    @property
+    def draft(self) -> DraftModel | None:
+        return self.drafter.draft
+
+    @property
+    def drafted(self) -> int:
+        return self.drafter.drafted
+
+    @property
+    def accepted(self) -> int:
+        return self.drafter.accepted
+
+    @property
+    def on_draft(self) -> Callable[[int, int], None] | None:
+        return self.drafter.on_draft
+
+    @on_draft.setter
+    def on_draft(self, fn: Callable[[int, int], None] | None) -> None:
+        self.drafter.on_draft = fn
+
     def close(self) -> None:
         """Cancel what is queued or running, stop the thread, free the context."""
         with self._cv:
@@ -360,8 +328,7 @@ class Engine:
         for lane in self._lanes:
             if lane.runner is not None:
                 lane.runner.close()
-        if self.draft is not None:
-            self.draft.cache.runner.close()
+        self.drafter.close()
 
     # --- engine thread ----------------------------------------------------------------------
     def _loop(self) -> None:
@@ -383,23 +350,14 @@ class Engine:
     def _plan(self, lane: _Lane) -> Plan:
         """(Under the lock) a lone prompt-lookup request's draft, then the lane's plan."""
         sched = lane.scheduler
-        for req in sched.running:
-            scoring = req.state.scoring
-            if scoring is not None and scoring.rows and req.n_prefilled == len(req.tokens):
-                req.probe = scoring.next_probe()
+        plan_probes(sched)
         if len(sched.running) == 1 and not sched.waiting:
             req = sched.running[0]
             spec = req.state.spec
             if spec is not None and req.last >= 0 and req.n_prefilled == len(req.tokens):
-                req.draft = self._draft(req, spec, lane)
+                alone = lane is self.solo or sched.per_seq
+                req.draft = self.drafter.draft_for(req, spec, alone=alone, n_batch=sched.n_batch)
         return sched.schedule()
-
-    def _draft(self, req: Request, spec: Speculator, lane: _Lane) -> list[int]:
-        """Within the cells the request reserved; a greedy one only on a context that holds
-        nothing else (the exactness probe's kind; module docstring)."""
-        if spec.exact and not (lane is self.solo or lane.scheduler.per_seq):
-            return []
-        return spec.draft(min(req.reserve - req.n_past - 1, lane.scheduler.n_batch - 1))
 
     def _lane_runner(self, lane: _Lane) -> BatchRunner:
         if lane.runner is None:  # the solo or long lane, at its first request
@@ -426,7 +384,7 @@ class Engine:
             t0 = time.perf_counter()
             runner.decode(plan.entries)
             if len(plan.outputs) == 1 and len(plan.entries) == 1 + len(plan.outputs[0][0].draft):
-                self.costs.note_rows(len(plan.entries), time.perf_counter() - t0)  # one sequence
+                self.drafter.costs.note_rows(len(plan.entries), time.perf_counter() - t0)
             results = self._sample_all(plan, runner)
         except Exception:  # a failed step fails its requests, not the server
             log.exception("engine step failed")
@@ -465,41 +423,11 @@ class Engine:
         self, req: Request
     ) -> Callable[[Request, int, BatchRunner], tuple[int, FinishReason | None]]:
         if req.state.scoring is not None:
-            return self._score_rows
+            return read_rows
         return self._verify if req.draft else self._sample
 
-    @staticmethod
-    def _score_rows(req: Request, idx: int, r: BatchRunner) -> tuple[int, FinishReason | None]:
-        """Read a scoring request's rows: after the prompt, the first token's row of every
-        continuation; after a probe, the probed continuation's other rows."""
-        sc: _Scoring = req.state.scoring
-        j = sc.missing()
-        if req.probe and j is not None:
-            sc.rows[j] += [log_softmax(r.logits(idx + i)) for i in range(len(req.probe))]
-        else:
-            first = log_softmax(r.logits(idx))
-            sc.rows = [[first] for _ in sc.conts]
-        return -1, ("stop" if sc.complete else None)
-
     def _verify(self, req: Request, idx: int, r: BatchRunner) -> tuple[int, FinishReason | None]:
-        """Sample the rows of a drafted step in turn while each sample equals the draft (the
-        standard rule for a deterministic draft: runtime/speculate.py); the first sample that
-        differs, or the one after the last draft, is the next token."""
-        draft, spec = req.draft, req.state.spec
-        tok, reason = self._sample(req, idx, r)
-        kept = 0
-        while kept < len(draft) and tok == draft[kept]:
-            kept += 1  # a kept draft may end the text (its end-of-generation token, a stop)
-            if reason is not None:
-                break
-            tok, reason = self._sample(req, idx + kept, r)
-        req.kept = kept
-        spec.settle(len(draft), kept)
-        self.drafted += len(draft)
-        self.accepted += kept
-        if self.on_draft is not None:
-            self.on_draft(len(draft), kept)
-        return tok, reason
+        return self.drafter.verify(req, idx, r, self._sample)
 
     def _start(self, req: Request) -> None:
         """Give an admitted request its sampler; one that cannot be built (a grammar
@@ -513,25 +441,7 @@ class Engine:
             self._end(req, "error")
             req.cancelled = True  # the scheduler frees its slot at the next step
             return
-        opts = req.state.options
-        use_draft = self.draft is not None and opts.draft_max > 0
-        k_max = opts.draft_max if use_draft else opts.prompt_lookup
-        if k_max:
-            exact = opts.temperature == 0.0
-            if exact and not self.costs.exact_rows:
-                self.costs.exact_rows = self._measure_exact_rows(req.tokens)
-            source = self.draft if use_draft and self.draft else PromptLookup(req.tokens)
-            req.state.spec = Speculator(source, req.tokens, k_max, self.costs, exact=exact)
-
-    def _measure_exact_rows(self, tokens: Sequence[int]) -> int:
-        """Rows a decode may hold and round as single decodes, on a one-sequence context of
-        the engine's kind made for the purpose (once per engine, at the first greedy
-        prompt-lookup request)."""
-        runner = self.backend.batch_runner(n_ctx=512, n_seq=1)
-        try:
-            return measure_exact_rows(PromptCache(runner), tokens)
-        finally:
-            runner.close()
+        req.state.spec = self.drafter.speculator(req.state.options, req.tokens)
 
     def _sample(self, req: Request, idx: int, r: BatchRunner) -> tuple[int, FinishReason | None]:
         st: _Active = req.state
