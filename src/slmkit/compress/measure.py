@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from slmkit.catalog.memory import own_peak_rss_mb
-from slmkit.errors import RuntimeFailure
+from slmkit.errors import InputError, RuntimeFailure
 
 DECODE_PROMPT = "Write a short paragraph about the sea."
 
@@ -30,21 +30,18 @@ def score_points(result: dict[str, Any]) -> float:
     return 100 * float(result.get("rougeL", 0.0))
 
 
-def _task_spec(task: str) -> Any:
-    from slmkit.evaluate.runner import _user_task
-    from slmkit.tasks.data import builtin_task
-
-    return _user_task(Path(task)) if Path(task).suffix in (".jsonl", ".csv") else builtin_task(task)
-
-
 def measure_encoder(folder: Path, task: str, limit: int) -> dict[str, Any]:
-    from slmkit.evaluate.runner import eval_classifier
+    from slmkit.evaluate.runner import eval_classifier, task_spec
+    from slmkit.tasks.data import ClassificationTask
     from slmkit.tasks.finetuned import EncoderClassifier
 
     t0 = time.perf_counter()
     clf = EncoderClassifier.from_path(folder)
     load_s = time.perf_counter() - t0
-    res = eval_classifier(_task_spec(task), clf, limit)
+    spec = task_spec(task)
+    if not isinstance(spec, ClassificationTask):
+        raise InputError(f"{task} is not a classification task")
+    res = eval_classifier(spec, clf, limit)
     return {"load_s": round(load_s, 3), "items_per_s": res["items_per_s"], "task": res}
 
 

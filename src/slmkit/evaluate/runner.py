@@ -40,7 +40,7 @@ def load_model(model_id: str, n_ctx: int | None) -> Model:
     return load(model_id, n_ctx=n_ctx, pull=False)
 
 
-def _user_task(path: Path) -> ClassificationTask | SummarizationTask:
+def user_task(path: Path) -> ClassificationTask | SummarizationTask:
     """A user's JSONL in the shape of a task's labelled rows (tasks/registry.py: classify's
     text+label_text, summarize's document+summary)."""
     from slmkit.tasks import registry
@@ -328,7 +328,7 @@ def task_spec(task: str) -> ClassificationTask | SummarizationTask:
     if Path(task).suffix in (".jsonl", ".csv"):
         if not Path(task).is_file():
             raise InputError(f"task file {task} does not exist")
-        return _user_task(Path(task))
+        return user_task(Path(task))
     return builtin_task(task)
 
 

@@ -42,14 +42,14 @@ def check_labels(labels: Sequence[str]) -> tuple[str, ...]:
     return out
 
 
-def _softmax(x: np.ndarray) -> np.ndarray:
+def softmax(x: np.ndarray) -> np.ndarray:
     z = x - x.max(axis=-1, keepdims=True)
     e = np.exp(z)
     out: np.ndarray = e / e.sum(axis=-1, keepdims=True)
     return out
 
 
-def _predictions(labels: Sequence[str], probs: np.ndarray) -> list[Prediction]:
+def predictions(labels: Sequence[str], probs: np.ndarray) -> list[Prediction]:
     return [
         Prediction(
             labels[int(row.argmax())], {lb: float(p) for lb, p in zip(labels, row, strict=True)}
@@ -136,17 +136,15 @@ class LikelihoodClassifier:
     def prior(self) -> np.ndarray:
         """Mean label distribution over content-free inputs (computed once)."""
         if self._prior is None:
-            self._prior = _softmax(self._scores([self.prompt(t) for t in CONTENT_FREE])).mean(
-                axis=0
-            )
+            self._prior = softmax(self._scores([self.prompt(t) for t in CONTENT_FREE])).mean(axis=0)
         return self._prior
 
     def predict_prompts(self, prompts: Sequence[str]) -> list[Prediction]:
-        probs = _softmax(self._scores(prompts))
+        probs = softmax(self._scores(prompts))
         if self.calibrate:
             probs = probs / self.prior()
             probs = probs / probs.sum(axis=1, keepdims=True)
-        return _predictions(self.labels, probs)
+        return predictions(self.labels, probs)
 
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
         return self.predict_prompts([self.prompt(t) for t in check_texts(texts)])
@@ -223,13 +221,13 @@ class HeadClassifier:
         if self.coef.shape[0] == 1:  # binary: one decision function
             p1 = 1.0 / (1.0 + np.exp(-z[:, 0]))
             return np.stack([1 - p1, p1], axis=1)
-        return _softmax(z)
+        return softmax(z)
 
     def predict(
         self, texts: Sequence[str], progress: Callable[[int], None] | None = None
     ) -> list[Prediction]:
         x = embed_all(self.embedder, check_texts(texts), progress)
-        return _predictions(self.labels, self.predict_proba(x))
+        return predictions(self.labels, self.predict_proba(x))
 
     def save(self, path: str | Path) -> Path:
         """Write `<path>` (JSON: labels, embedder, weights); returns the path."""

@@ -10,7 +10,7 @@ from slmkit.catalog.entries import ModelEntry
 from slmkit.catalog.store import Store
 from slmkit.errors import InputError, LabelError
 from slmkit.runtime.encoder import EncoderRunner, open_encoder
-from slmkit.tasks.classify import Prediction, _predictions, _softmax
+from slmkit.tasks.classify import Prediction, predictions, softmax
 from slmkit.tasks.data import check_texts
 
 
@@ -28,7 +28,7 @@ class EncoderClassifier:
 
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
         batch = check_texts(texts)
-        return _predictions(self.labels, _softmax(self.runner.logits(batch)))
+        return predictions(self.labels, softmax(self.runner.logits(batch)))
 
     def check_labels(self, wanted: Sequence[str]) -> None:
         """LabelError unless `wanted` is this classifier's label set (any order)."""
