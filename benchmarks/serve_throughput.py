@@ -145,6 +145,12 @@ def main() -> None:
     ap.add_argument("--no-llama-server", action="store_true", help="skip llama.cpp's server")
     ap.add_argument("--only", nargs="+", help="run only these servers (names as printed)")
     ap.add_argument("--no-reference", action="store_true", help="skip the slm run comparison")
+    ap.add_argument(
+        "--before",
+        metavar="SRC",
+        help="also serve slmkit from another source tree (e.g. a worktree of an older commit's "
+        "src/), as 'slmkit before', in the same rotation: a change's before/after in one run",
+    )
     args = ap.parse_args()
     store = slmkit.Store()
     path = store.pull(args.model)
@@ -163,6 +169,10 @@ def main() -> None:
         + ["--interrupt_requests", "False", "--n_threads", threads]
         + ["--n_threads_batch", threads, "--model_alias", args.model],
     }
+    envs: dict[str, dict[str, str]] = {}
+    if args.before:
+        commands["slmkit before"] = [*slm, "--port", "{port}"]
+        envs["slmkit before"] = {**os.environ, "PYTHONPATH": args.before}
     binary = None
     if not args.no_llama_server:  # the llama.cpp that the installed llama-cpp-python vendors
         version = metadata.version("llama-cpp-python")
@@ -176,6 +186,7 @@ def main() -> None:
         commands["llama-server -kvu"] = [*ls, "-kvu"]  # one shared cache, like slmkit's
     pairs = [("slmkit", n) for n in ("llama-cpp-python", "llama-server", "llama-server -kvu")]
     pairs += [("slmkit shared", "llama-server -kvu"), ("slmkit", "slmkit shared")]
+    pairs += [("slmkit before", "llama-server"), ("slmkit", "slmkit before")]
     if args.only:
         commands = {k: v for k, v in commands.items() if k in args.only}
     servers: dict[str, tuple[str, subprocess.Popen[bytes]]] = {}
@@ -187,6 +198,7 @@ def main() -> None:
                 [port if c == "{port}" else c for c in cmd],
                 stdout=subprocess.DEVNULL,
                 stderr=log if name.startswith("slmkit") else subprocess.DEVNULL,
+                env=envs.get(name),
             ),
         )
     try:
