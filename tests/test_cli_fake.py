@@ -28,6 +28,8 @@ def test_importing_the_package_yields_every_command() -> None:
     from slmkit.cli import cli
 
     assert set(cli.commands) == {
+        "kb",
+        "ask",
         "models",
         "pull",
         "import",

@@ -29,6 +29,7 @@ from slmkit.errors import (
     GuardRefusedError,
     InputError,
     InvalidOptionsError,
+    KbNotFoundError,
     LabelError,
     ModelFormatError,
     ModelNotFoundError,
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
     import numpy as np
     from pydantic import BaseModel
 
+    from slmkit.tasks.ask import Answer
     from slmkit.tasks.cascade import Cascade
     from slmkit.tasks.classify import Prediction
     from slmkit.tasks.redact import Redaction
@@ -61,6 +63,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_MODEL",
+    "Answer",
     "Cascade",
     "Chunk",
     "Completion",
@@ -89,6 +92,7 @@ __all__ = [
     "GuardRefusedError",
     "InputError",
     "InvalidOptionsError",
+    "KbNotFoundError",
     "LabelError",
     "ModelFormatError",
     "ModelNotFoundError",
@@ -102,6 +106,7 @@ __all__ = [
     "SlmkitError",
     "SourceUnavailableError",
     "UnavailableError",
+    "ask",
     "cascade",
     "classify",
     "close_models",
@@ -117,6 +122,7 @@ __all__ = [
 # Return types of the task functions, imported on first use (PEP 562) so that `import slmkit`
 # stays light: their modules pull numpy, rich or the training stack.
 _LAZY = {
+    "Answer": "slmkit.tasks.ask",
     "Cascade": "slmkit.tasks.cascade",
     "Prediction": "slmkit.tasks.classify",
     "Redaction": "slmkit.tasks.redact",
@@ -192,6 +198,29 @@ def classify(
     batch = [texts] if isinstance(texts, str) else list(texts)
     clf = LikelihoodClassifier(_model(model), labels, instruction=instruction, calibrate=calibrate)
     return clf.predict(batch)
+
+
+def ask(
+    question: str,
+    *,
+    kb: str,
+    model: str | Model = DEFAULT_MODEL,
+    k: int = 4,
+    min_similarity: float | None = None,
+    options: GenerationOptions | None = None,
+) -> Answer:
+    """Answer `question` from knowledge base `kb` alone (`slm kb create`), citing the excerpts
+    it uses ([1], [2]); an explicit refusal when the documents do not hold the answer.
+    Returns an Answer: text, citations (file, span, text), refused, confidence, excerpts.
+
+    >>> a = slmkit.ask("How do I reset my password?", kb="support")
+    >>> a.text, [c.path for c in a.citations]
+    """
+    from slmkit.tasks.ask import MIN_SIMILARITY
+    from slmkit.tasks.ask import ask as _ask
+
+    floor = MIN_SIMILARITY if min_similarity is None else min_similarity
+    return _ask(question, kb=kb, model=_model(model), k=k, min_similarity=floor, options=options)
 
 
 def cascade(

@@ -30,6 +30,10 @@ class ModelNotFoundError(InputError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class KbNotFoundError(ModelNotFoundError):
+    """No knowledge base of that name in the store (`slm kb list`); 404 in the server."""
+
+
 class ModelNotInstalledError(InputError):
     """The model is known but its file is not in the store yet."""
 

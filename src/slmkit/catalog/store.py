@@ -28,7 +28,7 @@ from slmkit.errors import (
 from slmkit.settings import Settings
 
 MANIFEST = "manifest.json"
-_ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
 
 @contextlib.contextmanager
@@ -216,7 +216,7 @@ class Store:
         info = read_gguf_info(path)
         match = catalog_match(path)
         model_id = model_id or (match.id if match else _slug(path.stem))
-        if not _ID_RE.match(model_id):
+        if not ID_RE.match(model_id):
             raise InputError(f"invalid model id {model_id!r}: use a-z, 0-9, '.', '_', '-'")
         if any(e.id == model_id for e in BUILTIN):
             builtin = self.get(model_id)
@@ -237,7 +237,7 @@ class Store:
 
     def check_new_id(self, model_id: str, *, force: bool = False) -> None:
         """Raise InputError unless model_id can name a new model made here."""
-        if not _ID_RE.match(model_id):
+        if not ID_RE.match(model_id):
             raise InputError(f"invalid model id {model_id!r}: use a-z, 0-9, '.', '_', '-'")
         if any(e.id == model_id for e in BUILTIN):
             raise InputError(f"{model_id!r} is a catalog model; choose another id")

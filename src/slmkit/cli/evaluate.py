@@ -71,6 +71,23 @@ EVAL_OPTIONS = [
     ),
     click.option("--n-ctx", type=click.IntRange(min=256), default=None),
     click.option("--max-words", type=click.IntRange(min=5), default=60, show_default=True),
+    click.option(
+        "--kb-mode",
+        type=click.Choice(["meeting", "all"]),
+        default="meeting",
+        show_default=True,
+        help="qmsum_qa: one knowledge base per meeting, or one over all meetings.",
+    ),
+    click.option(
+        "--retrieval-only", is_flag=True, help="qmsum_qa: retrieval figures only, no answers."
+    ),
+    click.option(
+        "--excerpts",
+        type=click.IntRange(1, 20),
+        default=5,
+        show_default=True,
+        help="qmsum_qa: chunks retrieved per question (recall@k) and shown to the model.",
+    ),
 ]
 
 
@@ -96,8 +113,9 @@ def eval_(
     as_json: bool,
     **kw: Any,
 ) -> None:
-    """Evaluate TASK (sst2, sms_spam, banking77, cnn_dailymail, qmsum, extract_sms, or a JSONL
-    file of the same shape): quality, latency p50/p95, items/s and peak RSS.
+    """Evaluate TASK (sst2, sms_spam, banking77, cnn_dailymail, qmsum, extract_sms, qmsum_qa, or
+    a JSONL file of the same shape): quality, latency p50/p95, items/s and peak RSS.
+    qmsum_qa: grounded answers from knowledge bases of the meetings (docs/kb.md).
 
     `slm eval mc FILE --format arc|hellaswag|piqa --model M`: a multiple-choice benchmark
     scored by log-likelihood as lm-evaluation-harness does (acc, acc_norm). `slm eval bias
@@ -146,6 +164,18 @@ def _run(
             compare=tune["compare"],
             progress=advance,
         )
+    kbqa = {k: kw.pop(k) for k in ("kb_mode", "retrieval_only", "excerpts")}
+    if task == "qmsum_qa":
+        from slmkit.evaluate.kbqa import evaluate_qmsum_qa
+
+        return evaluate_qmsum_qa(
+            model=None if kbqa["retrieval_only"] else (model_id or _default_model()),
+            kb_mode=kbqa["kb_mode"],
+            k=kbqa["excerpts"],
+            limit=limit,
+            embedder=kw["embedder"],
+            progress=advance,
+        )
     if task != "mc":
         return evaluate(task, model=model_id, limit=limit, progress=advance, **kw)
     if not fmt or not file:
@@ -153,6 +183,12 @@ def _run(
     return evaluate_mc_file(
         file, fmt, model=model_id, limit=limit, n_ctx=kw["n_ctx"], progress=advance
     )
+
+
+def _default_model() -> str:
+    from slmkit.catalog.builtin import DEFAULT_MODEL
+
+    return DEFAULT_MODEL
 
 
 def _print(result: dict[str, Any]) -> None:

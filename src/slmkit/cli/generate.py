@@ -139,9 +139,11 @@ def _echo_stats(s: GenerationStats) -> None:
 @cli.command()
 @click.argument("model_id")
 @generation_options
+@click.option("--kb", default=None, help="Answer from this knowledge base (slm kb create).")
 @fail_cleanly
-def chat(model_id: str, **kw: Any) -> None:
-    """Interactive multi-turn chat. Commands: /reset, /system TEXT, /exit."""
+def chat(model_id: str, kb: str | None, **kw: Any) -> None:
+    """Interactive multi-turn chat. Commands: /reset, /system TEXT, /exit. With --kb NAME each
+    question is answered from that knowledge base alone, with its sources (docs/kb.md)."""
     from slmkit.loading import load
 
     opts = _options(kw, overflow="truncate")
@@ -173,12 +175,30 @@ def chat(model_id: str, **kw: Any) -> None:
             history = []
             click.echo(f"(system prompt set to {system!r}; history cleared)", err=True)
             continue
+        if kb is not None:
+            _kb_turn(line, kb, model, opts)
+            continue
         history.append({"role": "user", "content": line})
         reply: list[str] = []
         stats = _echo_stream(_tee(model.stream(history, system=system, options=opts), reply))
         history.append({"role": "assistant", "content": "".join(reply)})
         if stats is not None and stats.dropped_tokens:
             click.echo(f"(dropped {stats.dropped_tokens} tokens of old turns to fit)", err=True)
+
+
+def _kb_turn(question: str, kb: str, model: Any, opts: Any) -> None:
+    """One grounded answer, streamed, then its sources (each question stands alone)."""
+    from slmkit.tasks.ask import Answer, ask_stream
+
+    answer = None
+    for item in ask_stream(question, kb=kb, model=model, options=opts):
+        if isinstance(item, Answer):
+            answer = item
+        else:
+            click.echo(item, nl=False)
+    click.echo()
+    for c in answer.citations if answer else []:
+        click.echo(f"  [{c.n}] {c.path}:{c.start}-{c.end}", err=True)
 
 
 def _tee(chunks: Iterator[Chunk], sink: list[str]) -> Iterator[Chunk]:

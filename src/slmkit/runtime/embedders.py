@@ -4,7 +4,7 @@ checked (tasks/embed.py checks and names the asset folders)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -92,3 +92,18 @@ class TorchSentenceEncoder:
                 hidden = self.model(**enc).last_hidden_state.numpy()
                 vecs.append(mean_pool(hidden, enc["attention_mask"].numpy()))
         return np.concatenate(vecs)
+
+
+def token_spans(tokenizer_json: Path) -> Callable[[str], list[tuple[int, int]]]:
+    """The encoder's tokens of a text as character spans (no truncation, no special tokens):
+    what knowledge bases chunk by, so a chunk fits the encoder's window."""
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(tokenizer_json))
+    tok.no_truncation()
+    tok.no_padding()
+
+    def spans(text: str) -> list[tuple[int, int]]:
+        return [tuple(o) for o in tok.encode(text, add_special_tokens=False).offsets]  # type: ignore[misc]
+
+    return spans

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import StreamingResponse
 
 from slmkit.errors import InputError, InvalidOptionsError
-from slmkit.serve import handlers
+from slmkit.serve import grounding, handlers
 from slmkit.serve.responses import Part, Shape, encode_embedding
 from slmkit.serve.schemas import (
     ChatRequest,
@@ -35,6 +35,9 @@ async def models(s: State) -> dict[str, Any]:
 
 @router.post("/chat/completions", response_model=None)
 async def chat(body: ChatRequest, s: State) -> dict[str, Any] | StreamingResponse:
+    if body.kb is not None:
+        out: dict[str, Any] | StreamingResponse = await grounding.chat(body, s, _generate)
+        return out
     return await _generate(body, s)
 
 

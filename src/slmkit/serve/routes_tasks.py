@@ -6,12 +6,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Path
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from slmkit.errors import InputError
 from slmkit.serve import handlers
-from slmkit.serve.schemas import ClassifyRequest, RedactRequest, SummarizeRequest
+from slmkit.serve.schemas import (
+    KB_NAME,
+    ClassifyRequest,
+    KbQueryRequest,
+    RedactRequest,
+    SummarizeRequest,
+)
 from slmkit.serve.state import ServerState, off_loop, server
 from slmkit.tasks import registry
 from slmkit.tasks.registry import TaskSpec
@@ -65,6 +71,19 @@ async def redact(body: RedactRequest, s: State) -> dict[str, Any]:
         for i, r in enumerate(done)
     ]
     return {"object": "list", "data": data}
+
+
+@router.post("/kb/{name}/query")
+async def kb_query(
+    name: Annotated[str, Path(pattern=KB_NAME)], body: KbQueryRequest, s: State
+) -> dict[str, Any]:
+    """Retrieval only: a knowledge base's best chunks for a query (vectors + BM25, fused)."""
+
+    def run() -> list[dict[str, Any]]:
+        return [h.as_dict() for h in s.knowledge_base(name).query(body.query, body.k)]
+
+    data = await off_loop(run)
+    return {"object": "list", "kb": name, "data": data}
 
 
 def task_router() -> APIRouter:

@@ -53,12 +53,25 @@ class _Sampling(_Body):
     draft_max: int | None = Field(default=None, ge=0, le=32)
 
 
+KB_NAME = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+
+
 class ChatRequest(_Sampling):
     messages: list[Message] = Field(min_length=1)
     max_completion_tokens: int | None = Field(default=None, ge=1, le=32768)
     response_format: ResponseFormat | None = None
     logprobs: bool = False
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    # slmkit's own: answer the last user message from this knowledge base (`slm kb`), with
+    # numbered excerpts, citations returned under "kb", and a refusal when retrieval finds
+    # nothing close (serve/grounding.py)
+    kb: str | None = Field(default=None, pattern=KB_NAME)
+    kb_k: int = Field(default=4, ge=1, le=20)
+
+
+class KbQueryRequest(_Body):
+    query: str = Field(min_length=1, max_length=4000)
+    k: int = Field(default=5, ge=1, le=50)
 
 
 MAX_PROMPTS = 64

@@ -18,6 +18,7 @@ from slmkit.settings import ServerSettings
 
 if TYPE_CHECKING:
     from slmkit.tasks.factory import TaskFn
+    from slmkit.tasks.kb import KnowledgeBase
 
 T = TypeVar("T")
 
@@ -35,6 +36,30 @@ class ServerState:
     task_fns: dict[str, TaskFn] = field(default_factory=dict)
     task_lock: threading.Lock = field(default_factory=threading.Lock)
 
+    kbs: dict[str, KnowledgeBase] = field(default_factory=dict)
+
+    def knowledge_base(self, name: str) -> KnowledgeBase:
+        """A knowledge base opened once and kept while its manifest is unchanged (a KB changed
+        by `slm kb add` is reopened at its next request); the server's MiniLM is shared."""
+        from slmkit.tasks.kb import KnowledgeBase, kb_root
+
+        store = self.provider.store
+        manifest = kb_root(store) / name / "manifest.json"
+        stamp = manifest.stat().st_mtime_ns if manifest.is_file() else None
+        with self.task_lock:
+            kb = self.kbs.get(name)
+            if kb is not None and getattr(kb, "stamp", None) == stamp:
+                return kb
+            if kb is not None:
+                self.kbs.pop(name).close()
+            emb = self.provider.embedder() if _uses_minilm(store, name) else None
+            kb = KnowledgeBase(name, store=store, embedder=emb)
+            kb.stamp = stamp  # type: ignore[attr-defined]
+            self.kbs[name] = kb
+            while len(self.kbs) > MAX_TASK_FNS:
+                self.kbs.pop(next(iter(self.kbs))).close()
+            return kb
+
     def task_fn(self, name: str, options: dict[str, Any]) -> TaskFn:
         """A registered task built once per distinct options (builds load their models)."""
         from slmkit.tasks import registry
@@ -46,6 +71,12 @@ class ServerState:
                 while len(self.task_fns) > MAX_TASK_FNS:
                     self.task_fns.pop(next(iter(self.task_fns)))
             return self.task_fns[key]
+
+
+def _uses_minilm(store: Any, name: str) -> bool:
+    from slmkit.tasks.kb import list_kbs
+
+    return any(m["name"] == name and m["embedder"] == "minilm-int8" for m in list_kbs(store))
 
 
 def server(request: Request) -> ServerState:

@@ -33,10 +33,11 @@ class OnnxMiniLM:
     dim = 384
 
     def __init__(self, store: Store, *, pull: bool = False, batch_size: int = 64) -> None:
-        from slmkit.runtime.embedders import OnnxSentenceEncoder
+        from slmkit.runtime.embedders import OnnxSentenceEncoder, token_spans
 
         onnx_dir = asset_dir(store, MINILM_INT8, pull=pull)
         tok_dir = asset_dir(store, MINILM_FP32, pull=pull)
+        self.token_spans = token_spans(tok_dir / "tokenizer.json")
         self.runner = OnnxSentenceEncoder(
             onnx_dir / "model.onnx",
             tok_dir / "tokenizer.json",
@@ -55,10 +56,12 @@ class TorchMiniLM:
     dim = 384
 
     def __init__(self, store: Store, *, pull: bool = False, batch_size: int = 64) -> None:
-        from slmkit.runtime.embedders import TorchSentenceEncoder
+        from slmkit.runtime.embedders import TorchSentenceEncoder, token_spans
 
+        folder = asset_dir(store, MINILM_FP32, pull=pull)
+        self.token_spans = token_spans(folder / "tokenizer.json")
         self.runner = TorchSentenceEncoder(
-            asset_dir(store, MINILM_FP32, pull=pull),
+            folder,
             n_threads=store.settings.n_threads,
             batch_size=batch_size,
         )

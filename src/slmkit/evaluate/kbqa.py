@@ -1,0 +1,220 @@
+"""`slm eval qmsum_qa`: grounded question answering over long meeting transcripts.
+
+Each of the 35 validation meetings (dev_documents.jsonl) becomes a file; knowledge bases are
+built from them in a temporary store with the chosen embedder: one per meeting
+(`--kb-mode meeting`: a question searches its own meeting) or one over all meetings (`all`).
+For every question: retrieval recall@k of the gold evidence turns (a turn counts as found when
+a retrieved chunk of the right meeting overlaps it) and the best similarity. With a model, also
+the answer (tasks/ask.py): ROUGE-1/2/L against the reference on answerable rows, citation
+precision (cited excerpts that overlap a gold turn), refusal precision/recall/F1 on the 30
+unanswerable rows (asked of an unrelated meeting), latency p50/p95, items/s.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from slmkit.catalog.memory import own_peak_rss_mb
+from slmkit.catalog.store import Store
+from slmkit.evaluate import Progress, Timer, rouge
+from slmkit.settings import Settings
+from slmkit.tasks.data import dataset_file
+
+KbMode = Literal["meeting", "all"]
+
+
+def _rows(limit: int | None) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    rows = [json.loads(x) for x in dataset_file("qmsum_qa", "dev.jsonl").read_text().splitlines()]
+    docs = [
+        json.loads(x)
+        for x in dataset_file("qmsum_qa", "dev_documents.jsonl").read_text().splitlines()
+    ]
+    if limit and limit < len(rows):  # spread over meetings and both kinds of row
+        rows = [rows[int(i * len(rows) / limit)] for i in range(limit)]
+    return rows, {d["id"]: d for d in docs}
+
+
+def gold_spans(row: dict[str, Any], doc: dict[str, Any]) -> list[tuple[int, int]]:
+    """Character spans of the row's gold evidence turns (spans' turn indices are inclusive)."""
+    offs, text = doc["turn_offsets"], doc["document"]
+    out = []
+    for a, b in row["relevant_spans"]:
+        for i in range(a, b + 1):
+            end = offs[i + 1] - 1 if i + 1 < len(offs) else len(text)
+            out.append((offs[i], end))
+    return out
+
+
+def _overlaps(span: tuple[int, int], hit: Any) -> bool:
+    return hit.start < span[1] and span[0] < hit.end
+
+
+def recall_at_k(row: dict[str, Any], doc: dict[str, Any], hits: list[Any], path: str) -> float:
+    gold = gold_spans(row, doc)
+    own = [h for h in hits if h.path == path]
+    return sum(any(_overlaps(g, h) for h in own) for g in gold) / max(1, len(gold))
+
+
+def _build(
+    docs: dict[str, dict[str, Any]], mode: KbMode, folder: Path, embedder: Any
+) -> tuple[Store, dict[str, Path]]:
+    from slmkit.tasks import kb as kbs
+
+    files = {}
+    for mid, d in docs.items():
+        files[mid] = folder / "docs" / f"{mid}.txt"
+        files[mid].parent.mkdir(parents=True, exist_ok=True)
+        files[mid].write_text(d["document"], encoding="utf-8")
+    store = Store(folder / "store", Settings(home=folder / "store"))
+    if mode == "all":
+        kbs.create("all", [folder / "docs"], store=store, embedder=embedder)
+    else:
+        for mid, f in files.items():
+            kbs.create(mid.lower().replace("_", "-"), [f], store=store, embedder=embedder)
+    return store, {m: f.resolve() for m, f in files.items()}
+
+
+def evaluate_qmsum_qa(
+    *,
+    model: str | None,
+    kb_mode: KbMode = "meeting",
+    k: int = 5,
+    limit: int | None = None,
+    embedder: str = "minilm-int8",
+    min_similarity: float | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Retrieval figures for every row; answer figures too when `model` is given."""
+    from slmkit.tasks.ask import MIN_SIMILARITY
+    from slmkit.tasks.embed import load_embedder
+    from slmkit.tasks.kb import KnowledgeBase
+
+    floor = MIN_SIMILARITY if min_similarity is None else min_similarity
+    rows, docs = _rows(limit)
+    emb = load_embedder(embedder, store=Store())
+    if kb_mode == "meeting":  # only the meetings asked about
+        docs = {m: d for m, d in docs.items() if m in {r["meeting"] for r in rows}}
+    with tempfile.TemporaryDirectory(prefix="slmkit-qmsum-") as tmp:
+        store, paths = _build(docs, kb_mode, Path(tmp), emb)
+        kbs = {}
+
+        def kb_for(mid: str) -> KnowledgeBase:
+            name = "all" if kb_mode == "all" else mid.lower().replace("_", "-")
+            if name not in kbs:
+                kbs[name] = KnowledgeBase(name, store=store, embedder=emb)
+            return kbs[name]
+
+        result = _run(rows, docs, paths, kb_for, model, k, floor, progress)
+        for base in kbs.values():
+            base.close()
+    result.update(task="qmsum_qa", kb_mode=kb_mode, k=k, embedder=embedder, n=len(rows))
+    result["peak_rss_mb"] = round(own_peak_rss_mb(), 1)
+    return result
+
+
+def _run(
+    rows: list[dict[str, Any]],
+    docs: dict[str, dict[str, Any]],
+    paths: dict[str, Path],
+    kb_for: Any,
+    model_id: str | None,
+    k: int,
+    floor: float,
+    progress: Progress | None,
+) -> dict[str, Any]:
+    from slmkit.tasks.ask import ask, retrieve
+
+    model = None
+    if model_id:
+        from slmkit.loading import load
+
+        model = load(model_id, pull=False)
+    recalls: list[float] = []
+    hit: list[bool] = []  # any retrieved chunk overlaps the gold evidence
+    conf: dict[bool, list[float]] = {True: [], False: []}  # unanswerable -> best similarities
+    answers: list[tuple[dict[str, Any], Any]] = []
+    timer = Timer()
+    for row in rows:
+        kb = kb_for(row["meeting"])
+        hits, confidence = retrieve(row["query"], kb, k, -1.0)
+        conf[row["unanswerable"]].append(confidence)
+        if not row["unanswerable"]:
+            doc = docs[row["meeting"]]
+            recalls.append(recall_at_k(row, doc, hits, str(paths[row["meeting"]])))
+            hit.append(recalls[-1] > 0)
+        if model is not None:
+            t0 = time.perf_counter()
+            answers.append((row, ask(row["query"], kb=kb, model=model, k=k, min_similarity=floor)))
+            timer.per_item.append(time.perf_counter() - t0)
+            timer.total += timer.per_item[-1]
+        if progress:
+            progress(1)
+    out: dict[str, Any] = {
+        f"retrieval_recall_at_{k}": _mean(recalls),
+        f"evidence_hit_at_{k}": _mean([float(h) for h in hit]),
+        "similarity_answerable_mean": _mean(conf[False]),
+        "similarity_unanswerable_mean": _mean(conf[True]),
+        "retrieval_refusal": _refusals(
+            [c < floor for c in conf[False]], [c < floor for c in conf[True]]
+        ),
+        "min_similarity": floor,
+    }
+    if model is not None:
+        out.update(_answers(answers, docs, paths), model=model.id, **timer.report(len(answers)))
+        model.close()
+    return out
+
+
+def _mean(xs: list[float]) -> float | None:
+    return round(float(np.mean(xs)), 4) if xs else None
+
+
+def _refusals(ans_refused: list[bool], un_refused: list[bool]) -> dict[str, float | None]:
+    """Precision/recall/F1 of refusing, the unanswerable rows being the positives."""
+    tp, fp = sum(un_refused), sum(ans_refused)
+    fn = len(un_refused) - tp
+    p = tp / (tp + fp) if tp + fp else None
+    r = tp / (tp + fn) if tp + fn else None
+    f1 = 2 * p * r / (p + r) if p and r else (0.0 if r is not None else None)
+    return {
+        "precision": None if p is None else round(p, 4),
+        "recall": None if r is None else round(r, 4),
+        "f1": None if f1 is None else round(f1, 4),
+    }
+
+
+def _answers(
+    answers: list[tuple[dict[str, Any], Any]],
+    docs: dict[str, dict[str, Any]],
+    paths: dict[str, Path],
+) -> dict[str, Any]:
+    answerable = [(r, a) for r, a in answers if not r["unanswerable"]]
+    cited = good = 0
+    for r, a in answerable:
+        if a.refused:
+            continue
+        gold = gold_spans(r, docs[r["meeting"]])
+        path = str(paths[r["meeting"]])
+        for c in a.citations:
+            cited += 1
+            good += c.path == path and any(c.start < g[1] and g[0] < c.end for g in gold)
+    scores = (
+        rouge([a.text for _, a in answerable], [r["answer"] for r, _ in answerable])
+        if answerable
+        else {}
+    )
+    return {
+        **{f"answer_{k}": v for k, v in scores.items()},
+        "citation_precision": round(good / cited, 4) if cited else None,
+        "citations": cited,
+        "refusal": _refusals(
+            [a.refused for r, a in answers if not r["unanswerable"]],
+            [a.refused for r, a in answers if r["unanswerable"]],
+        ),
+    }
