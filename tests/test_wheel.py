@@ -80,7 +80,15 @@ def test_the_wheel_carries_its_package_data_and_licence(dist: Path) -> None:
     import zipfile
 
     names = set(zipfile.ZipFile(dist).namelist())
-    assert "slmkit/serve/page.html" in names and "slmkit/py.typed" in names
+    assert "slmkit/py.typed" in names
+    for page_file in (
+        "page.html",
+        "chat.js",
+        "chat.css",
+        "vendor/marked.umd.js",
+        "vendor/purify.min.js",
+    ):
+        assert f"slmkit/serve/static/{page_file}" in names
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
     assert not any(n.startswith(("tests/", "benchmarks/", "shared/")) for n in names)
 

@@ -25,6 +25,7 @@ def create_app(
 ) -> FastAPI:
     """Build the FastAPI app; the model provider is injected (tests pass their own)."""
     from fastapi import FastAPI
+    from fastapi.staticfiles import StaticFiles
 
     settings = settings or ServerSettings()
     provider = provider or ModelProvider.from_settings(settings)
@@ -39,6 +40,7 @@ def create_app(
         app.include_router(module.router)
     app.include_router(routes_openai.tokenizer_router)
     app.include_router(routes_tasks.task_router())
+    app.mount("/static", StaticFiles(directory=routes_ops.STATIC), name="static")
     app.add_middleware(
         Guard,
         keys=settings.all_keys(),

@@ -12,7 +12,16 @@ from slmkit.serve.state import ServerState, server
 
 router = APIRouter()
 State = Annotated[ServerState, Depends(server)]
-PAGE = Path(__file__).with_name("page.html")
+STATIC = Path(__file__).with_name("static")
+PAGE = STATIC / "page.html"
+# Scripts only from this server (the page's own and the vendored libraries), no inline script,
+# no request leaves for another host: a script in a model's output could not run or phone out
+# even if it got past DOMPurify.
+PAGE_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; "
+    "frame-ancestors 'none'"
+)
 
 
 @router.get("/health")
@@ -27,5 +36,6 @@ async def metrics(s: State) -> Response:
 
 
 @router.get("/", response_class=HTMLResponse)
-async def page() -> str:
-    return PAGE.read_text()
+async def page() -> HTMLResponse:
+    headers = {"Content-Security-Policy": PAGE_CSP, "X-Content-Type-Options": "nosniff"}
+    return HTMLResponse(PAGE.read_text(), headers=headers)

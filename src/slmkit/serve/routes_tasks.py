@@ -73,6 +73,21 @@ async def redact(body: RedactRequest, s: State) -> dict[str, Any]:
     return {"object": "list", "data": data}
 
 
+@router.get("/kb")
+async def kb_list(s: State) -> dict[str, Any]:
+    """The knowledge bases in the server's store (`slm kb list`), for pickers."""
+    from slmkit.tasks.kb import list_kbs
+
+    def run() -> list[dict[str, Any]]:
+        keys = ("files", "chunks", "embedder", "updated")
+        return [
+            {"id": m["name"], "object": "kb", **{k: m.get(k) for k in keys}}
+            for m in list_kbs(s.provider.store)
+        ]
+
+    return {"object": "list", "data": await off_loop(run)}
+
+
 @router.post("/kb/{name}/query")
 async def kb_query(
     name: Annotated[str, Path(pattern=KB_NAME)], body: KbQueryRequest, s: State
