@@ -381,3 +381,55 @@ def test_the_index_then_onnxruntime_imports_in_one_process() -> None:
     import; runtime/vector_index.py loads onnxruntime first."""
     code = "from slmkit.runtime.vector_index import new_index; new_index(4); import onnxruntime"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_qmsum_qa_baselines_whole_meeting_and_question_alone(
+    fake_store: Store, monkeypatch: Any
+) -> None:
+    """`--answer-from whole`: every part of the meeting is asked about the question, then the
+    notes answer it; `none`: the question alone. Refusals count the same way as with a KB."""
+    from slmkit.evaluate import kbqa
+    from slmkit.tasks.ask import NOT_FOUND
+    from tests.fakes import FakeBackend
+
+    meeting = " ".join(f"Speaker {i % 3}: we talked about the budget item {i}." for i in range(300))
+    docs = {"m1": {"id": "m1", "document": meeting, "turn_offsets": [0]}}
+    rows = [
+        {
+            "meeting": "m1",
+            "query": "What was said about the budget?",
+            "unanswerable": False,
+            "answer": "They talked about the budget.",
+            "relevant_spans": [[0, 0]],
+        },
+        {
+            "meeting": "m1",
+            "query": "Who won the cup?",
+            "unanswerable": True,
+            "answer": "",
+            "relevant_spans": [],
+        },
+    ]
+    monkeypatch.setattr(kbqa, "_rows", lambda limit: (rows, docs))
+    monkeypatch.setenv("SLMKIT_HOME", str(fake_store.root))
+    prompts: list[str] = []
+
+    def reply(prompt: str) -> str:
+        if not prompts or prompts[-1] != prompt:
+            prompts.append(prompt)
+        return NOT_FOUND if "cup" in prompt else "They talked about the budget."
+
+    monkeypatch.setattr(FakeBackend, "reply", staticmethod(reply))
+    whole = kbqa.evaluate_qmsum_qa(model="fake-chat", method="whole", n_ctx=2048)
+    parts = [p for p in prompts if "this part of a longer text" in p]
+    assert len(parts) >= 4 * 2  # a 16k-byte meeting in 2,048-token windows, for both rows
+    assert all("Question: " in p for p in parts) and "budget item 299" in "".join(parts)
+    assert whole["method"] == "whole" and whole["n"] == 2 and whole["answer_rougeL"] == 1.0
+    assert whole["rougeL"] == 1.0 and "retrieval_recall_at_5" not in whole
+    assert whole["refusal"] == {"precision": 1.0, "recall": 1.0, "f1": 1.0}
+    prompts.clear()
+    alone = kbqa.evaluate_qmsum_qa(model="fake-chat", method="none")
+    assert alone["refusal"]["recall"] == 1.0 and alone["answer_rougeL"] == 1.0
+    assert len(prompts) == 2 and not any("budget item" in p for p in prompts)
+    with pytest.raises(InputError, match="needs a model"):
+        kbqa.evaluate_qmsum_qa(model=None, method="none")

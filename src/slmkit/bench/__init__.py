@@ -72,6 +72,9 @@ def read_cells(out: Path) -> list[dict[str, Any]]:
 # Bias probes as matrix tasks: "bias" probes the model as a sentiment classifier (zero-shot,
 # or a fine-tuned classifier), "bias-gen" as a generator scored by itself (evaluate/bias.py).
 BIAS_TASKS = ("bias", "bias-gen")
+# grounded answers on qmsum_qa (evaluate/kbqa.py): from retrieved excerpts, from the whole
+# meeting through the map-reduce summarizer, from the question alone
+QA_TASKS = {"qmsum_qa": "kb", "qmsum_qa-whole": "whole", "qmsum_qa-none": "none"}
 
 
 def check_tasks(tasks: list[str]) -> None:
@@ -80,7 +83,7 @@ def check_tasks(tasks: list[str]) -> None:
     from slmkit.evaluate.runner import task_spec
 
     for task in tasks:
-        if task not in ("extract_sms", *BIAS_TASKS):
+        if task not in ("extract_sms", *BIAS_TASKS, *QA_TASKS):
             task_spec(task)
 
 

@@ -98,6 +98,16 @@ def run_local(spec: dict[str, Any]) -> dict[str, Any]:
 
         gen = spec["task"] == "bias-gen"
         result["task_result"] = evaluate_bias(spec["model"], generator=gen)
+    elif spec["task"].startswith("qmsum_qa"):
+        from slmkit.bench import QA_TASKS
+        from slmkit.evaluate.kbqa import evaluate_qmsum_qa
+
+        result["task_result"] = evaluate_qmsum_qa(
+            model=spec["model"],
+            method=QA_TASKS[spec["task"]],  # type: ignore[arg-type]
+            limit=spec["limit"],
+            n_ctx=spec["n_ctx"],
+        )
     else:
         result["task_result"] = evaluate(
             spec["task"], model=spec["model"], limit=spec["limit"], n_ctx=spec["n_ctx"]

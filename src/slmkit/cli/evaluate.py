@@ -88,6 +88,14 @@ EVAL_OPTIONS = [
         show_default=True,
         help="qmsum_qa: chunks retrieved per question (recall@k) and shown to the model.",
     ),
+    click.option(
+        "--answer-from",
+        type=click.Choice(["kb", "whole", "none"]),
+        default="kb",
+        show_default=True,
+        help="qmsum_qa: retrieved excerpts (kb), the whole meeting through the map-reduce "
+        "summarizer with the question (whole), or the question alone (none).",
+    ),
 ]
 
 
@@ -164,7 +172,7 @@ def _run(
             compare=tune["compare"],
             progress=advance,
         )
-    kbqa = {k: kw.pop(k) for k in ("kb_mode", "retrieval_only", "excerpts")}
+    kbqa = {k: kw.pop(k) for k in ("kb_mode", "retrieval_only", "excerpts", "answer_from")}
     if task == "qmsum_qa":
         from slmkit.evaluate.kbqa import evaluate_qmsum_qa
 
@@ -175,6 +183,8 @@ def _run(
             limit=limit,
             embedder=kw["embedder"],
             progress=advance,
+            method=kbqa["answer_from"],
+            n_ctx=kw["n_ctx"],
         )
     if task != "mc":
         return evaluate(task, model=model_id, limit=limit, progress=advance, **kw)

@@ -8,6 +8,12 @@ a retrieved chunk of the right meeting overlaps it) and the best similarity. Wit
 the answer (tasks/ask.py): ROUGE-1/2/L against the reference on answerable rows, citation
 precision (cited excerpts that overlap a gold turn), refusal precision/recall/F1 on the 30
 unanswerable rows (asked of an unrelated meeting), latency p50/p95, items/s.
+
+Methods (`--method`), for the side-by-side the issue asks for: `kb` (retrieval, the default),
+`whole` (no retrieval: the whole meeting through the map-reduce summarizer focused on the
+question, tasks/summarize.py's `focus`), `none` (the model answers from the question alone).
+Each is told to reply tasks/ask.py's NOT_FOUND when it cannot answer, so refusals are counted
+the same way for all three.
 """
 
 from __future__ import annotations
@@ -22,11 +28,15 @@ import numpy as np
 
 from slmkit.catalog.memory import own_peak_rss_mb
 from slmkit.catalog.store import Store
+from slmkit.errors import InputError
 from slmkit.evaluate import Progress, Timer, rouge
 from slmkit.settings import Settings
 from slmkit.tasks.data import dataset_file
 
 KbMode = Literal["meeting", "all"]
+Method = Literal["kb", "whole", "none"]
+METHODS = ("kb", "whole", "none")
+ANSWER_WORDS = 80  # QMSum's reference answers run 40-100 words
 
 
 def _rows(limit: int | None) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
@@ -89,8 +99,17 @@ def evaluate_qmsum_qa(
     embedder: str = "minilm-int8",
     min_similarity: float | None = None,
     progress: Progress | None = None,
+    method: Method = "kb",
+    n_ctx: int | None = None,
 ) -> dict[str, Any]:
     """Retrieval figures for every row; answer figures too when `model` is given."""
+    if method != "kb":
+        if model is None:
+            raise InputError(f"--method {method} answers questions: it needs a model")
+        rows, docs = _rows(limit)
+        out = _run(rows, docs, {}, None, _Answerer(model, method, k, 0.0, n_ctx), progress, k=k)
+        out.update(task="qmsum_qa", method=method, n=len(rows), peak_rss_mb=_rss())
+        return out
     from slmkit.tasks.ask import MIN_SIMILARITY
     from slmkit.tasks.embed import load_embedder
     from slmkit.tasks.kb import KnowledgeBase
@@ -110,12 +129,50 @@ def evaluate_qmsum_qa(
                 kbs[name] = KnowledgeBase(name, store=store, embedder=emb)
             return kbs[name]
 
-        result = _run(rows, docs, paths, kb_for, model, k, floor, progress)
+        answerer = _Answerer(model, "kb", k, floor, n_ctx) if model else None
+        result = _run(rows, docs, paths, kb_for, answerer, progress, k=k, floor=floor)
         for base in kbs.values():
             base.close()
-    result.update(task="qmsum_qa", kb_mode=kb_mode, k=k, embedder=embedder, n=len(rows))
-    result["peak_rss_mb"] = round(own_peak_rss_mb(), 1)
+    result.update(task="qmsum_qa", method="kb", kb_mode=kb_mode, k=k, embedder=embedder)
+    result.update(n=len(rows), peak_rss_mb=_rss())
     return result
+
+
+def _rss() -> float:
+    return round(own_peak_rss_mb(), 1)
+
+
+class _Answerer:
+    """One way of answering a row (see METHODS), with its model loaded once."""
+
+    def __init__(self, model_id: str, method: Method, k: int, floor: float, n_ctx: int | None):
+        from slmkit.loading import load
+
+        self.method, self.k, self.floor = method, k, floor
+        self.model = load(model_id, pull=False, n_ctx=n_ctx)
+
+    def __call__(self, row: dict[str, Any], doc: dict[str, Any], kb: Any) -> Any:
+        from slmkit.options import GenerationOptions
+        from slmkit.tasks.ask import NOT_FOUND, Answer, ask, is_refusal
+        from slmkit.tasks.summarize import Summarizer
+
+        q = row["query"]
+        if self.method == "kb":
+            return ask(q, kb=kb, model=self.model, k=self.k, min_similarity=self.floor)
+        if self.method == "whole":
+            text = Summarizer(self.model, max_words=ANSWER_WORDS, focus=q)(doc["document"]).summary
+        else:
+            rule = f"Answer in at most {ANSWER_WORDS} words. If you do not know, reply exactly: "
+            messages = [
+                {"role": "system", "content": rule + NOT_FOUND},
+                {"role": "user", "content": q},
+            ]
+            opts = GenerationOptions(temperature=0, max_tokens=256)
+            text = self.model.chat(messages, options=opts).text.strip()
+        return Answer(text, [], is_refusal(text), 0.0)
+
+    def close(self) -> None:
+        self.model.close()
 
 
 def _run(
@@ -123,41 +180,49 @@ def _run(
     docs: dict[str, dict[str, Any]],
     paths: dict[str, Path],
     kb_for: Any,
-    model_id: str | None,
-    k: int,
-    floor: float,
+    answerer: _Answerer | None,
     progress: Progress | None,
+    *,
+    k: int,
+    floor: float = 0.0,
 ) -> dict[str, Any]:
-    from slmkit.tasks.ask import ask, retrieve
+    """Retrieval figures (with knowledge bases) and answer figures (with an answerer)."""
+    from slmkit.tasks.ask import retrieve
 
-    model = None
-    if model_id:
-        from slmkit.loading import load
-
-        model = load(model_id, pull=False)
     recalls: list[float] = []
-    hit: list[bool] = []  # any retrieved chunk overlaps the gold evidence
     conf: dict[bool, list[float]] = {True: [], False: []}  # unanswerable -> best similarities
     answers: list[tuple[dict[str, Any], Any]] = []
     timer = Timer()
     for row in rows:
-        kb = kb_for(row["meeting"])
-        hits, confidence = retrieve(row["query"], kb, k, -1.0)
-        conf[row["unanswerable"]].append(confidence)
-        if not row["unanswerable"]:
-            doc = docs[row["meeting"]]
-            recalls.append(recall_at_k(row, doc, hits, str(paths[row["meeting"]])))
-            hit.append(recalls[-1] > 0)
-        if model is not None:
+        kb = kb_for(row["meeting"]) if kb_for else None
+        if kb is not None:
+            hits, confidence = retrieve(row["query"], kb, k, -1.0)
+            conf[row["unanswerable"]].append(confidence)
+            if not row["unanswerable"]:
+                doc = docs[row["meeting"]]
+                recalls.append(recall_at_k(row, doc, hits, str(paths[row["meeting"]])))
+        if answerer is not None:
             t0 = time.perf_counter()
-            answers.append((row, ask(row["query"], kb=kb, model=model, k=k, min_similarity=floor)))
+            answers.append((row, answerer(row, docs[row["meeting"]], kb)))
             timer.per_item.append(time.perf_counter() - t0)
             timer.total += timer.per_item[-1]
         if progress:
             progress(1)
-    out: dict[str, Any] = {
+    out = _retrieval(recalls, conf, k, floor) if kb_for else {}
+    if answerer is not None:
+        out.update(_answers(answers, docs, paths), model=answerer.model.id)
+        out.update(timer.report(len(answers)))
+        out["rougeL"] = out.get("answer_rougeL")  # the headline `slm bench` plots
+        answerer.close()
+    return out
+
+
+def _retrieval(
+    recalls: list[float], conf: dict[bool, list[float]], k: int, floor: float
+) -> dict[str, Any]:
+    return {
         f"retrieval_recall_at_{k}": _mean(recalls),
-        f"evidence_hit_at_{k}": _mean([float(h) for h in hit]),
+        f"evidence_hit_at_{k}": _mean([float(r > 0) for r in recalls]),
         "similarity_answerable_mean": _mean(conf[False]),
         "similarity_unanswerable_mean": _mean(conf[True]),
         "retrieval_refusal": _refusals(
@@ -165,10 +230,6 @@ def _run(
         ),
         "min_similarity": floor,
     }
-    if model is not None:
-        out.update(_answers(answers, docs, paths), model=model.id, **timer.report(len(answers)))
-        model.close()
-    return out
 
 
 def _mean(xs: list[float]) -> float | None:
@@ -200,7 +261,7 @@ def _answers(
         if a.refused:
             continue
         gold = gold_spans(r, docs[r["meeting"]])
-        path = str(paths[r["meeting"]])
+        path = str(paths.get(r["meeting"], ""))
         for c in a.citations:
             cited += 1
             good += c.path == path and any(c.start < g[1] and g[0] < c.end for g in gold)

@@ -89,19 +89,22 @@ class Summarizer:
         engine: Engine | None = None,
         window: int | None = None,
         prompt_lookup: int = 0,
+        focus: str | None = None,
     ) -> None:
         """With an `engine` (continuous batching), the chunks of a level are summarized
         concurrently in shared decode steps, at most `window` at once (a server passes its
         own engine and half its slots, so chat traffic keeps its turn). `prompt_lookup`:
-        drafts copied from the text (GenerationOptions; one chunk at a time only)."""
+        drafts copied from the text (GenerationOptions; one chunk at a time only). `focus`:
+        a question; each part is asked what it says about it and the last step answers it
+        (query-focused map-reduce: the whole-document baseline of `slm eval qmsum_qa`)."""
         if max_words < 5:
             raise InputError("max_words must be at least 5")
-        self.model = model
+        self.model, self.focus = model, focus
         self.max_words = max_words
         self.max_tokens = int(max_words * 2) + 16
         # with an engine, chunks small enough to share its batch
         n_ctx = model.n_ctx if engine is None else min(model.n_ctx, engine.batched_request)
-        budget = n_ctx - self.max_tokens - self._overhead(model, max_words)
+        budget = n_ctx - self.max_tokens - self._overhead(model, max_words, focus)
         if budget < 64:
             raise InputError(f"context {n_ctx} is too small to summarize into {max_words} words")
         self.chunk_tokens = min(chunk_tokens or budget, budget)
@@ -110,7 +113,21 @@ class Summarizer:
         self.prompt_lookup = prompt_lookup
 
     @staticmethod
-    def prompt(text: str, words: int, part: bool = False) -> str:
+    def prompt(text: str, words: int, part: bool = False, focus: str | None = None) -> str:
+        if focus and part:
+            return (
+                f"Write what this part of a longer text says about the question below, in at "
+                f"most {words} words. If it says nothing about it, reply: nothing.\n\n"
+                f"Question: {focus}\n\nText:\n{text}"
+            )
+        if focus:
+            from slmkit.tasks.ask import NOT_FOUND
+
+            return (
+                f"Answer the question from the text below in at most {words} words. If the "
+                f"text does not contain the answer, reply exactly: {NOT_FOUND}\n\n"
+                f"Question: {focus}\n\nText:\n{text}"
+            )
         what = "this part of a longer document" if part else "this document"
         return (
             f"Summarize {what} in at most {words} words. Keep names, numbers and "
@@ -118,11 +135,12 @@ class Summarizer:
         )
 
     @classmethod
-    def _overhead(cls, model: Model, words: int) -> int:
+    def _overhead(cls, model: Model, words: int, focus: str | None = None) -> int:
         """Tokens the instruction and chat template add around a chunk (at least the
         PROMPT_RESERVE that was measured on the catalog's models)."""
         try:
-            wrapped = model.format_chat([{"role": "user", "content": cls.prompt("", words, True)}])
+            content = cls.prompt("", words, True, focus)
+            wrapped = model.format_chat([{"role": "user", "content": content}])
         except ChatTemplateError:
             return PROMPT_RESERVE
         return max(PROMPT_RESERVE, model.count_tokens(wrapped) + 16)
@@ -142,7 +160,7 @@ class Summarizer:
         if self.engine is None:
             outs = []
             for i, text in enumerate(texts):
-                prompt = self.prompt(text, words, part)
+                prompt = self.prompt(text, words, part, self.focus)
                 got = self.model.chat(
                     prompt,
                     temperature=self.temperature,
@@ -160,7 +178,9 @@ class Summarizer:
             if progress:
                 progress(done[0], len(texts))
 
-        msgs = [[{"role": "user", "content": self.prompt(t, words, part)}] for t in texts]
+        msgs = [
+            [{"role": "user", "content": self.prompt(t, words, part, self.focus)}] for t in texts
+        ]
         got_all = generate_many(
             self.model,
             msgs,
