@@ -433,3 +433,55 @@ def test_qmsum_qa_baselines_whole_meeting_and_question_alone(
     assert len(prompts) == 2 and not any("budget item" in p for p in prompts)
     with pytest.raises(InputError, match="needs a model"):
         kbqa.evaluate_qmsum_qa(model=None, method="none")
+
+
+def test_rerank_lets_the_model_pick_the_excerpts(
+    fake_store: Store, emb: CountingEmbedder, docs: Path, fake_model: Any, monkeypatch: Any
+) -> None:
+    from slmkit.tasks.ask import RERANK_POOL, ask, rerank, retrieve
+    from tests.fakes import FakeBackend
+
+    kbs.create("shop", [docs], store=fake_store)
+    with KnowledgeBase("shop", store=fake_store, embedder=emb) as base:
+        plain, _ = retrieve("refund returned days", base, 1, -1.0)
+        seen: list[int] = []
+
+        def prefers_shipping(pairs: list[tuple[str, str]]) -> list[float]:
+            seen.append(len(pairs))
+            return [-1.0 if "Express shipping" in c else -9.0 for c, _ in pairs]
+
+        picked, _ = retrieve("refund returned days", base, 1, -1.0, prefers_shipping)
+        assert Path(plain[0].path).name == "returns.md"
+        assert Path(picked[0].path).name == "shipping.txt" and seen == [RERANK_POOL]
+        assert rerank("q", plain, prefers_shipping, 3) == plain  # one candidate: no scoring
+        # through the model's own log-likelihood (the fake's score: a rule on the text)
+        monkeypatch.setattr(
+            FakeBackend, "score", staticmethod(lambda c, x: -0.1 if "Damaged" in c else -3.0)
+        )
+        a = ask("refund returned days", kb=base, model=fake_model, k=1, rerank=True)
+        assert a.excerpts[0].text.startswith("## Damaged items")
+
+
+def test_server_rerank_goes_through_the_engine(client: TestClient, monkeypatch: Any) -> None:
+    from slmkit.engine import batch
+
+    calls: list[int] = []
+    real = batch.score_many
+
+    def counting(model: Any, pairs: Any, **kw: Any) -> Any:
+        calls.append(len(pairs))
+        return real(model, pairs, **kw)
+
+    monkeypatch.setattr(batch, "score_many", counting)
+    body = {
+        "model": "fake-chat",
+        "kb": "shop",
+        "kb_k": 2,
+        "kb_rerank": True,
+        "max_tokens": 8,
+        "temperature": 0,
+        "messages": [{"role": "user", "content": "return items refund days"}],
+    }
+    r = client.post("/v1/chat/completions", json=body)
+    assert r.status_code == 200, r.text
+    assert len(r.json()["kb"]["excerpts"]) == 2 and calls and calls[0] > 2

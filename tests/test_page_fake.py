@@ -287,6 +287,12 @@ def test_knowledge_base_answer_with_sources_and_refusal(page: Any) -> None:
     names = hostile.locator(".sources summary").all_inner_texts()
     assert any(HOSTILE_FILE in n for n in names)  # shown as text
     assert hostile.locator(".sources img").count() == 0 and page.evaluate("window.__pwned") is None
+    page.click("#settings-open")
+    page.check("#kb_rerank")
+    with page.expect_request("**/v1/chat/completions") as sent:
+        reranked = ask(page, "can items be returned for a refund within thirty days")
+    assert sent.value.post_data_json["kb_rerank"] is True
+    assert reranked.locator(".sources details").count() >= 1
     refused = ask(page, "zebra quantum violin")
     assert refused.locator(".content").inner_text() == "The documents do not contain the answer."
     assert "not in the documents" in refused.locator(".meta").inner_text()

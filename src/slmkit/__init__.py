@@ -208,10 +208,12 @@ def ask(
     k: int = 4,
     min_similarity: float | None = None,
     options: GenerationOptions | None = None,
+    rerank: bool = False,
 ) -> Answer:
     """Answer `question` from knowledge base `kb` alone (`slm kb create`), citing the excerpts
     it uses ([1], [2]); an explicit refusal when the documents do not hold the answer.
     Returns an Answer: text, citations (file, span, text), refused, confidence, excerpts.
+    `rerank`: the model's own log-likelihood picks the k excerpts among 3k retrieved.
 
     >>> a = slmkit.ask("How do I reset my password?", kb="support")
     >>> a.text, [c.path for c in a.citations]
@@ -220,7 +222,15 @@ def ask(
     from slmkit.tasks.ask import ask as _ask
 
     floor = MIN_SIMILARITY if min_similarity is None else min_similarity
-    return _ask(question, kb=kb, model=_model(model), k=k, min_similarity=floor, options=options)
+    return _ask(
+        question,
+        kb=kb,
+        model=_model(model),
+        k=k,
+        min_similarity=floor,
+        options=options,
+        rerank=rerank,
+    )
 
 
 def cascade(

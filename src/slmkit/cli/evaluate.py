@@ -96,6 +96,11 @@ EVAL_OPTIONS = [
         help="qmsum_qa: retrieved excerpts (kb), the whole meeting through the map-reduce "
         "summarizer with the question (whole), or the question alone (none).",
     ),
+    click.option(
+        "--rerank",
+        is_flag=True,
+        help="qmsum_qa: the model re-ranks 3x the excerpts by its log-likelihood (needs --model).",
+    ),
 ]
 
 
@@ -172,7 +177,11 @@ def _run(
             compare=tune["compare"],
             progress=advance,
         )
-    kbqa = {k: kw.pop(k) for k in ("kb_mode", "retrieval_only", "excerpts", "answer_from")}
+    kbqa = {
+        k: kw.pop(k) for k in ("kb_mode", "retrieval_only", "excerpts", "answer_from", "rerank")
+    }
+    if kbqa["rerank"] and not model_id:
+        raise InvalidOptionsError("--rerank needs --model (the model that re-ranks)")
     if task == "qmsum_qa":
         from slmkit.evaluate.kbqa import evaluate_qmsum_qa
 
@@ -185,6 +194,7 @@ def _run(
             progress=advance,
             method=kbqa["answer_from"],
             n_ctx=kw["n_ctx"],
+            rerank=model_id if kbqa["rerank"] else None,
         )
     if task != "mc":
         return evaluate(task, model=model_id, limit=limit, progress=advance, **kw)

@@ -185,6 +185,11 @@ def kb_query(name: str, text: str, k: int, as_json: bool) -> None:
     help="Below this best retrieval similarity the answer is the refusal (default 0.25).",
 )
 @click.option("--max-tokens", type=click.IntRange(1, 4096), default=256, show_default=True)
+@click.option(
+    "--rerank",
+    is_flag=True,
+    help="Retrieve 3k candidates and let the model's own log-likelihood pick the k shown.",
+)
 @JSON
 @fail_cleanly
 def ask_cmd(
@@ -194,6 +199,7 @@ def ask_cmd(
     k: int,
     min_similarity: float | None,
     max_tokens: int,
+    rerank: bool,
     as_json: bool,
 ) -> None:
     """Answer QUESTION from knowledge base NAME alone, citing its excerpts ([1], [2]); says
@@ -212,6 +218,7 @@ def ask_cmd(
             k=k,
             min_similarity=MIN_SIMILARITY if min_similarity is None else min_similarity,
             options=opts,
+            rerank=rerank,
         )
         for item in stream:
             if isinstance(item, Answer):

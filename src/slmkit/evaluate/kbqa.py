@@ -101,8 +101,11 @@ def evaluate_qmsum_qa(
     progress: Progress | None = None,
     method: Method = "kb",
     n_ctx: int | None = None,
+    rerank: str | None = None,
 ) -> dict[str, Any]:
-    """Retrieval figures for every row; answer figures too when `model` is given."""
+    """Retrieval figures for every row; answer figures too when `model` is given. `rerank`:
+    a model id whose log-likelihood re-ranks the excerpts (tasks/ask.py's `rerank`), for the
+    retrieval figures and the answers."""
     if method != "kb":
         if model is None:
             raise InputError(f"--method {method} answers questions: it needs a model")
@@ -129,13 +132,29 @@ def evaluate_qmsum_qa(
                 kbs[name] = KnowledgeBase(name, store=store, embedder=emb)
             return kbs[name]
 
-        answerer = _Answerer(model, "kb", k, floor, n_ctx) if model else None
-        result = _run(rows, docs, paths, kb_for, answerer, progress, k=k, floor=floor)
+        answerer = _Answerer(model, "kb", k, floor, n_ctx, bool(rerank)) if model else None
+        scorer = _scorer(rerank, answerer, n_ctx)
+        result = _run(
+            rows, docs, paths, kb_for, answerer, progress, k=k, floor=floor, scorer=scorer
+        )
         for base in kbs.values():
             base.close()
     result.update(task="qmsum_qa", method="kb", kb_mode=kb_mode, k=k, embedder=embedder)
+    result["rerank"] = rerank
     result.update(n=len(rows), peak_rss_mb=_rss())
     return result
+
+
+def _scorer(rerank: str | None, answerer: _Answerer | None, n_ctx: int | None) -> Any:
+    """The re-ranking model's scorer (the answering model's own when they are the same)."""
+    from slmkit.loading import load
+    from slmkit.tasks.ask import model_scorer
+
+    if not rerank:
+        return None
+    if answerer is not None and answerer.model.id == rerank:
+        return model_scorer(answerer.model)
+    return model_scorer(load(rerank, pull=False, n_ctx=n_ctx))
 
 
 def _rss() -> float:
@@ -145,10 +164,18 @@ def _rss() -> float:
 class _Answerer:
     """One way of answering a row (see METHODS), with its model loaded once."""
 
-    def __init__(self, model_id: str, method: Method, k: int, floor: float, n_ctx: int | None):
+    def __init__(
+        self,
+        model_id: str,
+        method: Method,
+        k: int,
+        floor: float,
+        n_ctx: int | None,
+        rerank: bool = False,
+    ) -> None:
         from slmkit.loading import load
 
-        self.method, self.k, self.floor = method, k, floor
+        self.method, self.k, self.floor, self.rerank = method, k, floor, rerank
         self.model = load(model_id, pull=False, n_ctx=n_ctx)
 
     def __call__(self, row: dict[str, Any], doc: dict[str, Any], kb: Any) -> Any:
@@ -158,7 +185,9 @@ class _Answerer:
 
         q = row["query"]
         if self.method == "kb":
-            return ask(q, kb=kb, model=self.model, k=self.k, min_similarity=self.floor)
+            return ask(
+                q, kb=kb, model=self.model, k=self.k, min_similarity=self.floor, rerank=self.rerank
+            )
         if self.method == "whole":
             text = Summarizer(self.model, max_words=ANSWER_WORDS, focus=q)(doc["document"]).summary
         else:
@@ -185,6 +214,7 @@ def _run(
     *,
     k: int,
     floor: float = 0.0,
+    scorer: Any = None,
 ) -> dict[str, Any]:
     """Retrieval figures (with knowledge bases) and answer figures (with an answerer)."""
     from slmkit.tasks.ask import retrieve
@@ -196,7 +226,7 @@ def _run(
     for row in rows:
         kb = kb_for(row["meeting"]) if kb_for else None
         if kb is not None:
-            hits, confidence = retrieve(row["query"], kb, k, -1.0)
+            hits, confidence = retrieve(row["query"], kb, k, -1.0, scorer)
             conf[row["unanswerable"]].append(confidence)
             if not row["unanswerable"]:
                 doc = docs[row["meeting"]]

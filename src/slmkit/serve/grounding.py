@@ -23,6 +23,7 @@ from slmkit.tasks.ask import (
     MIN_SIMILARITY,
     NOT_FOUND,
     SYSTEM,
+    Scorer,
     answer_messages,
     citations,
     is_refusal,
@@ -39,11 +40,24 @@ def ground(s: ServerState, body: ChatRequest) -> tuple[ChatRequest, list[Hit], f
         raise InputError("with kb, the last message must be the user's question")
     kb = s.knowledge_base(str(body.kb))
     question = body.messages[-1].content
-    hits, confidence = retrieve(question, kb, body.kb_k, MIN_SIMILARITY)
+    hits, confidence = retrieve(question, kb, body.kb_k, MIN_SIMILARITY, _scorer(s, body))
     earlier = [m.model_dump() for m in body.messages[:-1] if m.role != "system"]
     grounded = answer_messages(question, hits)
     messages = [{"role": "system", "content": SYSTEM}, *earlier, grounded[1]]
     return body.model_copy(update={"messages": messages, "kb": None}), hits, confidence
+
+
+def _scorer(s: ServerState, body: ChatRequest) -> Scorer | None:
+    """With `kb_rerank`, the served model scores excerpts through its engine (shared with
+    the other requests, like classification)."""
+    if not body.kb_rerank:
+        return None
+    from slmkit.engine.batch import score_many
+
+    loaded = s.provider.get(body.model)
+    return lambda pairs: [
+        ll.logprob for ll in score_many(loaded.model, pairs, engine=loaded.engine)
+    ]
 
 
 def payload(name: str, hits: list[Hit], confidence: float, text: str) -> dict[str, Any]:

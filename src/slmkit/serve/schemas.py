@@ -67,6 +67,7 @@ class ChatRequest(_Sampling):
     # nothing close (serve/grounding.py)
     kb: str | None = Field(default=None, pattern=KB_NAME)
     kb_k: int = Field(default=4, ge=1, le=20)
+    kb_rerank: bool = False  # the model re-ranks 3 x kb_k excerpts by its log-likelihood
 
 
 class KbQueryRequest(_Body):

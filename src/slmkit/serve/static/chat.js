@@ -19,7 +19,7 @@ function save() {
 function savePrefs() {
   const prefs = {};
   for (const id of SETTINGS.filter((s) => s !== "system")) prefs[id] = $(id).value;
-  prefs.model = $("model").value; prefs.kb = $("kb").value;
+  prefs.model = $("model").value; prefs.kb = $("kb").value; prefs.kb_rerank = $("kb_rerank").checked;
   localStorage.setItem(PREFS, JSON.stringify(prefs));
 }
 function headers() {
@@ -180,7 +180,10 @@ function requestBody(conv) {
   const body = {model: $("model").value, messages, stream: true, stream_options: {include_usage: true},
                 temperature: num("temp", 0, 2, 0.7), top_p: num("top_p", 0.01, 1, 1),
                 max_tokens: Math.round(num("max_tokens", 1, 8192, 512))};
-  if ($("kb").value) { body.kb = $("kb").value; body.kb_k = Math.round(num("kb_k", 1, 20, 4)); }
+  if ($("kb").value) {
+    body.kb = $("kb").value; body.kb_k = Math.round(num("kb_k", 1, 20, 4));
+    if ($("kb_rerank").checked) body.kb_rerank = true;
+  }
   return body;
 }
 async function readEvents(response, onEvent) {
@@ -295,6 +298,7 @@ async function loadLists() {
 function restorePrefs() {
   const prefs = load(PREFS, {});
   for (const id of SETTINGS) if (prefs[id] != null && id !== "system") $(id).value = prefs[id];
+  $("kb_rerank").checked = Boolean(prefs.kb_rerank);
   $("key").value = sessionStorage.getItem("slmkit.key") || "";
 }
 
@@ -324,7 +328,9 @@ function wire() {
   });
   $("key").addEventListener("change", () => { sessionStorage.setItem("slmkit.key", $("key").value); loadLists(); });
   $("system").addEventListener("change", () => { if (current) { current.system = $("system").value; save(); } });
-  for (const id of ["temp", "top_p", "max_tokens", "kb_k", "model", "kb"]) $(id).addEventListener("change", savePrefs);
+  for (const id of ["temp", "top_p", "max_tokens", "kb_k", "kb_rerank", "model", "kb"]) {
+    $(id).addEventListener("change", savePrefs);
+  }
   document.addEventListener("keydown", onKey);
 }
 
