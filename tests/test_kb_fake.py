@@ -343,6 +343,8 @@ def test_cli(fake_store: Store, emb: CountingEmbedder, docs: Path, monkeypatch: 
     assert chat.exit_code == 0 and NOT_FOUND in chat.output, chat.output
     gone = run(cli, ["kb", "rm", "shop"])
     assert gone.exit_code == 0 and run(cli, ["kb", "list", "--json"]).output.strip() == "[]"
+    again = run(cli, ["kb", "rm", "shop"])
+    assert again.exit_code == 1 and again.output.startswith("error: no knowledge base 'shop'")
 
 
 def test_qmsum_qa_gold_spans_match_the_evidence() -> None:
@@ -365,6 +367,26 @@ def test_refusal_figures() -> None:
     got = _refusals([True, False, False, False], [True, True, False])
     assert got == {"precision": round(2 / 3, 4), "recall": round(2 / 3, 4), "f1": round(2 / 3, 4)}
     assert _refusals([False], [False]) == {"precision": None, "recall": 0.0, "f1": 0.0}
+
+
+def test_refusal_threshold_is_chosen_on_other_meetings() -> None:
+    from slmkit.evaluate.kbqa import calibrate
+
+    scored = [  # tune: meetings a and c; test: b and d
+        ("a", False, 0.6),
+        ("a", True, 0.2),
+        ("c", False, 0.5),
+        ("c", True, 0.1),
+        ("b", False, 0.45),
+        ("b", True, 0.3),
+        ("d", False, 0.7),
+        ("d", True, 0.15),
+    ]
+    got = calibrate(scored, floor=0.4)
+    assert got is not None and got["threshold"] == 0.35 and got["tune"]["f1"] == 1.0
+    assert got["test"]["f1"] == 1.0 and got["test_rows"] == 4
+    assert got["test_at_default"]["recall"] == 1.0 and got["test_at_default"]["precision"] == 1.0
+    assert calibrate([("a", False, 0.5)], floor=0.25) is None  # nothing unanswerable to tune on
 
 
 def test_qmsum_qa_retrieval_only_runs(emb: CountingEmbedder, monkeypatch: Any) -> None:

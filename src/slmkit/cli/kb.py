@@ -105,7 +105,9 @@ def kb_rm(name: str, files: tuple[Path, ...], as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({"name": name, "removed": gone}))
     elif not gone:
-        raise click.ClickException(f"no knowledge base {name!r}")
+        from slmkit.errors import KbNotFoundError
+
+        raise KbNotFoundError(f"no knowledge base {name!r} (`slm kb list` shows them)")
     else:
         click.echo(f"removed knowledge base {name}")
 

@@ -220,14 +220,14 @@ def _run(
     from slmkit.tasks.ask import retrieve
 
     recalls: list[float] = []
-    conf: dict[bool, list[float]] = {True: [], False: []}  # unanswerable -> best similarities
+    scored: list[tuple[str, bool, float]] = []  # meeting, unanswerable, best similarity
     answers: list[tuple[dict[str, Any], Any]] = []
     timer = Timer()
     for row in rows:
         kb = kb_for(row["meeting"]) if kb_for else None
         if kb is not None:
             hits, confidence = retrieve(row["query"], kb, k, -1.0, scorer)
-            conf[row["unanswerable"]].append(confidence)
+            scored.append((row["meeting"], row["unanswerable"], confidence))
             if not row["unanswerable"]:
                 doc = docs[row["meeting"]]
                 recalls.append(recall_at_k(row, doc, hits, str(paths[row["meeting"]])))
@@ -238,7 +238,7 @@ def _run(
             timer.total += timer.per_item[-1]
         if progress:
             progress(1)
-    out = _retrieval(recalls, conf, k, floor) if kb_for else {}
+    out = _retrieval(recalls, scored, k, floor) if kb_for else {}
     if answerer is not None:
         out.update(_answers(answers, docs, paths), model=answerer.model.id)
         out.update(timer.report(len(answers)))
@@ -248,8 +248,9 @@ def _run(
 
 
 def _retrieval(
-    recalls: list[float], conf: dict[bool, list[float]], k: int, floor: float
+    recalls: list[float], scored: list[tuple[str, bool, float]], k: int, floor: float
 ) -> dict[str, Any]:
+    conf = {u: [c for _, x, c in scored if x == u] for u in (False, True)}
     return {
         f"retrieval_recall_at_{k}": _mean(recalls),
         f"evidence_hit_at_{k}": _mean([float(r > 0) for r in recalls]),
@@ -259,6 +260,35 @@ def _retrieval(
             [c < floor for c in conf[False]], [c < floor for c in conf[True]]
         ),
         "min_similarity": floor,
+        "refusal_calibration": calibrate(scored, floor),
+    }
+
+
+def calibrate(scored: list[tuple[str, bool, float]], floor: float) -> dict[str, Any] | None:
+    """The refusal threshold that maximises refusal F1 on the meetings at even positions (in
+    sorted order), and the F1 it and the default `floor` give on the other meetings: a
+    threshold chosen on one set of meetings and judged on another, as cascades calibrate on
+    a tuning split."""
+    meetings = sorted({m for m, _, _ in scored})
+    tune_set = set(meetings[::2])
+    tune = [(u, c) for m, u, c in scored if m in tune_set]
+    test = [(u, c) for m, u, c in scored if m not in tune_set]
+    if not any(u for u, _ in tune) or not any(not u for u, _ in tune) or not test:
+        return None
+
+    def f1(rows: list[tuple[bool, float]], t: float) -> dict[str, float | None]:
+        return _refusals([c < t for u, c in rows if not u], [c < t for u, c in rows if u])
+
+    cuts = sorted({c for _, c in tune})
+    candidates = [(a + b) / 2 for a, b in zip(cuts, cuts[1:], strict=False)] or cuts
+    best = max(candidates, key=lambda t: (f1(tune, t)["f1"] or 0.0, -abs(t - floor)))
+    return {
+        "threshold": round(best, 4),
+        "tune_rows": len(tune),
+        "tune": f1(tune, best),
+        "test_rows": len(test),
+        "test": f1(test, best),
+        "test_at_default": f1(test, floor),
     }
 
 
