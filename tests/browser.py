@@ -24,7 +24,7 @@ FLAGS = [
 ]
 
 
-def chromium() -> Iterator[Any]:
+def chromium(bypass_csp: bool = True) -> Iterator[Any]:
     """A persistent browser context (own profile, so localStorage lives across pages)."""
     if not Path(CHROMIUM).exists():
         pytest.fail("chromium is not installed (make test installs Debian's chromium package)")
@@ -38,7 +38,7 @@ def chromium() -> Iterator[Any]:
             args=FLAGS,
             # Playwright's wait_for_function evaluates strings, which the page's policy forbids;
             # so the hostile-output tests check the sanitising alone, not the policy behind it
-            bypass_csp=True,
+            bypass_csp=bypass_csp,
         )
         yield ctx
         ctx.close()
