@@ -135,9 +135,9 @@ def test_the_page_is_served_with_a_strict_policy_and_its_libraries(
 def test_the_page_works_under_its_own_policy(server: tuple[LiveServer, Any]) -> None:
     """The other tests lift the policy (Playwright's waits evaluate strings); here it holds,
     and the page must still load its scripts, answer, and render Markdown."""
+    blocked: list[tuple[str, str]] = []  # (message, script it came from)
     for ctx in chromium(bypass_csp=False):
         p = ctx.new_page()
-        blocked: list[tuple[str, str]] = []  # (message, script it came from)
         p.on("console", lambda m: blocked.append((m.text, m.location.get("url", ""))))
         p.goto(server[0].url + "/")
         p.locator("#model option[value='fake-chat']").wait_for(state="attached")
