@@ -507,3 +507,24 @@ def test_server_rerank_goes_through_the_engine(client: TestClient, monkeypatch: 
     r = client.post("/v1/chat/completions", json=body)
     assert r.status_code == 200, r.text
     assert len(r.json()["kb"]["excerpts"]) == 2 and calls and calls[0] > 2
+
+
+def test_widen_shows_neighbouring_chunks_once(
+    fake_store: Store, emb: CountingEmbedder, tmp_path: Path
+) -> None:
+    doc = tmp_path / "minutes.txt"
+    text = "\n".join(
+        f"Speaker {i}: item {i} is about topic{i} and more words here." for i in range(60)
+    )
+    doc.write_text(text)
+    kbs.create("minutes", [doc], store=fake_store, chunk_tokens=40, overlap=8)
+    with KnowledgeBase("minutes", store=fake_store, embedder=emb) as base:
+        hits = base.query("topic30", 3)
+        wide = base.widen(hits, 2)
+        assert len(wide) <= len(hits) and wide[0].chunk_id == hits[0].chunk_id
+        assert wide[0].start < hits[0].start and wide[0].end > hits[0].end
+        for w in wide:  # the file's own text, overlaps read once
+            assert " ".join(w.text.split()) == " ".join(text[w.start : w.end].split())
+        spans = sorted((w.start, w.end) for w in wide)
+        assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:], strict=False))  # no overlap
+        assert base.widen(hits, 0) == hits

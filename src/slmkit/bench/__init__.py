@@ -72,9 +72,15 @@ def read_cells(out: Path) -> list[dict[str, Any]]:
 # Bias probes as matrix tasks: "bias" probes the model as a sentiment classifier (zero-shot,
 # or a fine-tuned classifier), "bias-gen" as a generator scored by itself (evaluate/bias.py).
 BIAS_TASKS = ("bias", "bias-gen")
-# grounded answers on qmsum_qa (evaluate/kbqa.py): from retrieved excerpts, from the whole
-# meeting through the map-reduce summarizer, from the question alone
-QA_TASKS = {"qmsum_qa": "kb", "qmsum_qa-whole": "whole", "qmsum_qa-none": "none"}
+# grounded answers on qmsum_qa (evaluate/kbqa.py) -> (answer from, neighbouring chunks shown):
+# retrieved excerpts, the same widened by 3 chunks on either side, the whole meeting through
+# the map-reduce summarizer, the question alone
+QA_TASKS = {
+    "qmsum_qa": ("kb", 0),
+    "qmsum_qa-wide": ("kb", 3),
+    "qmsum_qa-whole": ("whole", 0),
+    "qmsum_qa-none": ("none", 0),
+}
 
 
 def check_tasks(tasks: list[str]) -> None:

@@ -102,9 +102,11 @@ def run_local(spec: dict[str, Any]) -> dict[str, Any]:
         from slmkit.bench import QA_TASKS
         from slmkit.evaluate.kbqa import evaluate_qmsum_qa
 
+        method, widen = QA_TASKS[spec["task"]]
         result["task_result"] = evaluate_qmsum_qa(
             model=spec["model"],
-            method=QA_TASKS[spec["task"]],  # type: ignore[arg-type]
+            method=method,  # type: ignore[arg-type]
+            widen=widen,
             limit=spec["limit"],
             n_ctx=spec["n_ctx"],
         )

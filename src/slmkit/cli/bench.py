@@ -25,7 +25,7 @@ BENCH_OPTIONS: list[Any] = [
         "--tasks",
         required=True,
         help="Comma-separated tasks (sst2, sms_spam, banking77, "
-        "cnn_dailymail, qmsum, extract_sms, qmsum_qa, qmsum_qa-whole, qmsum_qa-none) or "
+        "cnn_dailymail, qmsum, extract_sms, qmsum_qa[-wide|-whole|-none]) or "
         "JSONL files of the same shape.",
     ),
     click.option(

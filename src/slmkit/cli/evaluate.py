@@ -101,6 +101,13 @@ EVAL_OPTIONS = [
         is_flag=True,
         help="qmsum_qa: the model re-ranks 3x the excerpts by its log-likelihood (needs --model).",
     ),
+    click.option(
+        "--widen",
+        type=click.IntRange(0, 5),
+        default=0,
+        show_default=True,
+        help="qmsum_qa: each excerpt with N neighbouring chunks on either side.",
+    ),
 ]
 
 
@@ -178,7 +185,8 @@ def _run(
             progress=advance,
         )
     kbqa = {
-        k: kw.pop(k) for k in ("kb_mode", "retrieval_only", "excerpts", "answer_from", "rerank")
+        k: kw.pop(k)
+        for k in ("kb_mode", "retrieval_only", "excerpts", "answer_from", "rerank", "widen")
     }
     if kbqa["rerank"] and not model_id:
         raise InvalidOptionsError("--rerank needs --model (the model that re-ranks)")
@@ -195,6 +203,7 @@ def _run(
             method=kbqa["answer_from"],
             n_ctx=kw["n_ctx"],
             rerank=model_id if kbqa["rerank"] else None,
+            widen=kbqa["widen"],
         )
     if task != "mc":
         return evaluate(task, model=model_id, limit=limit, progress=advance, **kw)

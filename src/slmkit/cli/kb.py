@@ -192,6 +192,13 @@ def kb_query(name: str, text: str, k: int, as_json: bool) -> None:
     is_flag=True,
     help="Retrieve 3k candidates and let the model's own log-likelihood pick the k shown.",
 )
+@click.option(
+    "--widen",
+    type=click.IntRange(0, 5),
+    default=0,
+    show_default=True,
+    help="Show each excerpt with N neighbouring chunks on either side.",
+)
 @JSON
 @fail_cleanly
 def ask_cmd(
@@ -202,6 +209,7 @@ def ask_cmd(
     min_similarity: float | None,
     max_tokens: int,
     rerank: bool,
+    widen: int,
     as_json: bool,
 ) -> None:
     """Answer QUESTION from knowledge base NAME alone, citing its excerpts ([1], [2]); says
@@ -221,6 +229,7 @@ def ask_cmd(
             min_similarity=MIN_SIMILARITY if min_similarity is None else min_similarity,
             options=opts,
             rerank=rerank,
+            widen=widen,
         )
         for item in stream:
             if isinstance(item, Answer):

@@ -102,6 +102,7 @@ def evaluate_qmsum_qa(
     method: Method = "kb",
     n_ctx: int | None = None,
     rerank: str | None = None,
+    widen: int = 0,
 ) -> dict[str, Any]:
     """Retrieval figures for every row; answer figures too when `model` is given. `rerank`:
     a model id whose log-likelihood re-ranks the excerpts (tasks/ask.py's `rerank`), for the
@@ -132,15 +133,14 @@ def evaluate_qmsum_qa(
                 kbs[name] = KnowledgeBase(name, store=store, embedder=emb)
             return kbs[name]
 
-        answerer = _Answerer(model, "kb", k, floor, n_ctx, bool(rerank)) if model else None
+        answerer = _Answerer(model, "kb", k, floor, n_ctx, bool(rerank), widen) if model else None
         scorer = _scorer(rerank, answerer, n_ctx)
-        result = _run(
-            rows, docs, paths, kb_for, answerer, progress, k=k, floor=floor, scorer=scorer
-        )
+        opts = {"k": k, "floor": floor, "scorer": scorer, "widen": widen}
+        result = _run(rows, docs, paths, kb_for, answerer, progress, **opts)
         for base in kbs.values():
             base.close()
     result.update(task="qmsum_qa", method="kb", kb_mode=kb_mode, k=k, embedder=embedder)
-    result["rerank"] = rerank
+    result.update(rerank=rerank, widen=widen)
     result.update(n=len(rows), peak_rss_mb=_rss())
     return result
 
@@ -172,10 +172,12 @@ class _Answerer:
         floor: float,
         n_ctx: int | None,
         rerank: bool = False,
+        widen: int = 0,
     ) -> None:
         from slmkit.loading import load
 
         self.method, self.k, self.floor, self.rerank = method, k, floor, rerank
+        self.widen = widen
         self.model = load(model_id, pull=False, n_ctx=n_ctx)
 
     def __call__(self, row: dict[str, Any], doc: dict[str, Any], kb: Any) -> Any:
@@ -186,7 +188,13 @@ class _Answerer:
         q = row["query"]
         if self.method == "kb":
             return ask(
-                q, kb=kb, model=self.model, k=self.k, min_similarity=self.floor, rerank=self.rerank
+                q,
+                kb=kb,
+                model=self.model,
+                k=self.k,
+                min_similarity=self.floor,
+                rerank=self.rerank,
+                widen=self.widen,
             )
         if self.method == "whole":
             text = Summarizer(self.model, max_words=ANSWER_WORDS, focus=q)(doc["document"]).summary
@@ -215,18 +223,21 @@ def _run(
     k: int,
     floor: float = 0.0,
     scorer: Any = None,
+    widen: int = 0,
 ) -> dict[str, Any]:
     """Retrieval figures (with knowledge bases) and answer figures (with an answerer)."""
     from slmkit.tasks.ask import retrieve
 
     recalls: list[float] = []
     scored: list[tuple[str, bool, float]] = []  # meeting, unanswerable, best similarity
+    shown: list[float] = []  # characters of excerpts per question
     answers: list[tuple[dict[str, Any], Any]] = []
     timer = Timer()
     for row in rows:
         kb = kb_for(row["meeting"]) if kb_for else None
         if kb is not None:
-            hits, confidence = retrieve(row["query"], kb, k, -1.0, scorer)
+            hits, confidence = retrieve(row["query"], kb, k, -1.0, scorer, widen)
+            shown.append(sum(len(h.text) for h in hits))
             scored.append((row["meeting"], row["unanswerable"], confidence))
             if not row["unanswerable"]:
                 doc = docs[row["meeting"]]
@@ -239,6 +250,8 @@ def _run(
         if progress:
             progress(1)
     out = _retrieval(recalls, scored, k, floor) if kb_for else {}
+    if shown:
+        out["excerpt_chars_mean"] = round(float(np.mean(shown)))
     if answerer is not None:
         out.update(_answers(answers, docs, paths), model=answerer.model.id)
         out.update(timer.report(len(answers)))

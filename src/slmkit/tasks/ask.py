@@ -24,8 +24,9 @@ MIN_SIMILARITY = 0.25  # MiniLM cosine; below it retrieval found nothing on the 
 MAX_QUESTION_CHARS = 2000
 SYSTEM = (
     "You answer questions using only the numbered excerpts you are given. After each sentence, "
-    "cite the excerpts it uses by number in brackets, like [1] or [2][3]. If the excerpts do "
-    f"not contain the answer, reply exactly: {NOT_FOUND}"
+    "cite the excerpts it uses by number in brackets, like [1] or [2][3]. If they answer only "
+    "part of the question, answer that part. If the excerpts say nothing about the question, "
+    f"reply exactly: {NOT_FOUND}"
 )
 Scorer = Callable[[list[tuple[str, str]]], list[float]]
 RERANK_POOL = 3  # candidates retrieved per excerpt shown when re-ranking
@@ -131,15 +132,18 @@ def retrieve(
     k: int,
     min_similarity: float,
     rerank_with: Scorer | None = None,
+    widen: int = 0,
 ) -> tuple[list[Hit], float]:
     """The excerpts to show (none when retrieval is not confident) and the best similarity.
     With `rerank_with` (a model's scorer), RERANK_POOL times as many candidates are retrieved
-    and the model's own log-likelihood picks the k shown (`rerank`)."""
+    and the model's own log-likelihood picks the k shown (`rerank`). `widen`: each excerpt
+    with that many neighbouring chunks on either side (KnowledgeBase.widen)."""
     hits = kb.query(_check(question), k * RERANK_POOL if rerank_with else k)
     confidence = max((h.similarity for h in hits if h.similarity is not None), default=0.0)
     if confidence < min_similarity:
         return [], confidence
-    return (rerank(question, hits, rerank_with, k) if rerank_with else hits), confidence
+    hits = rerank(question, hits, rerank_with, k) if rerank_with else hits
+    return kb.widen(hits, widen), confidence
 
 
 def rerank(question: str, hits: list[Hit], score: Scorer, k: int) -> list[Hit]:
@@ -169,14 +173,16 @@ def ask_stream(
     options: GenerationOptions | None = None,
     store: Store | None = None,
     rerank: bool = False,
+    widen: int = 0,
 ) -> Iterator[str | Answer]:
     """The answer's text as it is generated, then the finished `Answer` as the last item.
-    `rerank`: the model re-orders three times as many candidates first (see `rerank`)."""
+    `rerank`: the model re-orders three times as many candidates first (see `rerank`);
+    `widen`: each excerpt shown with that many neighbouring chunks on either side."""
     t0 = time.perf_counter()
     base = kb if isinstance(kb, KnowledgeBase) else KnowledgeBase(kb, store=store)
     try:
         scorer = model_scorer(model) if rerank else None
-        hits, confidence = retrieve(question, base, k, min_similarity, scorer)
+        hits, confidence = retrieve(question, base, k, min_similarity, scorer, widen)
     finally:
         if base is not kb:
             base.close()
@@ -206,6 +212,7 @@ def ask(
     options: GenerationOptions | None = None,
     store: Store | None = None,
     rerank: bool = False,
+    widen: int = 0,
 ) -> Answer:
     """A grounded answer to `question` from knowledge base `kb` (see module docstring)."""
     items = list(
@@ -218,6 +225,7 @@ def ask(
             options=options,
             store=store,
             rerank=rerank,
+            widen=widen,
         )
     )
     answer = items[-1]

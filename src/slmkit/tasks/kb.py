@@ -157,6 +157,23 @@ def remove_kb(name: str, store: Store | None = None) -> bool:
     return True
 
 
+def _joined(hit: Hit, pieces: Sequence[tuple[int, int, str]]) -> Hit:
+    """`hit` stretched over `pieces` (start, end, text of spans of one file, text ==
+    file[start:end]): overlaps are read once; a gap between pieces (the separators chunking
+    dropped) becomes as many newlines, so offsets in the text stay offsets in the file."""
+    parts, end = [], None
+    for start, stop, text in sorted(pieces):
+        if end is None or start >= end:
+            parts.append(text if end is None else "\n" * (start - end) + text)
+        elif stop > end:
+            parts.append(text[end - start :])
+        end = stop if end is None else max(end, stop)
+    first = min(p[0] for p in pieces)
+    return Hit(
+        hit.chunk_id, hit.path, first, end or hit.end, "".join(parts), hit.score, hit.similarity
+    )
+
+
 def _spans(embedder: Embedder) -> Callable[[str], list[tuple[int, int]]]:
     fn = getattr(embedder, "token_spans", None)
     if callable(fn):
@@ -222,6 +239,35 @@ class KnowledgeBase:
         except sqlite3.Error as e:
             raise KbNotFoundError(f"knowledge base {self.name!r} went away ({e})") from None
         return [Hit(cid, *rows[cid], fused[cid], by_vec.get(cid)) for cid in best if cid in rows]
+
+    def widen(self, hits: list[Hit], n: int) -> list[Hit]:
+        """Each hit with up to `n` neighbouring chunks of its file on either side, as one
+        excerpt (retrieval finds the small chunk, the model reads its surroundings); hits
+        that come to overlap are merged into the first. Same order, maybe fewer."""
+        if n < 1:
+            return hits
+        out: list[Hit] = []
+        for h in hits:
+            rows = self.db.execute(
+                "SELECT start, end, text FROM chunks WHERE path = ? AND id IN ("
+                " SELECT id FROM (SELECT id FROM chunks WHERE path = ? AND start < ?"
+                "  ORDER BY start DESC LIMIT ?)"
+                " UNION SELECT id FROM (SELECT id FROM chunks WHERE path = ? AND start >= ?"
+                "  ORDER BY start LIMIT ?)) ORDER BY start",
+                (h.path, h.path, h.start, n, h.path, h.start, n + 1),
+            ).fetchall()
+            wide = _joined(h, rows)
+            same = next(
+                (o for o in out if o.path == h.path and o.start < wide.end and wide.start < o.end),
+                None,
+            )
+            if same is None:
+                out.append(wide)
+            else:
+                out[out.index(same)] = _joined(
+                    same, [(wide.start, wide.end, wide.text), (same.start, same.end, same.text)]
+                )
+        return out
 
     def _keyword(self, text: str, n: int) -> list[int]:
         return keyword_ids(self.db, text, n, int(self.manifest.get("chunks", 0)))
