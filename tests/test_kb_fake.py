@@ -507,6 +507,13 @@ def test_server_rerank_goes_through_the_engine(client: TestClient, monkeypatch: 
     r = client.post("/v1/chat/completions", json=body)
     assert r.status_code == 200, r.text
     assert len(r.json()["kb"]["excerpts"]) == 2 and calls and calls[0] > 2
+    plain = {**body, "kb_rerank": False}
+    wide = client.post("/v1/chat/completions", json={**plain, "kb_widen": 1}).json()["kb"]
+    narrow = client.post("/v1/chat/completions", json=plain).json()["kb"]
+    w, n = wide["excerpts"][0], narrow["excerpts"][0]  # returns.md: its two chunks as one
+    assert w["file"] == n["file"] and w["start"] <= n["start"] and w["end"] > n["end"]
+    bad = client.post("/v1/chat/completions", json={**body, "kb_widen": 9})
+    assert bad.status_code == 400
 
 
 def test_widen_shows_neighbouring_chunks_once(

@@ -313,9 +313,12 @@ def test_knowledge_base_answer_with_sources_and_refusal(page: Any) -> None:
     assert hostile.locator(".sources img").count() == 0 and page.evaluate("window.__pwned") is None
     page.click("#settings-open")
     page.check("#kb_rerank")
+    page.fill("#kb_widen", "1")
+    page.dispatch_event("#kb_widen", "change")
     with page.expect_request("**/v1/chat/completions") as sent:
         reranked = ask(page, "can items be returned for a refund within thirty days")
     assert sent.value.post_data_json["kb_rerank"] is True
+    assert sent.value.post_data_json["kb_widen"] == 1
     assert reranked.locator(".sources details").count() >= 1
     refused = ask(page, "zebra quantum violin")
     assert refused.locator(".content").inner_text() == "The documents do not contain the answer."

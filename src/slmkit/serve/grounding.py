@@ -40,7 +40,9 @@ def ground(s: ServerState, body: ChatRequest) -> tuple[ChatRequest, list[Hit], f
         raise InputError("with kb, the last message must be the user's question")
     kb = s.knowledge_base(str(body.kb))
     question = body.messages[-1].content
-    hits, confidence = retrieve(question, kb, body.kb_k, MIN_SIMILARITY, _scorer(s, body))
+    hits, confidence = retrieve(
+        question, kb, body.kb_k, MIN_SIMILARITY, _scorer(s, body), body.kb_widen
+    )
     earlier = [m.model_dump() for m in body.messages[:-1] if m.role != "system"]
     grounded = answer_messages(question, hits)
     messages = [{"role": "system", "content": SYSTEM}, *earlier, grounded[1]]

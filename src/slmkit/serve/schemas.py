@@ -68,6 +68,7 @@ class ChatRequest(_Sampling):
     kb: str | None = Field(default=None, pattern=KB_NAME)
     kb_k: int = Field(default=4, ge=1, le=20)
     kb_rerank: bool = False  # the model re-ranks 3 x kb_k excerpts by its log-likelihood
+    kb_widen: int = Field(default=0, ge=0, le=5)  # neighbouring chunks shown around each
 
 
 class KbQueryRequest(_Body):

@@ -6,7 +6,7 @@
 
 const $ = (id) => document.getElementById(id);
 const STORE = "slmkit.conversations", CURRENT = "slmkit.current", PREFS = "slmkit.settings";
-const SETTINGS = ["system", "temp", "top_p", "max_tokens", "kb_k"];
+const SETTINGS = ["system", "temp", "top_p", "max_tokens", "kb_k", "kb_widen"];
 let convs = [], current = null, running = null, paintPending = false;
 
 function load(key, fallback) {
@@ -183,6 +183,8 @@ function requestBody(conv) {
   if ($("kb").value) {
     body.kb = $("kb").value; body.kb_k = Math.round(num("kb_k", 1, 20, 4));
     if ($("kb_rerank").checked) body.kb_rerank = true;
+    const widen = Math.round(num("kb_widen", 0, 5, 0));
+    if (widen) body.kb_widen = widen;
   }
   return body;
 }
@@ -328,7 +330,7 @@ function wire() {
   });
   $("key").addEventListener("change", () => { sessionStorage.setItem("slmkit.key", $("key").value); loadLists(); });
   $("system").addEventListener("change", () => { if (current) { current.system = $("system").value; save(); } });
-  for (const id of ["temp", "top_p", "max_tokens", "kb_k", "kb_rerank", "model", "kb"]) {
+  for (const id of ["temp", "top_p", "max_tokens", "kb_k", "kb_widen", "kb_rerank", "model", "kb"]) {
     $(id).addEventListener("change", savePrefs);
   }
   document.addEventListener("keydown", onKey);
