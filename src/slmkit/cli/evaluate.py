@@ -188,29 +188,36 @@ def _run(
         k: kw.pop(k)
         for k in ("kb_mode", "retrieval_only", "excerpts", "answer_from", "rerank", "widen")
     }
-    if kbqa["rerank"] and not model_id:
-        raise InvalidOptionsError("--rerank needs --model (the model that re-ranks)")
     if task == "qmsum_qa":
-        from slmkit.evaluate.kbqa import evaluate_qmsum_qa
-
-        return evaluate_qmsum_qa(
-            model=None if kbqa["retrieval_only"] else (model_id or _default_model()),
-            kb_mode=kbqa["kb_mode"],
-            k=kbqa["excerpts"],
-            limit=limit,
-            embedder=kw["embedder"],
-            progress=advance,
-            method=kbqa["answer_from"],
-            n_ctx=kw["n_ctx"],
-            rerank=model_id if kbqa["rerank"] else None,
-            widen=kbqa["widen"],
-        )
+        return _qmsum_qa(model_id, limit, advance, kbqa, kw)
     if task != "mc":
         return evaluate(task, model=model_id, limit=limit, progress=advance, **kw)
     if not fmt or not file:
         raise InvalidOptionsError("slm eval mc needs --format arc, hellaswag or piqa")
     return evaluate_mc_file(
         file, fmt, model=model_id, limit=limit, n_ctx=kw["n_ctx"], progress=advance
+    )
+
+
+def _qmsum_qa(
+    model_id: str | None, limit: int | None, advance: Any, kbqa: dict[str, Any], kw: dict[str, Any]
+) -> dict[str, Any]:
+    from slmkit.errors import InvalidOptionsError
+    from slmkit.evaluate.kbqa import evaluate_qmsum_qa
+
+    if kbqa["rerank"] and not model_id:
+        raise InvalidOptionsError("--rerank needs --model (the model that re-ranks)")
+    return evaluate_qmsum_qa(
+        model=None if kbqa["retrieval_only"] else (model_id or _default_model()),
+        kb_mode=kbqa["kb_mode"],
+        k=kbqa["excerpts"],
+        limit=limit,
+        embedder=kw["embedder"],
+        progress=advance,
+        method=kbqa["answer_from"],
+        n_ctx=kw["n_ctx"],
+        rerank=model_id if kbqa["rerank"] else None,
+        widen=kbqa["widen"],
     )
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from slmkit.cli.base import cli, fail_cleanly, human, item_progress
+from slmkit.cli.base import cli, fail_cleanly, human, item_progress, options
 
 
 @cli.group()
@@ -175,42 +175,39 @@ def kb_query(name: str, text: str, k: int, as_json: bool) -> None:
         click.echo("    " + " ".join(h.text.split())[:300])
 
 
+ASK_OPTIONS = [
+    click.option("--model", "model_id", default=None, help="The model that answers."),
+    click.option("-k", type=click.IntRange(1, 20), default=4, show_default=True, help="Excerpts."),
+    click.option(
+        "--min-similarity",
+        type=click.FloatRange(-1, 1),
+        default=None,
+        help="Below this best retrieval similarity the answer is the refusal (default 0.25).",
+    ),
+    click.option("--max-tokens", type=click.IntRange(1, 4096), default=256, show_default=True),
+    click.option(
+        "--rerank",
+        is_flag=True,
+        help="Retrieve 3k candidates and let the model's own log-likelihood pick the k shown.",
+    ),
+    click.option(
+        "--widen",
+        type=click.IntRange(0, 5),
+        default=0,
+        show_default=True,
+        help="Show each excerpt with N neighbouring chunks on either side.",
+    ),
+]
+
+
 @cli.command(name="ask")
 @click.argument("name")
 @click.argument("question")
-@click.option("--model", "model_id", default=None, help="The model that answers.")
-@click.option("-k", type=click.IntRange(1, 20), default=4, show_default=True, help="Excerpts.")
-@click.option(
-    "--min-similarity",
-    type=click.FloatRange(-1, 1),
-    default=None,
-    help="Below this best retrieval similarity the answer is the refusal (default 0.25).",
-)
-@click.option("--max-tokens", type=click.IntRange(1, 4096), default=256, show_default=True)
-@click.option(
-    "--rerank",
-    is_flag=True,
-    help="Retrieve 3k candidates and let the model's own log-likelihood pick the k shown.",
-)
-@click.option(
-    "--widen",
-    type=click.IntRange(0, 5),
-    default=0,
-    show_default=True,
-    help="Show each excerpt with N neighbouring chunks on either side.",
-)
+@options(ASK_OPTIONS)
 @JSON
 @fail_cleanly
 def ask_cmd(
-    name: str,
-    question: str,
-    model_id: str | None,
-    k: int,
-    min_similarity: float | None,
-    max_tokens: int,
-    rerank: bool,
-    widen: int,
-    as_json: bool,
+    name: str, question: str, model_id: str | None, max_tokens: int, as_json: bool, **how: Any
 ) -> None:
     """Answer QUESTION from knowledge base NAME alone, citing its excerpts ([1], [2]); says
     so when the documents do not hold the answer. Streams the answer, then its sources."""
@@ -220,18 +217,10 @@ def ask_cmd(
     from slmkit.tasks.ask import MIN_SIMILARITY, Answer, ask_stream
 
     opts = GenerationOptions(temperature=0, max_tokens=max_tokens)
+    if how["min_similarity"] is None:
+        how["min_similarity"] = MIN_SIMILARITY
     with load(model_id or DEFAULT_MODEL) as model:
-        stream = ask_stream(
-            question,
-            kb=name,
-            model=model,
-            k=k,
-            min_similarity=MIN_SIMILARITY if min_similarity is None else min_similarity,
-            options=opts,
-            rerank=rerank,
-            widen=widen,
-        )
-        for item in stream:
+        for item in ask_stream(question, kb=name, model=model, options=opts, **how):
             if isinstance(item, Answer):
                 answer = item
             elif not as_json:
@@ -241,5 +230,5 @@ def ask_cmd(
         return
     click.echo()
     for c in answer.citations:
-        how = " (matched by its words)" if c.inferred else ""
-        click.echo(f"[{c.n}] {c.path}:{c.start}-{c.end}{how}")
+        matched = " (matched by its words)" if c.inferred else ""
+        click.echo(f"[{c.n}] {c.path}:{c.start}-{c.end}{matched}")

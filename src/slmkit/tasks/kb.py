@@ -257,16 +257,18 @@ class KnowledgeBase:
                 (h.path, h.path, h.start, n, h.path, h.start, n + 1),
             ).fetchall()
             wide = _joined(h, rows)
-            same = next(
-                (o for o in out if o.path == h.path and o.start < wide.end and wide.start < o.end),
-                None,
-            )
-            if same is None:
+            near = [
+                o for o in out if o.path == h.path and o.start < wide.end and wide.start < o.end
+            ]
+            if not near:
                 out.append(wide)
-            else:
-                out[out.index(same)] = _joined(
-                    same, [(wide.start, wide.end, wide.text), (same.start, same.end, same.text)]
-                )
+                continue
+            # merged into the first it overlaps, with any other it now spans (they do not
+            # overlap each other, so each of them overlaps `wide`)
+            pieces = [(o.start, o.end, o.text) for o in (*near, wide)]
+            at = out.index(near[0])
+            out[at] = _joined(near[0], pieces)
+            out = [o for i, o in enumerate(out) if i == at or all(o is not n for n in near)]
         return out
 
     def _keyword(self, text: str, n: int) -> list[int]:
