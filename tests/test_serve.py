@@ -448,7 +448,9 @@ def test_memory_budget_evicts_least_recently_used(tmp_path: Any, smollm_path: An
 
 def test_chat_page_is_served(live: LiveServer) -> None:
     r = httpx.get(live.url + "/")
-    assert r.status_code == 200 and "/v1/chat/completions" in r.text
+    assert r.status_code == 200 and '<script src="/static/chat.js"' in r.text
+    js = httpx.get(live.url + "/static/chat.js")
+    assert js.status_code == 200 and "/v1/chat/completions" in js.text
 
 
 def test_idle_models_are_evicted(real_store: Store) -> None:
