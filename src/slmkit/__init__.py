@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from slmkit.catalog.builtin import DEFAULT_MODEL
 from slmkit.catalog.entries import ModelEntry
@@ -276,9 +276,18 @@ def redact(
 
 
 def summarize(
-    text: str, *, model: str | Model = DEFAULT_MODEL, max_words: int = 60
+    text: str,
+    *,
+    model: str | Model = DEFAULT_MODEL,
+    max_words: int = 60,
+    method: Literal["model", "extractive"] = "model",
 ) -> SummaryResult:
-    """Summarize a document of any length; returns a SummaryResult (summary, coverage, ...)."""
+    """Summarize a document of any length; returns a SummaryResult (summary, coverage, ...).
+    method="extractive": the document's most central sentences (MiniLM), no model loaded."""
+    if method == "extractive":
+        from slmkit.tasks.extractive import ExtractiveSummarizer
+
+        return ExtractiveSummarizer(max_words=max_words)(text)
     from slmkit.tasks.summarize import Summarizer
 
     return Summarizer(_model(model), max_words=max_words)(text)

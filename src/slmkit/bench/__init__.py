@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from slmkit.catalog.memory import estimate_ram_bytes
 from slmkit.catalog.store import Store
+from slmkit.errors import InputError
 
 CELLS = "cells.jsonl"
 DEFAULT_PRICE_CPU_HOUR = 0.04  # USD per vCPU-hour: a placeholder; pass the price you pay
@@ -83,14 +84,25 @@ QA_TASKS = {
 }
 
 
-def check_tasks(tasks: list[str]) -> None:
-    """Every task resolves (a known name, or a readable file with the needed fields) before
-    any cell runs."""
-    from slmkit.evaluate.runner import task_spec
+# summaries without a model, benchmarked as if they were models: lead-k (k chosen on the
+# training split) and the extractive summarizer (evaluate/summaries.py)
+SUMMARY_METHODS = ("lead", "extractive")
 
+
+def check_tasks(tasks: list[str], models: list[str] | None = None) -> None:
+    """Every task resolves (a known name, or a readable file with the needed fields) before
+    any cell runs; the summary methods among `models` run summarization tasks only."""
+    from slmkit.evaluate.runner import task_spec
+    from slmkit.tasks.data import SummarizationTask
+
+    methods = [m for m in models or () if m in SUMMARY_METHODS]
     for task in tasks:
-        if task not in ("extract_sms", *BIAS_TASKS, *QA_TASKS):
-            task_spec(task)
+        if task in ("extract_sms", *BIAS_TASKS, *QA_TASKS):
+            if methods:
+                raise InputError(f"{methods[0]} summarizes; {task} is not a summarization task")
+            continue
+        if methods and not isinstance(task_spec(task), SummarizationTask):
+            raise InputError(f"{methods[0]} summarizes; {task} is not a summarization task")
 
 
 def expand_models(config: BenchConfig, store: Store, say: Callable[[str], None]) -> list[str]:
@@ -100,7 +112,7 @@ def expand_models(config: BenchConfig, store: Store, say: Callable[[str], None])
 
     out: list[str] = []
     for model in config.models:
-        if is_endpoint(model):
+        if is_endpoint(model) or model in SUMMARY_METHODS:
             out.append(model)
             continue
         entry, _ = store.require(model)
@@ -125,6 +137,8 @@ def _describe(model: str, store: Store) -> dict[str, Any]:
 
     if is_endpoint(model):
         return {"quant": "endpoint", "params": None, "size_bytes": None, "kind": "endpoint"}
+    if model in SUMMARY_METHODS:
+        return {"quant": "-", "params": None, "size_bytes": None, "kind": "method"}
     entry = store.get(model)
     return {
         "quant": entry.quantization or entry.format,
@@ -149,7 +163,7 @@ def run_bench(
     from slmkit.bench.machine import machine_info
 
     store = store or Store()
-    check_tasks(config.tasks)
+    check_tasks(config.tasks, config.models)
     models = expand_models(config, store, say)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(config.model_dump_json(indent=2))
@@ -200,7 +214,7 @@ def run_cell(config: BenchConfig, model: str, task: str, store: Store, out: Path
 def _does_not_fit(config: BenchConfig, model: str, store: Store) -> str | None:
     from slmkit.tasks.endpoint import is_endpoint
 
-    if config.ram_gb is None or is_endpoint(model):
+    if config.ram_gb is None or is_endpoint(model) or model in SUMMARY_METHODS:
         return None
     need = estimate_ram_bytes(store.get(model), config.n_ctx)
     if need is not None and need > config.ram_gb * 2**30:

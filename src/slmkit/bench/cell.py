@@ -84,9 +84,17 @@ def _load_timed(model_id: str, n_ctx: int | None) -> tuple[dict[str, Any], Any]:
 
 
 def run_local(spec: dict[str, Any]) -> dict[str, Any]:
+    from slmkit.bench import SUMMARY_METHODS
     from slmkit.catalog.memory import own_peak_rss_mb
     from slmkit.evaluate.runner import evaluate
 
+    if spec["model"] in SUMMARY_METHODS:  # no model: no load, no decode speed
+        result: dict[str, Any] = {"load_s": None}
+        result["task_result"] = evaluate(
+            spec["task"], model=None, method=spec["model"], limit=spec["limit"]
+        )
+        result["peak_rss_mb"] = round(own_peak_rss_mb(), 1)
+        return result
     result, model = _load_timed(spec["model"], spec["n_ctx"])
     if model is not None:
         try:

@@ -25,8 +25,11 @@ COLUMNS = (
     ("task", "task"),
     ("status", "status"),
     ("score", "score"),
-    ("majority", "majority"),
+    ("baseline", "baseline"),
+    ("baseline_name", "baseline is"),
     ("metric", "metric"),
+    ("rouge1", "ROUGE-1"),
+    ("rouge2", "ROUGE-2"),
     ("items_per_s", "items/s"),
     ("latency_ms_p50", "ms/item p50"),
     ("latency_ms_p95", "ms/item p95"),
@@ -55,9 +58,17 @@ def flat(cell: dict[str, Any]) -> dict[str, Any]:
             row[dst] = speed[src]["median"]
     if "decode_tokens_per_s" in speed:
         row["decode_range"] = "{min:.4g}-{max:.4g}".format(**speed["decode_tokens_per_s"])
-    base = (cell.get("task_detail") or {}).get("majority_baseline")
-    if base is not None:
-        row["majority"] = round(100 * base, 2)
+    detail = cell.get("task_detail") or {}
+    if detail.get("majority_baseline") is not None:
+        row["baseline"] = round(100 * detail["majority_baseline"], 2)
+        row["baseline_name"] = "majority"
+    lead = detail.get("lead_baseline")
+    if lead:  # summaries: the first k sentences, on the same rows, in the same points
+        row["baseline"] = round(100 * lead["rougeL"], 2)
+        row["baseline_name"] = f"lead-{lead['k']}"
+    for k in ("rouge1", "rouge2"):
+        if detail.get(k) is not None:
+            row[k] = round(100 * detail[k], 2)
     return row
 
 
@@ -106,9 +117,10 @@ def plot_accuracy_latency(rows: list[dict[str, Any]]) -> str | None:
         front = pareto(xy)
         fx, fy = [xy[i][0] for i in front], [xy[i][1] for i in front]
         ax.plot(fx, fy, "--o", color="#c44e52", mfc="none", ms=11, label="Pareto front", zorder=2)
-        base = pts[0].get("majority")
+        base = pts[0].get("baseline")
         if base is not None:
-            ax.axhline(base, color="#999", lw=0.8, ls=":", label="majority baseline")
+            name = pts[0].get("baseline_name", "")
+            ax.axhline(base, color="#999", lw=0.8, ls=":", label=f"{name} baseline")
         ax.set_xscale("log")
         ax.set_xlabel("latency per item, ms (p50, log scale)")
         ax.set_ylabel(f"{pts[0].get('metric', 'score')} (points)")
@@ -242,7 +254,9 @@ table{{border-collapse:collapse;font-size:13px}}td,th{{border:1px solid #ccc;pad
 th{{background:#eee}}img{{max-width:100%}}pre{{background:#f6f6f6;padding:1em}}</style>
 </head><body><h1>slmkit bench report</h1>
 <p>Each cell ran in a fresh process; speed figures are medians of repeated runs; scores are
-points (accuracy, mean field accuracy, or ROUGE-L x 100).</p>
+points (accuracy, mean field accuracy, or ROUGE-L x 100). The baseline is what a model must
+beat on the same rows: the majority label's accuracy, or for summaries lead-k's ROUGE-L (the
+first k sentences; k chosen on the dataset's training split).</p>
 {images}{bias}<h2>All cells</h2><table><tr>{head}</tr>{body}</table>
 <h2>Machine</h2><pre>{machine}</pre><h2>Configuration</h2><pre>{config}</pre>
 </body></html>"""

@@ -51,7 +51,16 @@ EVAL_OPTIONS = [
         "--method",
         default="zeroshot",
         show_default=True,
-        type=click.Choice(["zeroshot", "zeroshot-uncalibrated", "fewshot", "head"]),
+        type=click.Choice(
+            ["zeroshot", "zeroshot-uncalibrated", "fewshot", "head", "extractive", "lead"]
+        ),
+        help="Summaries: zeroshot (the model), extractive or lead (no model).",
+    ),
+    click.option(
+        "--lead-k",
+        type=click.IntRange(1, 20),
+        default=None,
+        help="--method lead: sentences kept (default: chosen on the training split).",
     ),
     click.option(
         "--limit", type=click.IntRange(min=1), default=None, help="Evaluate the first N items."

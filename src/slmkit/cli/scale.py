@@ -26,10 +26,20 @@ BATCH_OPTIONS: list[Any] = [
     click.option("--labels", help="classify: comma-separated labels (zero-/few-shot)."),
     click.option(
         "--method",
-        type=click.Choice(["zeroshot", "zeroshot-uncalibrated", "fewshot", "head", "finetuned"]),
-        default="zeroshot",
-        show_default=True,
-        help="classify: as `slm classify`.",
+        type=click.Choice(
+            [
+                "zeroshot",
+                "zeroshot-uncalibrated",
+                "fewshot",
+                "head",
+                "finetuned",
+                "model",
+                "extractive",
+            ]
+        ),
+        default=None,
+        help="classify: as `slm classify` (default zeroshot); summarize: model (default) or "
+        "extractive.",
     ),
     click.option("--head", "head_path", type=click.Path(dir_okay=False), help="classify head."),
     click.option("--instruction", default=None, help="classify: the question asked."),

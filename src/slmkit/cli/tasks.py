@@ -256,43 +256,60 @@ def _train_head(
     }
 
 
+SUMMARIZE_OPTIONS = [
+    click.argument("file", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path)),
+    click.option("--model", "model_id", default="smollm2-135m-instruct", show_default=True),
+    click.option(
+        "--method",
+        type=click.Choice(["model", "extractive"]),
+        default="model",
+        show_default=True,
+        help="model: the model writes it (map-reduce past its context); extractive: central "
+        "sentences of the document itself, no model (milliseconds per article).",
+    ),
+    click.option("--max-words", type=click.IntRange(min=5), default=60, show_default=True),
+    click.option("--n-ctx", type=click.IntRange(min=256), default=None),
+    PARALLEL_OPTION,
+    click.option("--json", "as_json", is_flag=True),
+]
+
+
 @cli.command()
-@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path))
-@click.option("--model", "model_id", default="smollm2-135m-instruct", show_default=True)
-@click.option("--max-words", type=click.IntRange(min=5), default=60, show_default=True)
-@click.option("--n-ctx", type=click.IntRange(min=256), default=None)
-@PARALLEL_OPTION
-@click.option("--json", "as_json", is_flag=True)
+@options(SUMMARIZE_OPTIONS)
 @fail_cleanly
 def summarize(
-    file: Path, model_id: str, max_words: int, n_ctx: int | None, parallel: int, as_json: bool
+    file: Path,
+    model_id: str,
+    method: str,
+    max_words: int,
+    n_ctx: int | None,
+    parallel: int,
+    as_json: bool,
 ) -> None:
     """Summarize a text file of any length (map-reduce when it exceeds the context)."""
-    from slmkit.loading import load
-    from slmkit.tasks.summarize import summarizer_for
-
     text = sys.stdin.read() if str(file) == "-" else read_text(file)
-    model = load(model_id, n_ctx=n_ctx)
     tick = None
     if sys.stderr.isatty():
-        tick = lambda i, n: click.echo(f"\rchunk {i}/{n}", err=True, nl=i == n)  # noqa: E731
-    with summarizer_for(model, max_words=max_words, parallel=parallel) as summarizer:
-        res = summarizer(text, progress=tick)
+        what = "sentences" if method == "extractive" else "chunk"
+        tick = lambda i, n: click.echo(f"\r{what} {i}/{n}", err=True, nl=i == n)  # noqa: E731
+    if method == "extractive":
+        from slmkit.tasks.extractive import ExtractiveSummarizer
+
+        res = ExtractiveSummarizer(max_words=max_words)(text, progress=tick)
+    else:
+        from slmkit.loading import load
+        from slmkit.tasks.summarize import summarizer_for
+
+        model = load(model_id, n_ctx=n_ctx)
+        with summarizer_for(model, max_words=max_words, parallel=parallel) as summarizer:
+            res = summarizer(text, progress=tick)
     if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "summary": res.summary,
-                    "document_tokens": res.document_tokens,
-                    "tokens_read": res.tokens_read,
-                    "coverage": res.coverage,
-                    "chunks": res.chunks,
-                    "levels": res.levels,
-                }
-            )
-        )
+        click.echo(json.dumps(res.as_dict()))
         return
     click.echo(res.summary)
+    if method == "extractive":
+        click.echo(f"[{len(res.picked)} of {res.chunks} sentences]", err=True)
+        return
     click.echo(
         f"[read {res.tokens_read}/{res.document_tokens} tokens in {res.chunks} chunk(s), "
         f"{res.levels} level(s)]",

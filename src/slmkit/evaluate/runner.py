@@ -33,6 +33,8 @@ from slmkit.tasks.data import (
     read_rows,
 )
 
+SUMMARY_BASELINES = ("extractive", "lead")  # summary methods that need no model
+
 
 def load_model(model_id: str, n_ctx: int | None) -> Model:
     from slmkit.loading import load
@@ -72,8 +74,11 @@ def evaluate(
     progress: Progress | None = None,
     prompt_lookup: int = 0,
     parallel: int = 1,
+    lead_k: int | None = None,
 ) -> dict[str, Any]:
-    """Evaluate and return one flat dict of figures (see docs/tasks.md)."""
+    """Evaluate and return one flat dict of figures (see docs/tasks.md). Summaries: method
+    "extractive" or "lead" (`lead_k` sentences; default chosen on the training split) run
+    without a model; a model's figures carry the lead-k baseline on the same rows."""
     ensure_positive("limit", limit)
     ensure_positive("train_limit", train_limit)
     t0 = time.perf_counter()
@@ -81,7 +86,15 @@ def evaluate(
         result = _eval_extract(_need(model), limit, n_ctx, progress, prompt_lookup)
     else:
         spec = task_spec(task)
-        if isinstance(spec, SummarizationTask):
+        if isinstance(spec, SummarizationTask) and method in SUMMARY_BASELINES:
+            from slmkit.evaluate.summaries import eval_extractive
+
+            result = eval_extractive(spec, method, limit, max_words, progress, lead_k)
+        elif isinstance(spec, SummarizationTask):
+            if method != "zeroshot":
+                raise InputError(
+                    f"summaries take --method zeroshot (a model), {' or '.join(SUMMARY_BASELINES)}"
+                )
             run = SummaryRun(limit, n_ctx, max_words, parallel, prompt_lookup)
             result = _eval_summarize(spec, _need(model), run, progress)
         else:
@@ -235,6 +248,9 @@ def _eval_summarize(
         "prompt_lookup": run.prompt_lookup,
     }
     out.update(rouge([r.summary for r in results], refs))
+    from slmkit.evaluate.summaries import lead_baseline
+
+    out["lead_baseline"] = lead_baseline(spec, docs, refs)
     out.update(
         min_coverage=round(min(cover), 4),
         chunks_max=max(r.chunks for r in results),

@@ -187,10 +187,16 @@ def summarize(
 ) -> SummaryResult:
     """Map-reduce summary through the model's engine, with the chat traffic: a level's chunks
     are summarized concurrently, at most half the engine's slots at once, so other requests
-    keep theirs (and nothing waits on a per-model lock behind a long document)."""
-    item = provider.get(body.model)
+    keep theirs (and nothing waits on a per-model lock behind a long document). Extractive:
+    the server's MiniLM picks sentences; no model is loaded."""
     if settings.log_prompts:
-        log.info("summarize %s document=%r", body.model, body.input)
+        log.info("summarize %s %s document=%r", body.method, body.model, body.input)
+    if body.method == "extractive":
+        from slmkit.tasks.extractive import ExtractiveSummarizer
+
+        return ExtractiveSummarizer(provider.embedder(), max_words=body.max_words)(body.input)
+    assert body.model is not None  # SummarizeRequest requires it for method "model"
+    item = provider.get(body.model)
     window = task_window(item)
     summarizer = Summarizer(item.model, max_words=body.max_words, engine=item.engine, window=window)
     return summarizer(body.input)

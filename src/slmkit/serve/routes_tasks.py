@@ -43,16 +43,7 @@ async def classify(body: ClassifyRequest, s: State) -> dict[str, Any]:
 @router.post("/summarize")
 async def summarize(body: SummarizeRequest, s: State) -> dict[str, Any]:
     res = await off_loop(handlers.summarize, s.provider, s.settings, body)
-    return {
-        "object": "summary",
-        "model": body.model,
-        "summary": res.summary,
-        "document_tokens": res.document_tokens,
-        "tokens_read": res.tokens_read,
-        "chunks": res.chunks,
-        "levels": res.levels,
-        "coverage": res.coverage,
-    }
+    return {"object": "summary", "model": body.model, **res.as_dict()}
 
 
 @router.post("/redact")

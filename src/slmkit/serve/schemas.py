@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class _Body(BaseModel):
@@ -151,8 +151,16 @@ class RedactRequest(_Body):
 
 
 class SummarizeRequest(_Body):
-    """Summary of one document of any length (map-reduce past the context)."""
+    """Summary of one document of any length: the model's (map-reduce past its context), or
+    extractive (sentences of the document itself; no model)."""
 
-    model: str
+    model: str | None = None
     input: str = Field(min_length=1)
     max_words: int = Field(default=60, ge=5, le=1000)
+    method: Literal["model", "extractive"] = "model"
+
+    @model_validator(mode="after")
+    def _model_for_model(self) -> SummarizeRequest:
+        if self.method == "model" and not self.model:
+            raise ValueError("model is required unless method is 'extractive'")
+        return self

@@ -146,13 +146,44 @@ class SummarizationTask:
     name: str
     file: str
     kind: Literal["summarize"] = "summarize"
+    # None: every row; "train"/"test": the deterministic split of summary_split()
+    split: Literal["train", "test"] | None = None
 
     def load(self, limit: int | None = None) -> tuple[list[str], list[str]]:
         res = read_rows(
             task_file(self.name, self.file), required=("document", "summary"), on_error="fail"
         )
-        rows = res.rows[:limit] if limit else res.rows
+        rows = summary_split(res.rows, self.split) if self.split else res.rows
+        rows = rows[:limit] if limit else rows
         return [r["document"] for r in rows], [r["summary"] for r in rows]
+
+    def training(self) -> SummarizationTask | None:
+        """The rows a baseline's settings are chosen on (never the rows reported): the
+        training split of a built-in dataset; None for a user's file."""
+        from slmkit.catalog.datasets import BY_NAME
+
+        if self.name not in BY_NAME:
+            return None
+        return SummarizationTask(self.name, self.file, split="train")
+
+
+TEST_SHARE = 5  # one row in five is held back for reports
+
+
+def summary_split(
+    rows: list[dict[str, Any]], which: Literal["train", "test"]
+) -> list[dict[str, Any]]:
+    """A deterministic train/test split, in file order. Rows that carry a `split` field keep
+    it ("test" is test; "validation" and "train" are train: QMSum's 35 + 35 meetings); else
+    the len/5 rows whose sha256(id) (or of the document, without an id) is smallest are test
+    (CNN/DailyMail: 200 of the 1,000), so the split does not depend on the order of rows."""
+    import hashlib
+
+    if rows and all("split" in r for r in rows):
+        return [r for r in rows if (r["split"] == "test") == (which == "test")]
+    keys = [hashlib.sha256(str(r.get("id", r["document"])).encode()).hexdigest() for r in rows]
+    test = set(sorted(range(len(rows)), key=keys.__getitem__)[: len(rows) // TEST_SHARE])
+    return [r for i, r in enumerate(rows) if (i in test) == (which == "test")]
 
 
 def _banking_labels() -> tuple[str, ...]:
@@ -189,11 +220,16 @@ def builtin_task(name: str) -> ClassificationTask | SummarizationTask:
             _banking_labels(),
             "Which banking customer-support intent is this message?",
         )
-    if name == "cnn_dailymail":
-        return SummarizationTask("cnn_dailymail", "validation_1000.jsonl")
-    if name == "qmsum":
-        return SummarizationTask("qmsum", "general_summaries.jsonl")
-    raise DataError(f"unknown task {name!r}; built-in: {', '.join(TASK_NAMES)}")
+    base, _, split = name.partition("-")
+    if base in SUMMARY_FILES and split in ("", "train", "test"):
+        part: Literal["train", "test"] | None = split or None  # type: ignore[assignment]
+        return SummarizationTask(base, SUMMARY_FILES[base], split=part)
+    raise DataError(
+        f"unknown task {name!r}; built-in: {', '.join(TASK_NAMES)} (summaries also as "
+        f"NAME-train and NAME-test: {', '.join(f'{n}-test' for n in SUMMARY_FILES)})"
+    )
 
 
+# summarization datasets; NAME-train and NAME-test are summary_split()'s halves
+SUMMARY_FILES = {"cnn_dailymail": "validation_1000.jsonl", "qmsum": "general_summaries.jsonl"}
 TASK_NAMES = ("sst2", "sms_spam", "banking77", "cnn_dailymail", "qmsum", "extract_sms")

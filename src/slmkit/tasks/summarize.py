@@ -7,6 +7,7 @@ import contextlib
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from slmkit.engine.batch import generate_many
 from slmkit.engine.core import Engine
@@ -27,6 +28,27 @@ class SummaryResult:
     chunks: int
     levels: int
     coverage: float  # share of the document's non-space characters the model read
+    # "map-reduce" (a model's summary; the token counts are the model's) or "extractive"
+    # (tasks/extractive.py: the counts are words, `chunks` the sentences, `picked` those kept)
+    method: str = "map-reduce"
+    picked: tuple[int, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON shape `slm summarize --json` and `POST /v1/summarize` return."""
+        out = {
+            "summary": self.summary,
+            "method": self.method,
+            "document_tokens": self.document_tokens,
+            "tokens_read": self.tokens_read,
+            "coverage": self.coverage,
+            "chunks": self.chunks,
+            "levels": self.levels,
+        }
+        if self.method == "extractive":
+            out["sentences"], out["picked"] = out.pop("chunks"), list(self.picked)
+            out["document_words"] = out.pop("document_tokens")
+            del out["tokens_read"], out["levels"]
+        return out
 
 
 def _content(text: str) -> int:
