@@ -50,6 +50,7 @@ def test_eval_zeroshot_and_summary_json() -> None:
         ).stdout
     )
     assert s["rouge1"] > 0.05 and s["min_coverage"] == 1.0 and s["n"] == 1
+    assert s["lead_baseline"]["k"] >= 1 and 0 < s["lead_baseline"]["rougeL"] < 1
 
 
 def test_train_classifier_then_classify(tmp_path: Path) -> None:

@@ -85,8 +85,16 @@ QA_TASKS = {
 
 
 # summaries without a model, benchmarked as if they were models: lead-k (k chosen on the
-# training split) and the extractive summarizer (evaluate/summaries.py)
+# training split; "lead-3": three sentences) and the extractive summarizer (evaluate/summaries.py)
 SUMMARY_METHODS = ("lead", "extractive")
+
+
+def summary_method(model: str) -> tuple[str, int | None] | None:
+    """("lead", k or None) or ("extractive", None) for a summary method named as a model."""
+    if model in SUMMARY_METHODS:
+        return model, None
+    name, _, k = model.partition("-")
+    return (name, int(k)) if name == "lead" and k.isdigit() and int(k) > 0 else None
 
 
 def check_tasks(tasks: list[str], models: list[str] | None = None) -> None:
@@ -95,7 +103,7 @@ def check_tasks(tasks: list[str], models: list[str] | None = None) -> None:
     from slmkit.evaluate.runner import task_spec
     from slmkit.tasks.data import SummarizationTask
 
-    methods = [m for m in models or () if m in SUMMARY_METHODS]
+    methods = [m for m in models or () if summary_method(m)]
     for task in tasks:
         if task in ("extract_sms", *BIAS_TASKS, *QA_TASKS):
             if methods:
@@ -112,7 +120,7 @@ def expand_models(config: BenchConfig, store: Store, say: Callable[[str], None])
 
     out: list[str] = []
     for model in config.models:
-        if is_endpoint(model) or model in SUMMARY_METHODS:
+        if is_endpoint(model) or summary_method(model):
             out.append(model)
             continue
         entry, _ = store.require(model)
@@ -137,7 +145,7 @@ def _describe(model: str, store: Store) -> dict[str, Any]:
 
     if is_endpoint(model):
         return {"quant": "endpoint", "params": None, "size_bytes": None, "kind": "endpoint"}
-    if model in SUMMARY_METHODS:
+    if summary_method(model):
         return {"quant": "-", "params": None, "size_bytes": None, "kind": "method"}
     entry = store.get(model)
     return {
@@ -214,7 +222,7 @@ def run_cell(config: BenchConfig, model: str, task: str, store: Store, out: Path
 def _does_not_fit(config: BenchConfig, model: str, store: Store) -> str | None:
     from slmkit.tasks.endpoint import is_endpoint
 
-    if config.ram_gb is None or is_endpoint(model) or model in SUMMARY_METHODS:
+    if config.ram_gb is None or is_endpoint(model) or summary_method(model):
         return None
     need = estimate_ram_bytes(store.get(model), config.n_ctx)
     if need is not None and need > config.ram_gb * 2**30:

@@ -84,14 +84,15 @@ def _load_timed(model_id: str, n_ctx: int | None) -> tuple[dict[str, Any], Any]:
 
 
 def run_local(spec: dict[str, Any]) -> dict[str, Any]:
-    from slmkit.bench import SUMMARY_METHODS
+    from slmkit.bench import summary_method
     from slmkit.catalog.memory import own_peak_rss_mb
     from slmkit.evaluate.runner import evaluate
 
-    if spec["model"] in SUMMARY_METHODS:  # no model: no load, no decode speed
+    method = summary_method(spec["model"])
+    if method:  # no model: no load, no decode speed
         result: dict[str, Any] = {"load_s": None}
         result["task_result"] = evaluate(
-            spec["task"], model=None, method=spec["model"], limit=spec["limit"]
+            spec["task"], model=None, method=method[0], limit=spec["limit"], lead_k=method[1]
         )
         result["peak_rss_mb"] = round(own_peak_rss_mb(), 1)
         return result
