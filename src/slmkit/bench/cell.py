@@ -88,11 +88,11 @@ def run_local(spec: dict[str, Any]) -> dict[str, Any]:
     from slmkit.catalog.memory import own_peak_rss_mb
     from slmkit.evaluate.runner import evaluate
 
-    method = summary_method(spec["model"])
-    if method:  # no model: no load, no decode speed
+    summary = summary_method(spec["model"])
+    if summary:  # no model: no load, no decode speed
         result: dict[str, Any] = {"load_s": None}
         result["task_result"] = evaluate(
-            spec["task"], model=None, method=method[0], limit=spec["limit"], lead_k=method[1]
+            spec["task"], model=None, method=summary[0], limit=spec["limit"], lead_k=summary[1]
         )
         result["peak_rss_mb"] = round(own_peak_rss_mb(), 1)
         return result
