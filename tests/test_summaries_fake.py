@@ -144,7 +144,8 @@ def test_bench_cells_of_summary_methods_carry_the_lead_line() -> None:
     check_tasks(["cnn_dailymail-test"], ["lead", "lead-3", "extractive"])
     with pytest.raises(InputError, match="lead-3 summarizes; sms_spam"):
         check_tasks(["sms_spam"], ["smollm2-135m-instruct", "lead-3"])
-    assert summary_method("lead-3") == ("lead", 3) and summary_method("lead-x") is None
+    assert summary_method("lead-3") == ("lead", 3, None) and summary_method("lead-x") is None
+    assert summary_method("hybrid:m") == ("hybrid", None, "m") and summary_method("hybrid:") is None
     task = {"n": 4, "rouge1": 0.3, "rouge2": 0.1, "rougeL": 0.2, "latency_ms_p50": 5.0}
     task["lead_baseline"] = {"k": 2, "rouge1": 0.28, "rouge2": 0.1, "rougeL": 0.18}
     rec = {"key": "extractive|t", "model": "extractive", "quant": "-", "status": "ok"}
@@ -169,6 +170,9 @@ def test_summarize_endpoint_extractive_without_a_model(fake_store: Store) -> Non
             assert body["summary"] and body["sentences"] == 7 and provider.loaded() == {}
             r = c.post("/v1/summarize", json={"input": ARTICLE})
             assert r.status_code == 400 and "model is required" in r.text
+            body = {"input": ARTICLE, "method": "hybrid", "model": "fake-chat", "max_words": 10}
+            r = c.post("/v1/summarize", json=body)
+            assert r.status_code == 200 and r.json()["method"] == "hybrid" and r.json()["picked"]
             r = c.post("/v1/summarize", json={"input": "word " * 200, "method": "extractive"})
             assert r.status_code == 400 and "no sentence boundary" in r.text
     finally:
@@ -194,3 +198,17 @@ def test_cli_and_batch_summarize_extractive(tmp_path: Path, fake_minilm: Any) ->
         cli, ["summarize", str(tmp_path / "gone.txt"), "--method", "extractive"]
     )
     assert empty.exit_code != 0
+
+
+def test_hybrid_gives_the_model_only_the_picked_sentences(fake_model: Any) -> None:
+    from slmkit.tasks.extractive import HybridSummarizer
+
+    doc = (ARTICLE + "\n") * 20
+    seen: list[str] = []
+    chat = fake_model.chat
+    fake_model.chat = lambda prompt, **kw: seen.append(prompt) or chat(prompt, **kw)
+    res = HybridSummarizer(fake_model, FakeEmbedder(), max_words=20)(doc)
+    assert res.method == "hybrid" and res.picked and len(seen) == 1
+    kept = ExtractiveSummarizer(FakeEmbedder(), max_words=40)(doc).summary
+    assert kept in seen[0] and len(seen[0]) < len(doc) / 5
+    assert res.document_tokens == fake_model.count_tokens(kept) and res.as_dict()["picked"]

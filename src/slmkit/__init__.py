@@ -280,14 +280,19 @@ def summarize(
     *,
     model: str | Model = DEFAULT_MODEL,
     max_words: int = 60,
-    method: Literal["model", "extractive"] = "model",
+    method: Literal["model", "extractive", "hybrid"] = "model",
 ) -> SummaryResult:
     """Summarize a document of any length; returns a SummaryResult (summary, coverage, ...).
-    method="extractive": the document's most central sentences (MiniLM), no model loaded."""
+    method="extractive": the document's most central sentences (MiniLM), no model loaded;
+    "hybrid": the model rewrites those sentences (a short prompt)."""
     if method == "extractive":
         from slmkit.tasks.extractive import ExtractiveSummarizer
 
         return ExtractiveSummarizer(max_words=max_words)(text)
+    if method == "hybrid":
+        from slmkit.tasks.extractive import HybridSummarizer
+
+        return HybridSummarizer(_model(model), max_words=max_words)(text)
     from slmkit.tasks.summarize import Summarizer
 
     return Summarizer(_model(model), max_words=max_words)(text)

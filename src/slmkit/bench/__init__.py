@@ -84,17 +84,21 @@ QA_TASKS = {
 }
 
 
-# summaries without a model, benchmarked as if they were models: lead-k (k chosen on the
-# training split; "lead-3": three sentences) and the extractive summarizer (evaluate/summaries.py)
+# summary methods benchmarked as if they were models: lead-k (k chosen on the training split;
+# "lead-3": three sentences) and the extractive summarizer, without a model; "hybrid:MODEL",
+# MODEL rewriting the extractive pick (evaluate/summaries.py, tasks/extractive.py)
 SUMMARY_METHODS = ("lead", "extractive")
 
 
-def summary_method(model: str) -> tuple[str, int | None] | None:
-    """("lead", k or None) or ("extractive", None) for a summary method named as a model."""
+def summary_method(model: str) -> tuple[str, int | None, str | None] | None:
+    """(method, lead k, the model that writes) for a summary method named as a model:
+    ("lead", k or None, None), ("extractive", None, None) or ("hybrid", None, MODEL)."""
     if model in SUMMARY_METHODS:
-        return model, None
+        return model, None, None
+    if model.startswith("hybrid:") and len(model) > 7:
+        return "hybrid", None, model[7:]
     name, _, k = model.partition("-")
-    return (name, int(k)) if name == "lead" and k.isdigit() and int(k) > 0 else None
+    return (name, int(k), None) if name == "lead" and k.isdigit() and int(k) > 0 else None
 
 
 def check_tasks(tasks: list[str], models: list[str] | None = None) -> None:
@@ -120,7 +124,10 @@ def expand_models(config: BenchConfig, store: Store, say: Callable[[str], None])
 
     out: list[str] = []
     for model in config.models:
-        if is_endpoint(model) or summary_method(model):
+        method = summary_method(model)
+        if method and method[2]:
+            store.require(method[2])
+        if is_endpoint(model) or method:
             out.append(model)
             continue
         entry, _ = store.require(model)
@@ -145,7 +152,10 @@ def _describe(model: str, store: Store) -> dict[str, Any]:
 
     if is_endpoint(model):
         return {"quant": "endpoint", "params": None, "size_bytes": None, "kind": "endpoint"}
-    if summary_method(model):
+    method = summary_method(model)
+    if method and method[2]:
+        return {**_describe(method[2], store), "kind": "method"}
+    if method:
         return {"quant": "-", "params": None, "size_bytes": None, "kind": "method"}
     entry = store.get(model)
     return {
@@ -222,9 +232,10 @@ def run_cell(config: BenchConfig, model: str, task: str, store: Store, out: Path
 def _does_not_fit(config: BenchConfig, model: str, store: Store) -> str | None:
     from slmkit.tasks.endpoint import is_endpoint
 
-    if config.ram_gb is None or is_endpoint(model) or summary_method(model):
+    method = summary_method(model)
+    if config.ram_gb is None or is_endpoint(model) or (method and not method[2]):
         return None
-    need = estimate_ram_bytes(store.get(model), config.n_ctx)
+    need = estimate_ram_bytes(store.get(method[2] if method and method[2] else model), config.n_ctx)
     if need is not None and need > config.ram_gb * 2**30:
         return (
             f"needs about {need / 2**30:.2f} GB at n_ctx {config.n_ctx} (estimate), "

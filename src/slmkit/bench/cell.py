@@ -89,10 +89,16 @@ def run_local(spec: dict[str, Any]) -> dict[str, Any]:
     from slmkit.evaluate.runner import evaluate
 
     summary = summary_method(spec["model"])
-    if summary:  # no model: no load, no decode speed
+    if summary:  # a summary method: timed per article, no separate load or decode speed
+        method, lead_k, writer = summary
         result: dict[str, Any] = {"load_s": None}
         result["task_result"] = evaluate(
-            spec["task"], model=None, method=summary[0], limit=spec["limit"], lead_k=summary[1]
+            spec["task"],
+            model=writer,
+            method=method,
+            limit=spec["limit"],
+            lead_k=lead_k,
+            n_ctx=spec["n_ctx"],
         )
         result["peak_rss_mb"] = round(own_peak_rss_mb(), 1)
         return result

@@ -52,9 +52,10 @@ EVAL_OPTIONS = [
         default="zeroshot",
         show_default=True,
         type=click.Choice(
-            ["zeroshot", "zeroshot-uncalibrated", "fewshot", "head", "extractive", "lead"]
+            ["zeroshot", "zeroshot-uncalibrated", "fewshot", "head", "hybrid", "extractive", "lead"]
         ),
-        help="Summaries: zeroshot (the model), extractive or lead (no model).",
+        help="Summaries: zeroshot (the model), hybrid (the model rewrites the extractive "
+        "summary's sentences), extractive or lead (no model).",
     ),
     click.option(
         "--lead-k",

@@ -35,11 +35,12 @@ BATCH_OPTIONS: list[Any] = [
                 "finetuned",
                 "model",
                 "extractive",
+                "hybrid",
             ]
         ),
         default=None,
-        help="classify: as `slm classify` (default zeroshot); summarize: model (default) or "
-        "extractive.",
+        help="classify: as `slm classify` (default zeroshot); summarize: model (default), "
+        "extractive or hybrid.",
     ),
     click.option("--head", "head_path", type=click.Path(dir_okay=False), help="classify head."),
     click.option("--instruction", default=None, help="classify: the question asked."),

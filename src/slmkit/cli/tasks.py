@@ -261,11 +261,12 @@ SUMMARIZE_OPTIONS = [
     click.option("--model", "model_id", default="smollm2-135m-instruct", show_default=True),
     click.option(
         "--method",
-        type=click.Choice(["model", "extractive"]),
+        type=click.Choice(["model", "extractive", "hybrid"]),
         default="model",
         show_default=True,
         help="model: the model writes it (map-reduce past its context); extractive: central "
-        "sentences of the document itself, no model (milliseconds per article).",
+        "sentences of the document itself, no model (milliseconds per article); hybrid: the "
+        "model rewrites the extractive pick of twice --max-words.",
     ),
     click.option("--max-words", type=click.IntRange(min=5), default=60, show_default=True),
     click.option("--n-ctx", type=click.IntRange(min=256), default=None),
@@ -296,6 +297,11 @@ def summarize(
         from slmkit.tasks.extractive import ExtractiveSummarizer
 
         res = ExtractiveSummarizer(max_words=max_words)(text, progress=tick)
+    elif method == "hybrid":
+        from slmkit.loading import load
+        from slmkit.tasks.extractive import HybridSummarizer
+
+        res = HybridSummarizer(load(model_id, n_ctx=n_ctx), max_words=max_words)(text, tick)
     else:
         from slmkit.loading import load
         from slmkit.tasks.summarize import summarizer_for

@@ -91,11 +91,12 @@ def evaluate(
 
             result = eval_extractive(spec, method, limit, max_words, progress, lead_k)
         elif isinstance(spec, SummarizationTask):
-            if method != "zeroshot":
+            if method not in ("zeroshot", "hybrid"):
                 raise InputError(
-                    f"summaries take --method zeroshot (a model), {' or '.join(SUMMARY_BASELINES)}"
+                    "summaries take --method zeroshot or hybrid (a model), "
+                    f"{' or '.join(SUMMARY_BASELINES)}"
                 )
-            run = SummaryRun(limit, n_ctx, max_words, parallel, prompt_lookup)
+            run = SummaryRun(limit, n_ctx, max_words, parallel, prompt_lookup, method == "hybrid")
             result = _eval_summarize(spec, _need(model), run, progress)
         else:
             result = _eval_classify(
@@ -223,24 +224,31 @@ class SummaryRun:
     max_words: int
     parallel: int  # chunks summarized at once on an engine (1: one by one)
     prompt_lookup: int = 0  # drafts copied from the text, one by one only
+    hybrid: bool = False  # extractive selection, then the model rewrites it
 
 
 def _eval_summarize(
     spec: SummarizationTask, model_id: str, run: SummaryRun, progress: Progress | None
 ) -> dict[str, Any]:
+    from slmkit.tasks.extractive import HybridSummarizer
     from slmkit.tasks.summarize import summarizer_for
 
     docs, refs = spec.load(run.limit)
     model = load_model(model_id, run.n_ctx)
     timer = Timer()
-    with summarizer_for(
-        model, max_words=run.max_words, parallel=run.parallel, prompt_lookup=run.prompt_lookup
-    ) as summarizer:
-        results = timer.run(lambda batch: [summarizer(d) for d in batch], docs, 1, progress)
+    if run.hybrid:
+        hybrid = HybridSummarizer(model, max_words=run.max_words)
+        hybrid.extract.embedder  # noqa: B018 (loaded before the clock starts)
+        results = timer.run(lambda batch: [hybrid(d) for d in batch], docs, 1, progress)
+    else:
+        with summarizer_for(
+            model, max_words=run.max_words, parallel=run.parallel, prompt_lookup=run.prompt_lookup
+        ) as summarizer:
+            results = timer.run(lambda batch: [summarizer(d) for d in batch], docs, 1, progress)
     cover = [r.coverage for r in results]
     out: dict[str, Any] = {
         "model": model.id,
-        "method": "map-reduce",
+        "method": results[0].method,
         "n": len(docs),
         "n_ctx": model.n_ctx,
         "max_words": run.max_words,

@@ -195,9 +195,20 @@ def summarize(
         from slmkit.tasks.extractive import ExtractiveSummarizer
 
         return ExtractiveSummarizer(provider.embedder(), max_words=body.max_words)(body.input)
-    assert body.model is not None  # SummarizeRequest requires it for method "model"
+    assert body.model is not None  # SummarizeRequest requires it unless extractive
     item = provider.get(body.model)
     window = task_window(item)
+    if body.method == "hybrid":
+        from slmkit.tasks.extractive import HybridSummarizer
+
+        hybrid = HybridSummarizer(
+            item.model,
+            provider.embedder(),
+            max_words=body.max_words,
+            engine=item.engine,
+            window=window,
+        )
+        return hybrid(body.input)
     summarizer = Summarizer(item.model, max_words=body.max_words, engine=item.engine, window=window)
     return summarizer(body.input)
 

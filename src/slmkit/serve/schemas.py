@@ -157,10 +157,10 @@ class SummarizeRequest(_Body):
     model: str | None = None
     input: str = Field(min_length=1)
     max_words: int = Field(default=60, ge=5, le=1000)
-    method: Literal["model", "extractive"] = "model"
+    method: Literal["model", "extractive", "hybrid"] = "model"
 
     @model_validator(mode="after")
     def _model_for_model(self) -> SummarizeRequest:
-        if self.method == "model" and not self.model:
+        if self.method != "extractive" and not self.model:
             raise ValueError("model is required unless method is 'extractive'")
         return self

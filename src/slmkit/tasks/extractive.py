@@ -12,7 +12,8 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -20,6 +21,7 @@ from slmkit.errors import EmptyPromptError, InputError
 from slmkit.tasks.summarize import SummaryResult
 
 if TYPE_CHECKING:
+    from slmkit.model import Model
     from slmkit.tasks.embed import Embedder
 
 # Punkt learns abbreviations from training text; NLTK's trained English model is a separate
@@ -158,3 +160,34 @@ class ExtractiveSummarizer:
         return SummaryResult(
             summary, total, total, len(sentences), 0, 1.0, method=self.method, picked=tuple(picked)
         )
+
+
+class HybridSummarizer:
+    """Extract, then rewrite: the extractive summarizer keeps the document's most central
+    sentences (up to `select_words`, twice the target by default) and the model summarizes
+    only those into `max_words`: a short prompt instead of the whole document, so a faster
+    prefill and less to get wrong. Any Summarizer keyword (engine, window, ...) passes on."""
+
+    method = "hybrid"
+
+    def __init__(
+        self,
+        model: Model,
+        embedder: Embedder | None = None,
+        *,
+        max_words: int = 60,
+        select_words: int | None = None,
+        **summarizer: Any,
+    ) -> None:
+        from slmkit.tasks.summarize import Summarizer
+
+        self.extract = ExtractiveSummarizer(embedder, max_words=select_words or 2 * max_words)
+        self.rewrite = Summarizer(model, max_words=max_words, **summarizer)
+
+    def __call__(
+        self, text: str, progress: Callable[[int, int], None] | None = None
+    ) -> SummaryResult:
+        picked = self.extract(text, progress)
+        res = self.rewrite(picked.summary)
+        # the token counts are those of the kept sentences, which the model read in full
+        return replace(res, method=self.method, picked=picked.picked)

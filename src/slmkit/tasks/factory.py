@@ -49,8 +49,10 @@ class ClassifyOptions(TaskOptions):
 class SummarizeOptions(TaskOptions):
     max_words: int = Field(60, ge=5, description="Length of the summary.")
     n_ctx: int | None = Field(None, ge=256, description="Context size of the model.")
-    method: Literal["model", "extractive"] = Field(
-        "model", description="The model writes it, or extractive: sentences of the document."
+    method: Literal["model", "extractive", "hybrid"] = Field(
+        "model",
+        description="The model writes it; extractive: sentences of the document; hybrid: the "
+        "model rewrites the extractive pick.",
     )
 
 
@@ -144,15 +146,16 @@ def embed_task(o: EmbedOptions) -> TaskFn:
 
 def summarize_task(o: SummarizeOptions) -> TaskFn:
     from slmkit.loading import load
-    from slmkit.tasks.extractive import ExtractiveSummarizer
+    from slmkit.tasks.extractive import ExtractiveSummarizer, HybridSummarizer
     from slmkit.tasks.summarize import Summarizer
 
-    summarizer: ExtractiveSummarizer | Summarizer
+    summarizer: ExtractiveSummarizer | HybridSummarizer | Summarizer
     if o.method == "extractive":
         summarizer = ExtractiveSummarizer(max_words=o.max_words)
     else:
         model = load(o.model_id or "smollm2-135m-instruct", n_ctx=o.n_ctx)
-        summarizer = Summarizer(model, max_words=o.max_words)
+        kind = HybridSummarizer if o.method == "hybrid" else Summarizer
+        summarizer = kind(model, max_words=o.max_words)
 
     def summarize(texts: list[str]) -> list[dict[str, Any]]:
         out = []

@@ -28,8 +28,9 @@ class SummaryResult:
     chunks: int
     levels: int
     coverage: float  # share of the document's non-space characters the model read
-    # "map-reduce" (a model's summary; the token counts are the model's) or "extractive"
+    # "map-reduce" (a model's summary; the token counts are the model's), "extractive"
     # (tasks/extractive.py: the counts are words, `chunks` the sentences, `picked` those kept)
+    # or "hybrid" (the model's summary of the `picked` sentences; its counts are of those)
     method: str = "map-reduce"
     picked: tuple[int, ...] = ()
 
@@ -45,9 +46,11 @@ class SummaryResult:
             "levels": self.levels,
         }
         if self.method == "extractive":
-            out["sentences"], out["picked"] = out.pop("chunks"), list(self.picked)
+            out["sentences"] = out.pop("chunks")
             out["document_words"] = out.pop("document_tokens")
             del out["tokens_read"], out["levels"]
+        if self.method != "map-reduce":  # hybrid: the counts are of the kept sentences
+            out["picked"] = list(self.picked)
         return out
 
 
