@@ -42,3 +42,11 @@ def test_bench_report_draws_the_lead_line(real_store: Store, tmp_path: Path) -> 
     page = (tmp_path / "b" / "report.html").read_text()
     assert "lead-k" in page and page.count('src="data:image/png;base64,') >= 1
     assert json.loads((tmp_path / "b" / "results.json").read_text())["cells"][1]["kind"] == "method"
+
+
+def test_hybrid_reads_a_short_prompt(smollm_path: Path) -> None:
+    """SmolLM2 rewrites the extractive pick: it reads fewer tokens than the article has."""
+    asset_dir(Store(), MINILM_INT8, pull=True)
+    hy = evaluate("cnn_dailymail-test", model="smollm2-135m-instruct", method="hybrid", limit=2)
+    assert hy["method"] == "hybrid" and hy["n"] == 2 and 0.05 < hy["rougeL"] < 1
+    assert hy["lead_baseline"]["k"] >= 1 and hy["min_coverage"] == 1.0
