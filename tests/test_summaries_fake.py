@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from slmkit.bench import BenchConfig, check_tasks, finish, summary_method
 from slmkit.bench.report import flat
 from slmkit.catalog.store import Store
-from slmkit.errors import EmptyPromptError, InputError
+from slmkit.errors import DataError, EmptyPromptError, InputError
 from slmkit.serve import ModelProvider, ServerSettings, create_app
 from slmkit.tasks.data import SummarizationTask, summary_split
 from slmkit.tasks.extractive import ExtractiveSummarizer, lead, split_sentences
@@ -134,8 +134,19 @@ def test_eval_reports_lead_k_beside_extractive_and_lead(tmp_path: Path, fake_min
     assert base["k"] == 3 and "user's file" in base["k_chosen"]  # no training split
     ld = evaluate(path, model=None, method="lead", lead_k=3)
     assert ld["rougeL"] == base["rougeL"] and ld["lead_k"] == 3
-    with pytest.raises(InputError, match="zeroshot .*extractive or lead"):
+    with pytest.raises(InputError, match="zeroshot or hybrid .*extractive or lead"):
         evaluate(path, model=None, method="fewshot")
+    assert ex["skipped_summary_longer"] == 0
+    rows = [
+        {"document": "Short one.", "summary": ARTICLE},
+        {"document": ARTICLE, "summary": "Port."},
+    ]
+    Path(path).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    got = evaluate(path, model=None, method="lead")
+    assert got["n"] == 1 and got["skipped_summary_longer"] == 1
+    Path(path).write_text(json.dumps(rows[0]) + "\n")
+    with pytest.raises(DataError, match="every summary is longer than its document"):
+        evaluate(path, model=None, method="lead")
 
 
 def test_bench_cells_of_summary_methods_carry_the_lead_line() -> None:

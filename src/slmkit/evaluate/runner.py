@@ -233,7 +233,7 @@ def _eval_summarize(
     from slmkit.tasks.extractive import HybridSummarizer
     from slmkit.tasks.summarize import summarizer_for
 
-    docs, refs = spec.load(run.limit)
+    docs, refs, skipped = spec.load_pairs(run.limit)
     model = load_model(model_id, run.n_ctx)
     timer = Timer()
     if run.hybrid:
@@ -250,6 +250,7 @@ def _eval_summarize(
         "model": model.id,
         "method": results[0].method,
         "n": len(docs),
+        "skipped_summary_longer": skipped,
         "n_ctx": model.n_ctx,
         "max_words": run.max_words,
         "parallel": run.parallel,

@@ -61,9 +61,10 @@ def eval_extractive(
     """`slm eval SUMMARY_TASK --method extractive|lead`: no model; the same figures."""
     from slmkit.tasks.extractive import ExtractiveSummarizer, lead
 
-    docs, refs = spec.load(limit)
+    docs, refs, skipped = spec.load_pairs(limit)
     timer = Timer()
     out: dict[str, Any] = {"model": None, "method": method, "n": len(docs)}
+    out["skipped_summary_longer"] = skipped
     if method == "lead":
         k = k or lead_k(spec)[0]
         summaries = timer.run(lambda b: [lead(d, k) for d in b], docs, 1, progress)

@@ -150,12 +150,25 @@ class SummarizationTask:
     split: Literal["train", "test"] | None = None
 
     def load(self, limit: int | None = None) -> tuple[list[str], list[str]]:
+        docs, refs, _ = self.load_pairs(limit)
+        return docs, refs
+
+    def load_pairs(self, limit: int | None = None) -> tuple[list[str], list[str], int]:
+        """Documents, reference summaries, and how many rows were skipped because the
+        summary has more words than its document (not a summary: a swapped column, most
+        likely); every row skipped is an error."""
         res = read_rows(
             task_file(self.name, self.file), required=("document", "summary"), on_error="fail"
         )
         rows = summary_split(res.rows, self.split) if self.split else res.rows
         rows = rows[:limit] if limit else rows
-        return [r["document"] for r in rows], [r["summary"] for r in rows]
+        good = [r for r in rows if len(r["summary"].split()) <= len(r["document"].split())]
+        if not good:
+            raise DataError(
+                f"{self.name}: every summary is longer than its document (are the "
+                "'document' and 'summary' fields swapped?)"
+            )
+        return [r["document"] for r in good], [r["summary"] for r in good], len(rows) - len(good)
 
     def training(self) -> SummarizationTask | None:
         """The rows a baseline's settings are chosen on (never the rows reported): the
