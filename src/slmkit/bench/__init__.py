@@ -113,7 +113,8 @@ def check_tasks(tasks: list[str], models: list[str] | None = None) -> None:
             if methods:
                 raise InputError(f"{methods[0]} summarizes; {task} is not a summarization task")
             continue
-        if methods and not isinstance(task_spec(task), SummarizationTask):
+        spec = task_spec(task)
+        if methods and not isinstance(spec, SummarizationTask):
             raise InputError(f"{methods[0]} summarizes; {task} is not a summarization task")
 
 
