@@ -84,16 +84,14 @@ QA_TASKS = {
 }
 
 
-# summary methods benchmarked as if they were models: lead-k (k chosen on the training split;
-# "lead-3": three sentences) and the extractive summarizer, without a model; "hybrid:MODEL",
-# MODEL rewriting the extractive pick (evaluate/summaries.py, tasks/extractive.py)
-SUMMARY_METHODS = ("lead", "extractive")
-
-
 def summary_method(model: str) -> tuple[str, int | None, str | None] | None:
-    """(method, lead k, the model that writes) for a summary method named as a model:
-    ("lead", k or None, None), ("extractive", None, None) or ("hybrid", None, MODEL)."""
-    if model in SUMMARY_METHODS:
+    """(method, lead k, the model that writes) for a summary method benchmarked as if it were
+    a model: "lead" (k chosen on the training split), "lead-3" (three sentences) and
+    "extractive" run without a model (evaluate.runner.SUMMARY_BASELINES); "hybrid:MODEL" is
+    MODEL rewriting the extractive pick (tasks/extractive.py)."""
+    from slmkit.evaluate.runner import SUMMARY_BASELINES
+
+    if model in SUMMARY_BASELINES:
         return model, None, None
     if model.startswith("hybrid:") and len(model) > 7:
         return "hybrid", None, model[7:]
@@ -109,12 +107,9 @@ def check_tasks(tasks: list[str], models: list[str] | None = None) -> None:
 
     methods = [m for m in models or () if summary_method(m)]
     for task in tasks:
-        if task in ("extract_sms", *BIAS_TASKS, *QA_TASKS):
-            if methods:
-                raise InputError(f"{methods[0]} summarizes; {task} is not a summarization task")
-            continue
-        spec = task_spec(task)
-        if methods and not isinstance(spec, SummarizationTask):
+        named = task in ("extract_sms", *BIAS_TASKS, *QA_TASKS)  # matrix tasks, not datasets
+        summary = not named and isinstance(task_spec(task), SummarizationTask)
+        if methods and not summary:
             raise InputError(f"{methods[0]} summarizes; {task} is not a summarization task")
 
 

@@ -54,8 +54,9 @@ EVAL_OPTIONS = [
         type=click.Choice(
             ["zeroshot", "zeroshot-uncalibrated", "fewshot", "head", "hybrid", "extractive", "lead"]
         ),
-        help="Summaries: zeroshot (the model), hybrid (the model rewrites the extractive "
-        "summary's sentences), extractive or lead (no model).",
+        help="Classification: zeroshot, zeroshot-uncalibrated, fewshot or head. Summaries: "
+        "zeroshot (the model), hybrid (the model rewrites the extractive summary's "
+        "sentences), extractive or lead (no model).",
     ),
     click.option(
         "--lead-k",

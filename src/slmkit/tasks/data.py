@@ -156,7 +156,7 @@ class SummarizationTask:
     def load_pairs(self, limit: int | None = None) -> tuple[list[str], list[str], int]:
         """Documents, reference summaries, and how many rows were skipped because the
         summary has more words than its document (not a summary: a swapped column, most
-        likely); every row skipped is an error."""
+        likely). A DataError when that leaves no row."""
         res = read_rows(
             task_file(self.name, self.file), required=("document", "summary"), on_error="fail"
         )
