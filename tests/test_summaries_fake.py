@@ -223,3 +223,100 @@ def test_hybrid_gives_the_model_only_the_picked_sentences(fake_model: Any) -> No
     kept = ExtractiveSummarizer(FakeEmbedder(), max_words=40)(doc).summary
     assert kept in seen[0] and len(seen[0]) < len(doc) / 5
     assert res.document_tokens == fake_model.count_tokens(kept) and res.as_dict()["picked"]
+
+
+def _summary_rows(tmp_path: Path, n: int = 30) -> Path:
+    rows = [
+        {"document": (ARTICLE + " ") * (1 + i % 4) + f"Row {i} ends here.", "summary": f"Port {i}."}
+        for i in range(n)
+    ]
+    rows[3]["summary"] = " ".join(["far too long"] * 400)  # longer than its document
+    rows[5]["document"] = " ".join(["word"] * 300)  # no sentence boundary at all
+    path = tmp_path / "sums.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_finetune_summary_data_is_found_and_the_report_rows_refused(tmp_path: Path) -> None:
+    from slmkit.train.summaries import summary_task
+
+    train = summary_task("cnn_dailymail")
+    assert train is not None and train.split == "train" and train.name == "cnn_dailymail"
+    qmsum = summary_task("qmsum-train")
+    assert qmsum is not None and qmsum.name == "qmsum" and qmsum.split == "train"
+    with pytest.raises(DataError, match="held back"):
+        summary_task("cnn_dailymail-test")
+    assert summary_task(str(_summary_rows(tmp_path))) is not None
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(json.dumps({"prompt": "p", "response": "r"}) + "\n")
+    assert summary_task(str(pairs)) is None and summary_task("sst2") is None
+
+
+def test_finetune_summary_prompts_are_the_summarizers_and_keep_the_lead(
+    tmp_path: Path, fake_model: Any
+) -> None:
+    from slmkit.tasks.summarize import Summarizer
+    from slmkit.train import FinetuneConfig
+    from slmkit.train.summaries import summary_pairs, summary_task
+
+    data = str(_summary_rows(tmp_path))
+    cfg = FinetuneConfig(data=data, base="fake-chat", out="x", max_length=256, max_words=20)
+    cfg = cfg.resolved(True)
+    task = summary_task(data)
+    assert task is not None
+    got = summary_pairs(task, cfg, fake_model)
+    assert got.extra["skipped_summary_longer"] == 1 and got.extra["skipped_no_sentence"] == 0
+    assert len(got.prompts) + len(got.held_prompts) == 29 and len(got.held_prompts) == 3
+    head = Summarizer.prompt("", 20)
+    answer = 2 * 20 + 16
+    for prompt in got.prompts + got.held_prompts:
+        assert prompt.startswith(head)
+        text = prompt[len(head) :]
+        # the lead: whole leading sentences (only the no-boundary row is cut mid-"sentence")
+        assert text and (text.startswith("Mr. Smith") or text.startswith("word"))
+        wrapped = fake_model.format_chat([{"role": "user", "content": prompt}])
+        assert fake_model.count_tokens(wrapped) + answer <= 256
+    # long documents are cut to their lead, not dropped: every row is there (29 above)
+    docs = {
+        r["summary"]: r["document"] for r in map(json.loads, Path(data).read_text().splitlines())
+    }
+    cut = [p for p, ref in zip(got.prompts, got.responses, strict=True) if len(p) < len(docs[ref])]
+    assert cut
+    assert set(got.responses).isdisjoint(got.held_responses)
+
+
+def test_finetune_summary_extract_input_is_what_hybrid_feeds_the_model(
+    tmp_path: Path, fake_model: Any, fake_minilm: Any
+) -> None:
+    from slmkit.tasks.summarize import Summarizer
+    from slmkit.train import FinetuneConfig
+    from slmkit.train.summaries import summary_pairs, summary_task
+
+    data = str(_summary_rows(tmp_path))
+    cfg = FinetuneConfig(
+        data=data, base="fake-chat", out="x", summary_input="extract", max_words=20, limit=12
+    ).resolved(True)
+    task = summary_task(data)
+    assert task is not None
+    ticks: list[int] = []
+    got = summary_pairs(task, cfg, fake_model, ticks.append)
+    assert sum(ticks) == 12  # one tick per document picked from
+    kept = ExtractiveSummarizer(fake_minilm, max_words=40)
+    docs = {
+        r["summary"]: r["document"] for r in map(json.loads, Path(data).read_text().splitlines())
+    }
+    for prompt, ref in zip(got.prompts, got.responses, strict=True):
+        assert prompt == Summarizer.prompt(kept(docs[ref]).summary, 20)
+    limited = got.extra["skipped_no_sentence"] + len(got.prompts) + len(got.held_prompts)
+    assert limited == 12
+
+
+def test_summary_input_on_other_data_is_refused(tmp_path: Path, fake_store: Store) -> None:
+    from slmkit.train import FinetuneConfig
+    from slmkit.train.run_causal import _pairs
+
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(json.dumps({"prompt": "p", "response": "r"}) + "\n")
+    cfg = FinetuneConfig(data=str(pairs), base="fake-chat", out="x", summary_input="extract")
+    with pytest.raises(InputError, match="summary-input"):
+        _pairs(cfg.resolved(True), fake_store, None)

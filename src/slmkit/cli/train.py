@@ -34,10 +34,10 @@ def train_progress() -> Iterator[tuple[Callable[[Progress], None], Callable[[int
             info = f"loss {p.loss:.4f} {p.rows_per_s:.0f} rows/s{acc}"
             bar.update(tasks["train"], completed=p.step, info=info)
 
-        def label(n: int) -> None:
-            if "teacher" not in tasks:
-                tasks["teacher"] = bar.add_task("teacher labels", total=None, info="")
-            bar.advance(tasks["teacher"], n)
+        def label(n: int, what: str = "teacher labels") -> None:
+            if what not in tasks:
+                tasks[what] = bar.add_task(what, total=None, info="")
+            bar.advance(tasks[what], n)
 
         yield step, label
 
@@ -58,8 +58,10 @@ def finetune(
     An encoder base (the default) becomes a classifier: DATA is a built-in classification task
     or a labelled JSONL/CSV; `--teacher MODEL` distils from a larger local SLM. A chat GGUF
     base (e.g. smollm2-135m-instruct) learns instruction/response rows (LoRA by default):
-    DATA is extract_sms or a JSONL/CSV with prompt and response columns; the result is an
-    F16 GGUF that `slm run`, `slm eval` and the server use."""
+    DATA is extract_sms, a JSONL/CSV with prompt and response columns, or summaries (a
+    built-in summary task's training split, or a file with document and summary columns,
+    prompted as `slm summarize` prompts; --summary-input extract for --method hybrid); the
+    result is an F16 GGUF that `slm run`, `slm summarize`, `slm eval` and the server use."""
     from pydantic import ValidationError
 
     from slmkit.train import finetune as run

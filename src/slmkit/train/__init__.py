@@ -34,7 +34,7 @@ def finetune(
     force: bool = False,
     max_minutes: float | None = None,
     progress: Callable[[Progress], None] | None = None,
-    label_progress: Callable[[int], Any] | None = None,
+    label_progress: Callable[..., Any] | None = None,
 ) -> FinetuneResult:
     """Train, evaluate on the held-out rows (and the task's test split), register as cfg.out:
     the causal run when the base is a catalog decoder, else the encoder run."""
@@ -46,7 +46,9 @@ def finetune(
     causal = causal_base(cfg.base, store)
     cfg = cfg.resolved(causal is not None)
     if causal is not None:
-        return finetune_causal(cfg, store, *causal, resume, force, max_minutes, progress)
+        return finetune_causal(
+            cfg, store, *causal, resume, force, max_minutes, progress, label_progress
+        )
     return finetune_encoder(
         cfg,
         store,

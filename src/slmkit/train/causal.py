@@ -33,6 +33,7 @@ class PairData:
     held_prompts: list[str]
     held_responses: list[str]
     skipped: list[tuple[int, str]] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)  # what the run reports about the rows
 
 
 def _extract_sms_rows() -> tuple[list[str], list[str]]:

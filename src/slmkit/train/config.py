@@ -72,6 +72,14 @@ class FinetuneConfig(BaseModel):
         "default: the task's own, 'Classify the text.' for a file.",
     )
     text_field: str = Field(default="text", description="Text column of a file.")
+    summary_input: Literal["document", "extract"] = Field(
+        default="document",
+        description="Summaries: what the prompt holds: the document (its lead, cut to "
+        "--max-length) for `slm summarize`, or the extractive pick for --method hybrid.",
+    )
+    max_words: int = Field(
+        default=60, ge=5, description="Summaries: the prompt's word limit (as `slm summarize`)."
+    )
     label_field: str = Field(default="label_text", description="Label column (or 'label').")
 
     def resolved(self, causal: bool) -> FinetuneConfig:

@@ -47,8 +47,10 @@ def finetune_causal(
     force: bool,
     max_minutes: float | None,
     progress: Callable[[Progress], None] | None,
+    label_progress: Callable[..., Any] | None = None,
 ) -> FinetuneResult:
-    """LoRA (or full) on instruction/response rows; merged, exported to F16 GGUF, registered."""
+    """LoRA (or full) on instruction/response rows; merged, exported to F16 GGUF, registered.
+    `label_progress(n, what)` counts the rows prepared before training (summary extracts)."""
     import torch
 
     from slmkit.train import causal
@@ -59,15 +61,7 @@ def finetune_causal(
             "--teacher/--unlabeled distil into an encoder classifier; a causal base learns "
             "from the responses in DATA"
         )
-    data = causal.load_pairs(
-        cfg.data,
-        holdout=cfg.holdout,
-        seed=cfg.seed,
-        limit=cfg.limit,
-        text_field=cfg.text_field,
-        label_field=cfg.label_field,
-        instruction=cfg.instruction,
-    )
+    data = _pairs(cfg, store, label_progress)
     run_dir = store.root / "runs" / cfg.out
     check_resume(cfg, run_dir, resume, force)
     torch.set_num_threads(store.settings.n_threads)
@@ -80,6 +74,7 @@ def finetune_causal(
         loop.resume()
     state = loop.run(progress)
     metrics: dict[str, Any] = {
+        **data.extra,
         "train_rows": len(train.ids),
         "dropped_rows": dropped,
         "held_out_rows": len(held.ids),
@@ -92,6 +87,34 @@ def finetune_causal(
     result = _register_causal(cfg, store, entry, path, model, metrics, force)
     shutil.rmtree(run_dir, ignore_errors=True)
     return result
+
+
+def _pairs(cfg: FinetuneConfig, store: Store, progress: Callable[..., Any] | None) -> Any:
+    """The prompt/response rows of DATA: summaries prompted as `slm summarize` prompts them
+    (train/summaries.py, the base's tokenizer sizing the document's lead), or the others."""
+    from slmkit.loading import load
+    from slmkit.train import causal, summaries
+
+    task = summaries.summary_task(cfg.data)
+    if task is None:
+        if cfg.summary_input != "document":
+            raise InputError("--summary-input applies to document/summary rows only")
+        return causal.load_pairs(
+            cfg.data,
+            holdout=cfg.holdout,
+            seed=cfg.seed,
+            limit=cfg.limit,
+            text_field=cfg.text_field,
+            label_field=cfg.label_field,
+            instruction=cfg.instruction,
+        )
+
+    def tick(n: int) -> None:
+        if progress:
+            progress(n, "summary extracts")
+
+    with load(cfg.base, pull=False, store=store) as chat:
+        return summaries.summary_pairs(task, cfg, chat, tick)
 
 
 def _causal_loop(
