@@ -390,16 +390,31 @@ def test_shared_prefix_gives_the_same_loss_and_gradients_as_full_rows() -> None:
     starts = [len(common) + 3 + i for i in range(4)]
     shared = Encoded(ids, starts, shared_prefix(ids, starts))
     assert shared.prefix == 20
+
+    def reference() -> torch.Tensor:
+        """Every full row through the model, the output head at every position."""
+        b = Encoded(ids, starts, 0).batch(np.arange(4))
+        out = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
+        pred, gold = out[:, :-1], b["labels"][:, 1:]
+        return torch.nn.functional.cross_entropy(
+            pred.reshape(-1, pred.shape[-1]), gold.reshape(-1), ignore_index=-100
+        )
+
     grads = []
-    for enc in (Encoded(ids, starts, 0), shared):
+    for run in (reference, lambda: loss(model, Encoded(ids, starts, 0), np.arange(4))):
         model.zero_grad()
-        value = loss(model, enc, np.arange(4))
+        value = run()
         value.backward()
         grads.append((value.item(), [p.grad.clone() for p in model.parameters()]))
-    (a, ga), (b, gb) = grads
-    assert abs(a - b) < 1e-5
-    for x, y in zip(ga, gb, strict=True):
-        assert torch.allclose(x, y, atol=1e-5)
+    model.zero_grad()
+    value = loss(model, shared, np.arange(4))
+    value.backward()
+    grads.append((value.item(), [p.grad.clone() for p in model.parameters()]))
+    (a, ga), *rest = grads
+    for b, gb in rest:  # the head on answer positions only, then the shared prefix too
+        assert abs(a - b) < 1e-5
+        for x, y in zip(ga, gb, strict=True):
+            assert torch.allclose(x, y, atol=1e-5)
 
 
 def test_a_causal_base_refuses_wrong_data_and_distillation(fake_store: Store) -> None:

@@ -185,13 +185,18 @@ def shared_prefix(ids: list[list[int]], starts: list[int]) -> int:
 
 
 def logits(model: Any, enc: Encoded, idx: np.ndarray) -> tuple[Any, Any]:
-    """The rows' next-token logits (and labels) after the shared prefix. The prefix runs once
-    as a batch of one and its key/value cache is repeated for the batch: the same loss and
-    gradients as running every full row (checked in the tests), at a fraction of the work
-    when the prefix is most of each row, as an instruction with a schema is."""
+    """The rows' next-token logits and the labels they predict (already shifted: logits[:, i]
+    predicts labels[:, i]). The shared prefix runs once as a batch of one and its key/value
+    cache is repeated for the batch, and the output head runs only from the first position
+    that predicts a response token: the same loss and gradients as running every full row
+    (checked in the tests), at a fraction of the work when the prompt is most of each row
+    (an instruction with a schema; a document to summarize), and a fraction of the memory
+    (a 152k-word vocabulary makes the logits of a whole batch of rows gigabytes)."""
     import torch
 
     b = enc.batch(idx)
+    first = min(enc.starts[int(i)] for i in idx) - enc.prefix - 1  # predicts the first answer
+    keep = b["input_ids"].shape[1] - max(first, 0)
     cache = None
     if enc.prefix:
         head = torch.tensor([enc.ids[int(idx[0])][: enc.prefix]])
@@ -203,16 +208,18 @@ def logits(model: Any, enc: Encoded, idx: np.ndarray) -> tuple[Any, Any]:
         position_ids=b["positions"],
         cache=cache,
         use_cache=cache is not None,
+        logits_to_keep=keep,
     )
-    return out.logits, b["labels"]
+    labels = b["labels"][:, -keep:]
+    return out.logits[:, :-1], labels[:, 1:]
 
 
 def loss(model: Any, enc: Encoded, idx: np.ndarray) -> Any:
     """Mean cross-entropy over the response tokens of the rows."""
     import torch
 
-    out, labels = logits(model, enc, idx)
-    pred, gold = out[:, :-1].float(), labels[:, 1:]
+    out, gold = logits(model, enc, idx)
+    pred = out.float()
     return torch.nn.functional.cross_entropy(
         pred.reshape(-1, pred.shape[-1]), gold.reshape(-1), ignore_index=-100
     )
@@ -271,8 +278,8 @@ def response_accuracy(model: Any, enc: Encoded, batch_size: int = 16) -> float:
     with torch.inference_mode():
         for start in range(0, len(enc.ids), batch_size):
             idx = np.arange(start, min(start + batch_size, len(enc.ids)))
-            out, labels = logits(model, enc, idx)
-            pred, gold = out[:, :-1].argmax(-1), labels[:, 1:]
+            out, gold = logits(model, enc, idx)
+            pred = out.argmax(-1)
             keep = gold != -100
             right += int((pred[keep] == gold[keep]).sum())
             total += int(keep.sum())
