@@ -77,14 +77,14 @@ def test_lora_summaries_on_the_training_split_then_hybrid_eval(
     """`slm finetune cnn_dailymail --summary-input extract`: the extractive picks of training
     articles as prompts (what --method hybrid feeds the model), the held-out summary tokens
     improve on the base, and the result is evaluated as a hybrid on the held-back split."""
-    from slmkit.catalog.assets import MINILM_INT8, asset_dir
+    from slmkit.catalog.assets import MINILM_FP32, MINILM_INT8, asset_dir
 
-    minilm = asset_dir(real_store, MINILM_INT8, pull=True)
+    for asset in (MINILM_INT8, MINILM_FP32):  # the int8 model reads the fp32 one's tokenizer
+        asset_dir(real_store, asset, pull=True)
     home = tmp_path / "home"
     (home / "models").mkdir(parents=True)
-    (home / "assets").mkdir()
     (home / "models" / "smollm2-135m-instruct").symlink_to(smollm_path.parent)
-    (home / "assets" / MINILM_INT8.name).symlink_to(minilm)
+    (home / "assets").symlink_to(real_store.root / "assets")
     r = _slm(
         home, "finetune", "cnn_dailymail-test", "--base", "smollm2-135m-instruct", "--out", "x"
     )

@@ -54,6 +54,10 @@ class EmptyPromptError(InputError):
     """The prompt or message list is empty."""
 
 
+class NoSentenceBoundaryError(InputError):
+    """A document an extractive summary cannot be picked from: one long run-on "sentence"."""
+
+
 class LabelError(InputError):
     """The label set is unusable (fewer than two labels, duplicates, empty names)."""
 

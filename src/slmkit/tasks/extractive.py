@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from slmkit.errors import EmptyPromptError, InputError
+from slmkit.errors import EmptyPromptError, InputError, NoSentenceBoundaryError
 from slmkit.tasks.summarize import SummaryResult
 
 if TYPE_CHECKING:
@@ -151,7 +151,7 @@ class ExtractiveSummarizer:
         sentences = split_sentences(text)
         total = _words(text)
         if len(sentences) == 1 and total > 2 * self.max_words:
-            raise InputError(
+            raise NoSentenceBoundaryError(
                 f"no sentence boundary in a document of {total} words: an extractive summary "
                 "picks whole sentences (use a model's summary instead)"
             )

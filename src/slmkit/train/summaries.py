@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from slmkit.errors import DataError, InputError
+from slmkit.errors import DataError, InputError, NoSentenceBoundaryError
 from slmkit.tasks.data import SUMMARY_FILES, SummarizationTask, read_rows
 
 if TYPE_CHECKING:
@@ -102,7 +102,7 @@ def _inputs(
     for d in docs:
         try:
             out.append(extract(d).summary)
-        except InputError:  # no sentence boundary: hybrid refuses it too, so no row
+        except NoSentenceBoundaryError:  # hybrid refuses it too, so no row
             out.append(None)
         if progress:
             progress(1)
