@@ -51,6 +51,7 @@ def test_eval_zeroshot_and_summary_json() -> None:
     )
     assert s["rouge1"] > 0.05 and s["min_coverage"] == 1.0 and s["n"] == 1
     assert s["lead_baseline"]["k"] >= 1 and 0 < s["lead_baseline"]["rougeL"] < 1
+    assert 0 < s["summary_words_mean"] <= 2 * 60 + 16 and s["reference_words_mean"] > 0
 
 
 def test_train_classifier_then_classify(tmp_path: Path) -> None:

@@ -257,6 +257,9 @@ def _eval_summarize(
         "prompt_lookup": run.prompt_lookup,
     }
     out.update(rouge([r.summary for r in results], refs))
+    words = sum(len(r.summary.split()) for r in results)
+    out["summary_words_mean"] = round(words / len(results), 1)
+    out["reference_words_mean"] = round(sum(len(r.split()) for r in refs) / len(refs), 1)
     from slmkit.evaluate.summaries import lead_baseline
 
     out["lead_baseline"] = lead_baseline(spec, docs, refs)

@@ -173,7 +173,7 @@ def _register_causal(
 ) -> FinetuneResult:
     from slmkit.runtime.gguf_export import export_gguf
 
-    name = f"{Path(entry.filename).stem.split('.')[0]}.{cfg.out}.F16.gguf"
+    name = f"{entry.id}.{cfg.out}.F16.gguf"  # the base's id: its file name may hold dots
     record = lineage(cfg, cfg.data, f"causal-{cfg.how}", metrics, parent=entry.lineage)
 
     def fill(staging: Path) -> ModelEntry:
