@@ -246,6 +246,8 @@ def test_finetune_summary_data_is_found_and_the_report_rows_refused(tmp_path: Pa
     assert qmsum is not None and qmsum.name == "qmsum" and qmsum.split == "train"
     with pytest.raises(DataError, match="held back"):
         summary_task("cnn_dailymail-test")
+    with pytest.raises(DataError, match="cnn_dailymail-test"):  # names the splits there are
+        summary_task("cnn_dailymail-dev")
     assert summary_task(str(_summary_rows(tmp_path))) is not None
     pairs = tmp_path / "pairs.jsonl"
     pairs.write_text(json.dumps({"prompt": "p", "response": "r"}) + "\n")
@@ -320,3 +322,10 @@ def test_summary_input_on_other_data_is_refused(tmp_path: Path, fake_store: Stor
     cfg = FinetuneConfig(data=str(pairs), base="fake-chat", out="x", summary_input="extract")
     with pytest.raises(InputError, match="summary-input"):
         _pairs(cfg.resolved(True), fake_store, None)
+
+
+def test_summaries_on_an_encoder_base_point_at_a_chat_base() -> None:
+    from slmkit.train.data import load_train_data
+
+    with pytest.raises(DataError, match="chat base"):
+        load_train_data("cnn_dailymail")

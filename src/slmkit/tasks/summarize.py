@@ -126,7 +126,7 @@ class Summarizer:
             raise InputError("max_words must be at least 5")
         self.model, self.focus = model, focus
         self.max_words = max_words
-        self.max_tokens = int(max_words * 2) + 16
+        self.max_tokens = self.answer_tokens(max_words)
         # with an engine, chunks small enough to share its batch
         n_ctx = model.n_ctx if engine is None else min(model.n_ctx, engine.batched_request)
         budget = n_ctx - self.max_tokens - self._overhead(model, max_words, focus)
@@ -136,6 +136,11 @@ class Summarizer:
         self.temperature = temperature
         self.engine, self.window = engine, window
         self.prompt_lookup = prompt_lookup
+
+    @staticmethod
+    def answer_tokens(words: int) -> int:
+        """The most tokens a summary of `words` words may take (generation stops there)."""
+        return int(words * 2) + 16
 
     @staticmethod
     def prompt(text: str, words: int, part: bool = False, focus: str | None = None) -> str:

@@ -76,7 +76,10 @@ def load_train_data(
     else:
         spec = builtin_task(data)
         if not isinstance(spec, ClassificationTask):
-            raise DataError(f"{data} is not a classification task; fine-tuning needs labels")
+            raise DataError(
+                f"{data} is not a classification task: an encoder base needs labels (summaries "
+                "train a chat base: --base smollm2-135m-instruct)"
+            )
         texts, labels = spec.load("train")
         test = spec.load("test")
         classes, instruction = spec.labels, spec.instruction

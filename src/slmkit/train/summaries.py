@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from slmkit.errors import DataError, InputError, NoSentenceBoundaryError
-from slmkit.tasks.data import SUMMARY_FILES, SummarizationTask, read_rows
+from slmkit.tasks.data import SUMMARY_FILES, SummarizationTask, builtin_task, read_rows
 
 if TYPE_CHECKING:
     from slmkit.model import Model
@@ -36,14 +36,15 @@ if TYPE_CHECKING:
 def summary_task(data: str) -> SummarizationTask | None:
     """The summarization rows DATA names (a built-in's training split, or a JSONL/CSV with
     `document` and `summary` columns), or None for other data."""
-    base, _, split = data.partition("-")
-    if base in SUMMARY_FILES and split in ("", "train", "test"):
-        if split == "test":
+    if data.partition("-")[0] in SUMMARY_FILES:
+        spec = builtin_task(data)  # a DataError names the splits for an unknown one
+        assert isinstance(spec, SummarizationTask)
+        if spec.split == "test":
             raise DataError(
                 f"{data}: these rows are held back for reports and never trained on; "
-                f"train on {base} (its training split)"
+                f"train on {spec.name} (its training split)"
             )
-        return SummarizationTask(base, SUMMARY_FILES[base], split="train")
+        return spec.training()
     path = Path(data)
     if path.suffix.lower() in (".jsonl", ".csv") and path.is_file():
         first = read_rows(path, required=(), on_error="fail").rows[0]
@@ -87,7 +88,7 @@ def _inputs(
     from slmkit.tasks.summarize import Summarizer
 
     if cfg.summary_input == "document":
-        answer = int(cfg.max_words * 2) + 16  # the Summarizer's max_tokens
+        answer = Summarizer.answer_tokens(cfg.max_words)
         budget = cfg.tokens - Summarizer._overhead(chat, cfg.max_words) - answer
         if budget < 32:
             raise InputError(
